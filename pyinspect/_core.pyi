@@ -1,0 +1,52 @@
+"""Typed surface of the private C++ core (``pyinspect._core``).
+
+The public Python layer (``pyinspect.tiling``, ``pyinspect.voting``) validates arguments and words
+the errors; these functions re-check shapes once in C++ and raise ``ValueError``/``TypeError`` so a
+direct call can never crash the process.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+def axis_positions(length: int, patch: int = 224, count: int = 0) -> list[int]:
+    """Start offsets of ``count`` evenly spaced patches along one axis (0 = the smallest count
+    that covers ``length``); first at 0, last flush with the border. 512, 224 -> [0, 144, 288]."""
+
+def patch_grid(
+    height: int, width: int, patch: int = 224, rows: int = 0, cols: int = 0
+) -> npt.NDArray[np.int32]:
+    """Boxes [N, 4] int32 of (x, y, w, h), row-major (top row first, left to right)."""
+
+def tile_into(
+    frame: npt.ArrayLike,
+    out: npt.ArrayLike,
+    boxes: npt.NDArray[np.int32],
+    mean: Sequence[float],
+    std: Sequence[float],
+    threads: int = 1,
+) -> None:
+    """Crop every box of ``frame`` (uint8, H×W or H×W×C with C in 1, 3 (BGR), 4 (BGRA), any strides,
+    never copied) into ``out`` (writable C-contiguous float32 or float16 [N, C_out, P, P]) in one
+    pass, computing (x/255 - mean[c]) / std[c]. Channel rule: gray -> C_out=3 replicates; BGR(A)
+    -> C_out=3 writes RGB; BGR(A) -> C_out=1 uses luma 0.299 R + 0.587 G + 0.114 B. len(mean) ==
+    len(std) == C_out. float16 is round-to-nearest-even. Releases the GIL."""
+
+def vote(
+    scores: npt.ArrayLike,
+    class_texture: npt.NDArray[np.int32],
+    class_defective: npt.NDArray[np.bool_],
+    is_logits: bool = True,
+    threshold: float = -1.0,
+) -> dict[str, object]:
+    """Patch scores [N, K] float32 (logits, or probabilities when is_logits is False) -> dict with
+    'patch_class' int32[N], 'patch_score' float32[N] (probability of the argmax class),
+    'patch_defect_prob' float32[N] (summed probability of the defective classes),
+    'patch_defective' bool[N], 'texture' int, 'defective' bool, 'texture_votes' int32[T].
+    Texture = majority over patches' textures; a tie goes to the tied texture with the larger
+    summed softmax probability (over its classes, over all patches); then the lower id.
+    threshold < 0: a patch is defective iff its argmax class is defective; threshold in [0, 1]:
+    iff patch_defect_prob >= threshold. NaN/inf scores raise ValueError."""

@@ -1,0 +1,44 @@
+"""One exception root for everything pyinspect raises on purpose.
+
+Each subclass also derives from the built-in exception a caller would naturally catch, so
+``except ValueError`` keeps working for people who do not know pyinspect's types.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class PyInspectError(Exception):
+    """Root of every error pyinspect raises deliberately."""
+
+
+class InputError(PyInspectError, ValueError):
+    """A frame, array or argument has the wrong shape, dtype, size or value."""
+
+
+class InputTypeError(PyInspectError, TypeError):
+    """An argument is of the wrong Python type."""
+
+
+class ModelFileError(PyInspectError, FileNotFoundError):
+    """A model file is missing, unreadable, truncated or not what its suffix says."""
+
+
+class SpecError(PyInspectError, ValueError):
+    """A sidecar (``model.onnx.json`` / ``model.plan.json``) is missing, invalid or mismatched."""
+
+
+class BackendUnavailableError(PyInspectError, ImportError):
+    """A backend's library (or device) is not installed or not present on this machine."""
+
+
+class BackendError(PyInspectError, RuntimeError):
+    """A backend failed while loading or running a model."""
+
+
+def suggest(name: str, options: Iterable[str]) -> str:
+    """' Did you mean 'x'?' for the closest option, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
