@@ -6,8 +6,10 @@ logits; tiling, voting, timing and validation live once, in the Inspector and th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -33,6 +35,7 @@ class Backend(Protocol):
 
     name: str
     device: str
+    max_batch: int  # largest ``batch`` input_buffer/infer accept; the Inspector chunks above it
 
     @property
     def input_spec(self) -> TensorSpec: ...
@@ -64,9 +67,30 @@ class BackendInfo:
     module: str
     extra: str  # pip extra that installs it, for the error message
     is_available: Callable[[], bool]
+    title: str = ""  # display name in messages ("TensorRT"); defaults to ``name``
+
+    @property
+    def display(self) -> str:
+        return self.title or self.name
 
 
 _REGISTRY: dict[str, BackendInfo] = {}
+
+# ``backend="auto"`` rule: among registered, available backends that accept the model's suffix
+# (and, for a portable ``.onnx``, run on the CPU: a GPU is used only when asked for by name or
+# when the file is a GPU engine), take the first in this order; unlisted names go last,
+# alphabetically. onnxruntime leads the CPU backends until a measurement (benchmarks/latency.py)
+# shows another one faster on the deployment machine; change the order here, with the numbers.
+AUTO_PREFERENCE: tuple[str, ...] = ("tensorrt", "onnxruntime", "openvino", "torch")
+
+# Backends whose file suffix is known before their module is installed, so that a ``.plan``
+# without the TensorRT backend says "TensorRT backend not available" rather than "unknown".
+_PLANNED: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    # name: (display name, pip extra, suffixes)
+    "tensorrt": ("TensorRT", "tensorrt", (".plan", ".engine")),
+    "openvino": ("OpenVINO", "openvino", (".xml",)),
+    "torch": ("PyTorch", "torch", (".pt2",)),
+}
 
 
 def register_backend(info: BackendInfo) -> None:
@@ -81,24 +105,86 @@ def list_backends(*, available_only: bool = False) -> list[str]:
 def backend_info(name: str) -> BackendInfo:
     _load_builtin()
     if name not in _REGISTRY:
-        msg = f"Unknown backend {name!r}.{suggest(name, _REGISTRY)} Valid backends: {sorted(_REGISTRY)}"
+        if name in _PLANNED:
+            title, extra, _ = _PLANNED[name]
+            msg = (
+                f"{title} backend not available: pyinspect.backends.{name} is not part of this"
+                f" installation. Install it with `pip install pyinspect[{extra}]` on a machine"
+                f" that has it; registered backends: {sorted(_REGISTRY)}"
+            )
+            raise BackendUnavailableError(msg)
+        valid = sorted(_REGISTRY)
+        msg = f"Unknown backend {name!r}.{suggest(name, valid)} Valid backends: {valid}"
         raise InputError(msg)
     return _REGISTRY[name]
 
 
-def create_backend(name: str, model_path: str, spec: ModelSpec, **options: Any) -> Backend:
+def create_backend(
+    name: str, model_path: str | os.PathLike[str], spec: ModelSpec, **options: Any
+) -> Backend:
     """Build backend ``name`` for ``model_path``; ``None`` options are dropped so an option one
     backend lacks does not break another."""
     info = backend_info(name)
     if not info.is_available():
-        msg = (
-            f"{name} backend not available: {info.module!r} is not importable"
-            f" (or no {'/'.join(info.devices)} device). Install it with "
-            f"`pip install pyinspect[{info.extra}]`."
-        )
-        raise BackendUnavailableError(msg)
+        raise _unavailable(info)
     kwargs = {k: v for k, v in options.items() if v is not None}
     return info.factory(model_path, spec, **kwargs)
+
+
+def pick_backend(model_path: str | os.PathLike[str]) -> str:
+    """The ``backend="auto"`` choice for a model file (rule: see ``AUTO_PREFERENCE``)."""
+    _load_builtin()
+    suffix = Path(model_path).suffix.lower()
+    claims = [i for i in _REGISTRY.values() if suffix in i.suffixes]
+    if suffix == ".onnx":
+        claims = [i for i in claims if "cpu" in i.devices]
+    usable = [i for i in claims if i.is_available()]
+    if usable:
+        rank = {n: k for k, n in enumerate(AUTO_PREFERENCE)}
+        return min(usable, key=lambda i: (rank.get(i.name, len(rank)), i.name)).name
+    if claims:  # registered but not importable here: say which and how to install
+        raise _unavailable(min(claims, key=lambda i: i.name))
+    for name, (_, _, suffixes) in _PLANNED.items():
+        if suffix in suffixes:
+            return name  # backend_info() then raises "<Title> backend not available: ..."
+    known = sorted({s for i in _REGISTRY.values() for s in i.suffixes} | _planned_suffixes())
+    msg = (
+        f"No backend reads {suffix or 'files without a suffix'!r} ({model_path}). Known model"
+        f" suffixes: {known}; or name a backend explicitly: {sorted(_REGISTRY)}"
+    )
+    raise InputError(msg)
+
+
+def _unavailable(info: BackendInfo) -> BackendUnavailableError:
+    msg = (
+        f"{info.display} backend not available: {info.module!r} is not importable"
+        f" (or no {'/'.join(info.devices)} device). Install it with "
+        f"`pip install pyinspect[{info.extra}]`."
+    )
+    return BackendUnavailableError(msg)
+
+
+def _planned_suffixes() -> set[str]:
+    return {s for _, _, suffixes in _PLANNED.values() for s in suffixes}
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads share a core's FP units, so more
+    intra-op threads than cores only adds contention). Falls back to the logical count."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topo / "physical_package_id").read_text().strip()
+            core = (topo / "core_id").read_text().strip()
+        except OSError:
+            return max(1, len(cpus))
+        cores.add((package, core))
+    return max(1, len(cores))
 
 
 def _load_builtin() -> None:

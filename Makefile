@@ -1,0 +1,44 @@
+# Newcomer entry points: `make demo` (see README) and `make test`.
+# The environment lives in .venv at the repo root; a stamp file records that it is installed,
+# so a second `make test` only runs the checks (it reinstalls when pyproject.toml, CMakeLists.txt
+# or the C++ sources change, which also rebuilds pyinspect._core).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pyinspect-installed
+# tensorrt-stubs pins tensorrt wheels that cannot install without NVIDIA's index and a GPU;
+# only its .pyi files are wanted (mypy), so it is installed without dependencies.
+TENSORRT_STUBS := tensorrt-stubs==10.13.0.35.1
+
+.PHONY: test lint pytest install demo clean-venv
+
+test: lint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
+	$(BIN)/pip install scikit-build-core pybind11
+	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino]'
+	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
+	touch $@
+
+# demo: runtime only (no torch): creates .venv if absent, installs pyinspect without extras when
+# its core is missing, then inspects a fresh synthetic sample with the shipped models/student.onnx.
+demo: | $(BIN)/python
+	@$(BIN)/python -c "import pyinspect._core, onnxruntime, cv2, tqdm, pydantic" 2>/dev/null || \
+	  { $(BIN)/pip install scikit-build-core pybind11 && \
+	    $(BIN)/pip install --no-build-isolation -e . ; }
+	$(BIN)/python scripts/demo.py
+
+clean-venv:
+	rm -rf $(VENV)

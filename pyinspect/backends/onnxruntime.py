@@ -1,0 +1,257 @@
+"""ONNX Runtime on the CPU: the default backend (onnxruntime is a core dependency).
+
+One session, intra-op threads = physical cores, all graph optimisations, sequential execution.
+Input and output live in numpy buffers bound once per batch size through IOBinding, so ``infer``
+allocates nothing: the tiler writes the input in place and ORT writes the logits in place.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyinspect.backends.base import BackendInfo, TensorSpec, physical_cores, register_backend
+from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
+from pyinspect.spec import ModelSpec
+
+_ORT_DTYPES: dict[str, np.dtype[Any]] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+}
+_DEVICES = ("cpu",)
+
+
+class OnnxRuntimeBackend:
+    """CPU inference of one ONNX model whose sidecar is ``spec``.
+
+    Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
+    buffers); the Inspector serialises them with a lock.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        spec: ModelSpec,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+        max_batch: int = 64,
+    ) -> None:
+        if device not in (*_DEVICES, "auto"):
+            msg = f"onnxruntime backend runs on {list(_DEVICES)}, got device={device!r}"
+            raise InputError(msg)
+        if threads is not None and threads < 1:
+            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
+            raise InputError(msg)
+        if max_batch < 1:
+            msg = f"max_batch must be >= 1, got {max_batch}"
+            raise InputError(msg)
+        self.device = "cpu"
+        self.model_path = Path(model_path)
+        self.spec = spec
+        self.threads = threads or physical_cores()
+        _check_model_file(self.model_path)
+
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: ORT's warnings go to stderr, not to callers
+        try:
+            self._session = ort.InferenceSession(
+                str(self.model_path), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ORT raises its own pybind types (InvalidProtobuf, Fail, ...)
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            msg = f"{self.model_path}: not a loadable ONNX model ({detail})"
+            raise ModelFileError(msg) from exc
+        self._ort = ort
+        in_dtype, fixed_batch = _check_against_spec(self._session, spec, self.model_path)
+        self._out_dtype = _ORT_DTYPES[self._find(self._session.get_outputs(), "output").type]
+        self._fixed_batch = fixed_batch
+        self.max_batch = fixed_batch or max_batch
+        self._in_dtype = in_dtype
+        self._capacity = 0
+        self._input: np.ndarray = np.empty((0,), dtype=np.float32)
+        self._output: np.ndarray = np.empty((0,), dtype=np.float32)
+        self._logits32: np.ndarray | None = None
+        self._bindings: dict[int, Any] = {}
+        self._run_options = ort.RunOptions()
+        self._closed = False
+
+    # ---- Backend protocol ----------------------------------------------------------------------
+    @property
+    def input_spec(self) -> TensorSpec:
+        return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
+
+    def input_buffer(self, batch: int) -> np.ndarray:
+        """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
+        self._ensure(batch)
+        return self._input[:batch]
+
+    def infer(self, batch: int) -> np.ndarray:
+        """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
+        that the next call overwrites."""
+        self._ensure(batch)
+        rows = self._fixed_batch or batch
+        binding = self._bindings.get(rows)
+        if binding is None:
+            binding = self._bind(rows)
+        try:
+            self._session.run_with_iobinding(binding, self._run_options)
+        except Exception as exc:
+            msg = f"onnxruntime failed on {self.model_path} (batch {batch}): {exc}"
+            raise BackendError(msg) from exc
+        out = self._output[:batch]
+        if self._logits32 is None:
+            return out
+        np.copyto(self._logits32[:batch], out)
+        return self._logits32[:batch]
+
+    def close(self) -> None:
+        """Drop the session and buffers; idempotent."""
+        self._closed = True
+        self._bindings.clear()
+        self._session = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxRuntimeBackend({str(self.model_path)!r}, threads={self.threads},"
+            f" max_batch={self.max_batch}, dtype={self._in_dtype.name})"
+        )
+
+    # ---- buffers -------------------------------------------------------------------------------
+    def _ensure(self, batch: int) -> None:
+        """Grow the buffers (rarely: doubling, capped at max_batch) so ``batch`` rows fit."""
+        if self._closed:
+            msg = f"onnxruntime backend for {self.model_path} is closed"
+            raise BackendError(msg)
+        if not 1 <= batch <= self.max_batch:
+            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
+            raise InputError(msg)
+        rows = self._fixed_batch or batch
+        if rows <= self._capacity:
+            return
+        cap = min(self.max_batch, max(rows, 2 * self._capacity))
+        c, p = self.spec.input.channels, self.spec.patch
+        # Borrowed by ORT: the OrtValues bound in ``_bind`` point into these arrays and hold a
+        # reference to them, so they stay alive until the bindings are dropped here or in close().
+        self._bindings.clear()
+        self._input = np.zeros((cap, c, p, p), dtype=self._in_dtype)
+        self._output = np.zeros((cap, self.spec.num_classes), dtype=self._out_dtype)
+        if self._out_dtype != np.float32:
+            self._logits32 = np.zeros((cap, self.spec.num_classes), dtype=np.float32)
+        self._capacity = cap
+
+    def _bind(self, rows: int) -> Any:
+        ort = self._ort
+        binding = self._session.io_binding()
+        binding.bind_ortvalue_input(
+            self.spec.input.name, ort.OrtValue.ortvalue_from_numpy(self._input[:rows])
+        )
+        binding.bind_ortvalue_output(
+            self.spec.output.name, ort.OrtValue.ortvalue_from_numpy(self._output[:rows])
+        )
+        self._bindings[rows] = binding
+        return binding
+
+    def _find(self, tensors: list[Any], which: str) -> Any:
+        name = getattr(self.spec, which).name
+        return next(t for t in tensors if t.name == name)
+
+
+def _check_model_file(path: Path) -> None:
+    """Missing / empty / not-a-file model -> ModelFileError before ORT prints its own text."""
+    if not path.exists():
+        msg = f"{path}: model file not found"
+        raise ModelFileError(msg)
+    if not path.is_file():
+        msg = f"{path}: not a file (a model file is expected)"
+        raise ModelFileError(msg)
+    if path.stat().st_size == 0:
+        msg = f"{path}: model file is empty (0 bytes); re-export it"
+        raise ModelFileError(msg)
+
+
+def _check_against_spec(session: Any, spec: ModelSpec, model: Path) -> tuple[np.dtype[Any], int]:
+    """The graph must be the one the sidecar describes. Returns (input dtype, fixed batch or 0)."""
+    sidecar = ModelSpec.sidecar_path(model).name
+
+    def mismatch(tensor: str, what: str, expected: object, got: object) -> SpecError:
+        msg = (
+            f"{model}: tensor {tensor!r}: {what} is {got}, but {sidecar} expects {expected}"
+            " (re-export the model and its sidecar together)"
+        )
+        return SpecError(msg)
+
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    names = [t.name for t in inputs]
+    if spec.input.name not in names:
+        msg = (
+            f"{model}: has no input tensor {spec.input.name!r} (sidecar {sidecar} input.name);"
+            f" its inputs are {names}"
+        )
+        raise SpecError(msg)
+    if len(inputs) != 1:
+        msg = f"{model}: expected exactly one input tensor, got {names}"
+        raise SpecError(msg)
+    out_names = [t.name for t in outputs]
+    if spec.output.name not in out_names:
+        msg = (
+            f"{model}: has no output tensor {spec.output.name!r} (sidecar {sidecar}"
+            f" output.name); its outputs are {out_names}"
+        )
+        raise SpecError(msg)
+
+    inp = inputs[0]
+    shape = list(inp.shape)
+    if len(shape) != 4:
+        raise mismatch(inp.name, "rank", f"4 (NCHW) {spec.input.shape}", f"{len(shape)} {shape}")
+    for axis, what, want in ((1, "channels", spec.input.channels), (2, "height", spec.patch)):
+        if shape[axis] != want:
+            raise mismatch(inp.name, f"{what} (axis {axis})", want, shape[axis])
+    if shape[3] != spec.patch:
+        raise mismatch(inp.name, "width (axis 3)", spec.patch, shape[3])
+    dtype = _ORT_DTYPES.get(inp.type)
+    if dtype is None or dtype.name != spec.input.dtype:
+        raise mismatch(inp.name, "dtype", spec.input.dtype, inp.type)
+    model_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else -1
+    if model_batch != spec.input.shape[0]:
+        raise mismatch(inp.name, "batch (axis 0; -1 = dynamic)", spec.input.shape[0], model_batch)
+
+    out = next(t for t in outputs if t.name == spec.output.name)
+    oshape = list(out.shape)
+    if len(oshape) != 2:
+        raise mismatch(out.name, "rank", "2 ([batch, classes])", f"{len(oshape)} {oshape}")
+    if isinstance(oshape[1], int) and oshape[1] != spec.num_classes:
+        raise mismatch(out.name, "class count (axis 1)", f"{spec.num_classes} classes", oshape[1])
+    if out.type not in _ORT_DTYPES:
+        raise mismatch(out.name, "dtype", "float32 or float16", out.type)
+    return dtype, max(model_batch, 0)
+
+
+def _available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+register_backend(
+    BackendInfo(
+        name="onnxruntime",
+        factory=OnnxRuntimeBackend,
+        suffixes=(".onnx",),
+        devices=_DEVICES,
+        module="onnxruntime",
+        extra="onnxruntime",
+        is_available=_available,
+        title="ONNX Runtime",
+    )
+)

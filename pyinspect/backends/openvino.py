@@ -1,0 +1,382 @@
+"""OpenVINO on the CPU: the same ONNX (or OpenVINO IR ``.xml``) and sidecar as ONNX Runtime.
+
+Why a second CPU backend: on the student, OpenVINO's CPU plugin is faster than ONNX Runtime
+(docs/fast_cpu.md has the numbers), and it can run bf16 on CPUs with native bf16 units.
+
+* One compiled model per batch size, each with a static shape (the CPU plugin picks its kernels
+  for that shape once); all of them read the same input buffer and write the same output
+  buffer, wrapped as OpenVINO tensors without a copy, so ``infer`` allocates nothing.
+* Precision is always set explicitly: ``INFERENCE_PRECISION_HINT`` defaults to bf16 on CPUs that
+  have it, which would silently change the numbers. ``precision="bf16"`` is refused (not
+  degraded) on a CPU without native bf16; verdict parity with f32 is checked by
+  ``pyinspect.precision_guard`` before a reduced precision is trusted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pyinspect.backends.base import BackendInfo, TensorSpec, physical_cores, register_backend
+from pyinspect.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InputError,
+    ModelFileError,
+    SpecError,
+)
+from pyinspect.spec import ModelSpec
+
+_DEVICES = ("cpu",)
+_SUFFIXES = (".onnx", ".xml")
+#: Public precision name -> OpenVINO element type name of ``INFERENCE_PRECISION_HINT``.
+PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
+#: Compiled batch sizes kept at once (each holds its own kernels and scratch memory).
+_MAX_COMPILED = 4
+
+
+class OpenVinoBackend:
+    """CPU inference of one model with OpenVINO; ``spec`` is its sidecar.
+
+    Args:
+        model_path: ``.onnx`` or OpenVINO IR ``.xml`` (its ``.bin`` beside it).
+        spec: the model's sidecar.
+        precision: ``"f32"`` (default, exact) or ``"bf16"`` (CPUs with AVX512-BF16 / AMX only).
+        threads: inference threads (``None``: physical cores).
+        max_batch: largest batch ``input_buffer``/``infer`` accept.
+        config: extra OpenVINO CPU properties (e.g. ``{"ENABLE_CPU_PINNING": True}``); they
+            override the defaults above except the precision, which is checked after compiling.
+
+    Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
+    buffers); the Inspector serialises them with a lock.
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        spec: ModelSpec,
+        *,
+        precision: str = "f32",
+        threads: int | None = None,
+        device: str = "cpu",
+        max_batch: int = 64,
+        config: dict[str, Any] | None = None,
+    ) -> None:
+        if device not in (*_DEVICES, "auto"):
+            msg = f"openvino backend runs on {list(_DEVICES)}, got device={device!r}"
+            raise InputError(msg)
+        if precision not in PRECISIONS:
+            msg = f"precision must be one of {list(PRECISIONS)}, got {precision!r}"
+            raise InputError(msg)
+        if threads is not None and threads < 1:
+            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
+            raise InputError(msg)
+        if max_batch < 1:
+            msg = f"max_batch must be >= 1, got {max_batch}"
+            raise InputError(msg)
+        self.device = "cpu"
+        self.model_path = Path(model_path)
+        self.spec = spec
+        self.precision = precision
+        self.threads = threads or physical_cores()
+        check_model_file(self.model_path)
+
+        import openvino as ov
+
+        self._ov = ov
+        self._core = ov.Core()
+        if precision != "f32":
+            require_precision(self._core, precision)
+        try:
+            self._model = self._core.read_model(str(self.model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long traces
+            msg = f"{self.model_path}: not a loadable model ({first_line(exc)})"
+            raise ModelFileError(msg) from exc
+        in_dtype, out_dtype, fixed_batch = check_against_spec(self._model, spec, self.model_path)
+        self._in_dtype, self._out_dtype = in_dtype, out_dtype
+        self._fixed_batch = fixed_batch
+        self.max_batch = fixed_batch or max_batch
+        self._config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+            "INFERENCE_NUM_THREADS": self.threads,
+            **(config or {}),
+            "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+        }
+        self._capacity = 0
+        self._input = np.empty((0,), dtype=in_dtype)
+        self._output = np.empty((0,), dtype=out_dtype)
+        self._logits32: np.ndarray | None = None
+        self._requests: dict[int, Any] = {}  # rows -> InferRequest bound to the buffers
+        self._compiled: dict[int, Any] = {}  # rows -> CompiledModel (most recently used last)
+        self._closed = False
+        # Compile the sidecar's batch (or the 3×3 grid's 9) now, so the first frame is not slow
+        # and a precision the plugin ignores is caught here rather than at the first infer.
+        first = fixed_batch or min(self.max_batch, 9)
+        self._ensure(first)
+        self._request(first)
+
+    # ---- Backend protocol ----------------------------------------------------------------------
+    @property
+    def input_spec(self) -> TensorSpec:
+        return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
+
+    def input_buffer(self, batch: int) -> np.ndarray:
+        """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
+        self._ensure(batch)
+        return self._input[:batch]
+
+    def infer(self, batch: int) -> np.ndarray:
+        """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
+        that the next call overwrites."""
+        self._ensure(batch)
+        rows = self._fixed_batch or batch
+        request = self._requests.get(rows)
+        if request is None:
+            request = self._request(rows)
+        try:
+            request.infer()
+        except Exception as exc:
+            msg = f"openvino failed on {self.model_path} (batch {batch}): {first_line(exc)}"
+            raise BackendError(msg) from exc
+        out = self._output[:batch]
+        if self._logits32 is None:
+            return out
+        np.copyto(self._logits32[:batch], out)
+        return self._logits32[:batch]
+
+    def close(self) -> None:
+        """Drop the compiled models and buffers; idempotent."""
+        self._closed = True
+        self._requests.clear()
+        self._compiled.clear()
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenVinoBackend({str(self.model_path)!r}, precision={self.precision!r},"
+            f" threads={self.threads}, max_batch={self.max_batch}, dtype={self._in_dtype.name})"
+        )
+
+    # ---- introspection (benchmarks, docs) ------------------------------------------------------
+    def compiled_properties(self, batch: int = 9) -> dict[str, Any]:
+        """What the CPU plugin actually chose for ``batch`` (precision, threads, streams)."""
+        self._ensure(batch)
+        rows = self._fixed_batch or batch
+        if rows not in self._compiled:
+            self._request(rows)
+        compiled = self._compiled[rows]
+        keys = ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS")
+        values = {k: compiled.get_property(k) for k in keys}
+        return {
+            k: v.get_type_name() if hasattr(v, "get_type_name") else v for k, v in values.items()
+        }
+
+    # ---- buffers -------------------------------------------------------------------------------
+    def _ensure(self, batch: int) -> None:
+        """Grow the buffers (rarely: doubling, capped at max_batch) so ``batch`` rows fit."""
+        if self._closed:
+            msg = f"openvino backend for {self.model_path} is closed"
+            raise BackendError(msg)
+        if not 1 <= batch <= self.max_batch:
+            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
+            raise InputError(msg)
+        rows = self._fixed_batch or batch
+        if rows <= self._capacity:
+            return
+        cap = min(self.max_batch, max(rows, 2 * self._capacity))
+        c, p = self.spec.input.channels, self.spec.patch
+        # Borrowed by OpenVINO: the tensors set on the requests point into these arrays (and keep
+        # a reference to them), so the requests are dropped before the arrays are replaced.
+        self._requests.clear()
+        self._input = np.zeros((cap, c, p, p), dtype=self._in_dtype)
+        self._output = np.zeros((cap, self.spec.num_classes), dtype=self._out_dtype)
+        if self._out_dtype != np.float32:
+            self._logits32 = np.zeros((cap, self.spec.num_classes), dtype=np.float32)
+        self._capacity = cap
+
+    def _request(self, rows: int) -> Any:
+        """An infer request for batch ``rows`` whose input and output tensors wrap the first
+        ``rows`` rows of the buffers (compiling that batch size on first use)."""
+        ov = self._ov
+        compiled = self._compiled.pop(rows, None)
+        if compiled is None:
+            compiled = self._compile(rows)
+        self._compiled[rows] = compiled  # re-insert: most recently used last
+        while len(self._compiled) > _MAX_COMPILED:
+            oldest = next(iter(self._compiled))
+            del self._compiled[oldest]
+            self._requests.pop(oldest, None)
+        request = compiled.create_infer_request()
+        request.set_input_tensor(ov.Tensor(self._input[:rows], shared_memory=True))
+        out_index = _output_index(compiled.outputs, self.spec.output.name)
+        request.set_output_tensor(out_index, ov.Tensor(self._output[:rows], shared_memory=True))
+        self._requests[rows] = request
+        return request
+
+    def _compile(self, rows: int) -> Any:
+        model = self._model.clone()
+        c, p = self.spec.input.channels, self.spec.patch
+        try:
+            model.reshape({self.spec.input.name: [rows, c, p, p]})
+            compiled = self._core.compile_model(model, "CPU", self._config)
+        except Exception as exc:
+            msg = (
+                f"openvino could not compile {self.model_path} for batch {rows}: {first_line(exc)}"
+            )
+            raise BackendError(msg) from exc
+        got = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        if got != PRECISIONS[self.precision]:  # never run another precision than the one asked
+            msg = (
+                f"openvino compiled {self.model_path} with inference precision {got}, not"
+                f" {self.precision} as asked; refusing to run it silently at another precision"
+            )
+            raise BackendUnavailableError(msg)
+        return compiled
+
+
+# ---- checks shared with the native runner ------------------------------------------------------
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_model_file(path: Path) -> None:
+    """Missing / empty / not-a-file model (and an IR without its .bin) -> ModelFileError."""
+    if not path.exists():
+        msg = f"{path}: model file not found"
+        raise ModelFileError(msg)
+    if not path.is_file():
+        msg = f"{path}: not a file (a model file is expected)"
+        raise ModelFileError(msg)
+    if path.stat().st_size == 0:
+        msg = f"{path}: model file is empty (0 bytes); re-export it"
+        raise ModelFileError(msg)
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        msg = (
+            f"{path}: OpenVINO IR needs its weights file {path.with_suffix('.bin').name} beside it"
+        )
+        raise ModelFileError(msg)
+
+
+def cpu_precisions(core: Any) -> list[str]:
+    """Precisions the CPU plugin reports natively (e.g. ['FP32', 'INT8', 'BF16'])."""
+    return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
+
+
+def require_precision(core: Any, precision: str) -> None:
+    """Refuse a reduced precision the CPU cannot run natively (OpenVINO would quietly use f32)."""
+    caps = cpu_precisions(core)
+    if precision.upper() not in caps:
+        name = str(core.get_property("CPU", "FULL_DEVICE_NAME"))
+        msg = (
+            f"precision={precision!r} needs a CPU with native {precision} support (AVX512-BF16 or"
+            f" AMX); this CPU ({name}) offers {caps}. Use precision='f32'."
+        )
+        raise BackendUnavailableError(msg)
+
+
+def _output_index(outputs: list[Any], name: str) -> int:
+    for i, port in enumerate(outputs):
+        if name in port.get_names():
+            return i
+    names = [sorted(p.get_names()) for p in outputs]
+    msg = f"model has no output tensor {name!r}; its outputs are {names}"
+    raise SpecError(msg)
+
+
+_OV_DTYPES = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16)}
+
+
+def check_against_spec(
+    model: Any, spec: ModelSpec, path: Path
+) -> tuple[np.dtype[Any], np.dtype[Any], int]:
+    """The graph must be the one the sidecar describes.
+
+    Returns (input dtype, output dtype, fixed batch or 0 for a dynamic one).
+    """
+    sidecar = ModelSpec.sidecar_path(path).name
+
+    def mismatch(tensor: str, what: str, expected: object, got: object) -> SpecError:
+        msg = (
+            f"{path}: tensor {tensor!r}: {what} is {got}, but {sidecar} expects {expected}"
+            " (re-export the model and its sidecar together)"
+        )
+        return SpecError(msg)
+
+    inputs, outputs = model.inputs, model.outputs
+    in_names = [sorted(p.get_names()) for p in inputs]
+    if len(inputs) != 1:
+        msg = f"{path}: expected exactly one input tensor, got {in_names}"
+        raise SpecError(msg)
+    port = inputs[0]
+    if spec.input.name not in port.get_names():
+        msg = (
+            f"{path}: has no input tensor {spec.input.name!r} (sidecar {sidecar} input.name);"
+            f" its inputs are {in_names}"
+        )
+        raise SpecError(msg)
+    out_names = [sorted(p.get_names()) for p in outputs]
+    out_port = next((p for p in outputs if spec.output.name in p.get_names()), None)
+    if out_port is None:
+        msg = (
+            f"{path}: has no output tensor {spec.output.name!r} (sidecar {sidecar}"
+            f" output.name); its outputs are {out_names}"
+        )
+        raise SpecError(msg)
+
+    name = spec.input.name
+    pshape = port.get_partial_shape()
+    dims = [d.get_length() if d.is_static else -1 for d in pshape] if pshape.rank.is_static else []
+    if len(dims) != 4:
+        raise mismatch(name, "rank", f"4 (NCHW) {spec.input.shape}", f"{len(dims)} {pshape}")
+    for axis, what, want in (
+        (1, "channels", spec.input.channels),
+        (2, "height", spec.patch),
+        (3, "width", spec.patch),
+    ):
+        if dims[axis] != want:
+            raise mismatch(name, f"{what} (axis {axis})", want, dims[axis])
+    in_type = port.get_element_type().get_type_name()
+    in_dtype = _OV_DTYPES.get(in_type)
+    if in_dtype is None or in_dtype.name != spec.input.dtype:
+        raise mismatch(name, "dtype", spec.input.dtype, in_type)
+    if dims[0] != spec.input.shape[0]:
+        raise mismatch(name, "batch (axis 0; -1 = dynamic)", spec.input.shape[0], dims[0])
+
+    oshape = out_port.get_partial_shape()
+    if not oshape.rank.is_static or oshape.rank.get_length() != 2:
+        raise mismatch(spec.output.name, "rank", "2 ([batch, classes])", str(oshape))
+    classes = oshape[1]
+    if classes.is_static and classes.get_length() != spec.num_classes:
+        raise mismatch(
+            spec.output.name, "class count (axis 1)", f"{spec.num_classes} classes", classes
+        )
+    out_type = out_port.get_element_type().get_type_name()
+    out_dtype = _OV_DTYPES.get(out_type)
+    if out_dtype is None:
+        raise mismatch(spec.output.name, "dtype", "float32 or float16", out_type)
+    return in_dtype, out_dtype, max(dims[0], 0)
+
+
+def _available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+register_backend(
+    BackendInfo(
+        name="openvino",
+        factory=OpenVinoBackend,
+        suffixes=_SUFFIXES,
+        devices=_DEVICES,
+        module="openvino",
+        extra="openvino",
+        is_available=_available,
+        title="OpenVINO",
+    )
+)

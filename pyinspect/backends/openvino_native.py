@@ -1,0 +1,234 @@
+"""The whole frame in one C++ call: tile -> OpenVINO infer -> vote, GIL released throughout.
+
+``pyinspect._openvino_native`` is built only when CMake found OpenVINO (``PYINSPECT_WITH_OPENVINO``,
+AUTO by default) and links the exact OpenVINO release it was compiled against; this module loads
+it, refuses another release with a clear message, and wraps it with the same inputs and results as
+``Inspector.run``. The Python ``openvino`` backend (``pyinspect.backends.openvino``) remains the
+fallback when the module is missing.
+
+    runner = native_runner("models/student.onnx")      # compiled for 512×512 frames
+    result = runner.run(frame)                         # InspectionResult, with stage timings
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from pyinspect.backends.base import physical_cores
+from pyinspect.backends.openvino import (
+    PRECISIONS,
+    check_against_spec,
+    check_model_file,
+    first_line,
+    require_precision,
+)
+from pyinspect.errors import BackendError, BackendUnavailableError, InputError, ModelFileError
+from pyinspect.result import InspectionResult, Timings
+from pyinspect.spec import ModelSpec
+
+REBUILD_HINT = "rebuild pyinspect with openvino installed: pip install --no-build-isolation -e ."
+#: Compiled runners kept per frame size (each compiles the model for its patch count).
+_MAX_SHAPES = 4
+
+
+def load_native() -> ModuleType:
+    """Import the native module, or say exactly why it cannot be used."""
+    try:
+        import openvino  # loads libopenvino (also found through the module's rpath)
+    except ImportError as exc:
+        msg = (
+            "the native OpenVINO runner needs the openvino package: pip install pyinspect[openvino]"
+        )
+        raise BackendUnavailableError(msg) from exc
+    loaded = openvino.get_version()
+    try:
+        from pyinspect import _openvino_native as native
+    except ImportError as exc:
+        if "libopenvino" in str(exc):
+            msg = (
+                f"pyinspect's native OpenVINO runner was built against another OpenVINO release"
+                f" than the installed {loaded} ({first_line(exc)}); {REBUILD_HINT}"
+            )
+        else:
+            msg = f"pyinspect was built without the native OpenVINO runner; {REBUILD_HINT}"
+        raise BackendUnavailableError(msg) from exc
+    built = native.build_version()
+    if not (loaded == built or loaded.startswith(built + "-")):
+        msg = (
+            f"pyinspect's native OpenVINO runner was built against OpenVINO {built} but"
+            f" {loaded} is installed; {REBUILD_HINT}, or pip install openvino=={built}"
+        )
+        raise BackendUnavailableError(msg)
+    return native
+
+
+def native_available() -> bool:
+    """True when the native runner is built and matches the installed OpenVINO."""
+    try:
+        load_native()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+class NativeFrameRunner:
+    """Inspect frames with the native runner; same verdicts as ``Inspector(model, "openvino")``.
+
+    Args:
+        model_path: ``.onnx`` or ``.xml`` with its sidecar beside it (or pass ``spec``).
+        spec: the sidecar, if already loaded.
+        frame_shape: (H, W) to compile for up front; other sizes compile on first use.
+        precision: ``"f32"`` or ``"bf16"`` (refused on CPUs without native bf16).
+        threads: inference threads (``None``: physical cores).
+        tile_threads: tiler threads (the tiler takes ~0.1 ms; 1 avoids a thread start).
+        threshold: default defect rule, as for ``Inspector``.
+
+    Not safe for concurrent ``run`` from several threads (one input buffer per frame size).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        spec: ModelSpec | None = None,
+        *,
+        frame_shape: tuple[int, int] = (512, 512),
+        precision: str = "f32",
+        threads: int | None = None,
+        tile_threads: int = 1,
+        threshold: float | None = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            msg = f"precision must be one of {list(PRECISIONS)}, got {precision!r}"
+            raise InputError(msg)
+        if threads is not None and threads < 1:
+            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
+            raise InputError(msg)
+        self._native = load_native()
+        self.model_path = Path(model_path)
+        check_model_file(self.model_path)
+        self.spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
+        self.precision = precision
+        self.threads = threads or physical_cores()
+        self.tile_threads = tile_threads
+        self.threshold = threshold
+        import openvino
+
+        core = openvino.Core()
+        if precision != "f32":
+            require_precision(core, precision)
+        # The same checks and messages as the Python backend, before C++ sees the model.
+        try:
+            model = core.read_model(str(self.model_path))
+        except Exception as exc:
+            msg = f"{self.model_path}: not a loadable model ({first_line(exc)})"
+            raise ModelFileError(msg) from exc
+        check_against_spec(model, self.spec, self.model_path)
+        del model
+        self._runners: dict[tuple[int, int], Any] = {}
+        self._runner(tuple(frame_shape))  # type: ignore[arg-type]
+
+    def run(self, frame: np.ndarray, *, threshold: float | None = None) -> InspectionResult:
+        """Inspect one uint8 frame (H×W or H×W×C, any strides)."""
+        from pyinspect.tiling import _check_frame
+
+        _check_frame(frame)
+        thr = self.threshold if threshold is None else threshold
+        runner = self._runner((int(frame.shape[0]), int(frame.shape[1])))
+        try:
+            r = runner.run(frame, -1.0 if thr is None else float(thr))
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        except RuntimeError as exc:
+            raise BackendError(str(exc)) from exc
+        for key in ("patch_class", "patch_score", "patch_defect_prob", "texture_votes"):
+            r[key].flags.writeable = False
+        defective_patches = np.flatnonzero(r["patch_defective"])
+        defective_patches.flags.writeable = False
+        texture, defective = int(r["texture"]), bool(r["defective"])
+        return InspectionResult(
+            texture=texture,
+            texture_name=self.spec.textures[texture],
+            defective=defective,
+            label=self.spec.label(texture, defective),
+            boxes=runner.boxes,
+            patch_class=r["patch_class"],
+            patch_score=r["patch_score"],
+            patch_defect_prob=r["patch_defect_prob"],
+            defective_patches=defective_patches,
+            timings=Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"]),
+            texture_votes=r["texture_votes"],
+        )
+
+    def logits(self, frame_shape: tuple[int, int] = (512, 512)) -> np.ndarray:
+        """A copy of the logits [N, K] of the last frame of that size (for parity checks)."""
+        return self._runner(frame_shape).logits()
+
+    @property
+    def compiled_precision(self) -> str:
+        return str(next(iter(self._runners.values())).precision)
+
+    def close(self) -> None:
+        self._runners.clear()
+
+    def __enter__(self) -> NativeFrameRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"NativeFrameRunner({str(self.model_path)!r}, precision={self.precision!r},"
+            f" threads={self.threads}, frame_shapes={list(self._runners)})"
+        )
+
+    def _runner(self, shape: tuple[int, int]) -> Any:
+        runner = self._runners.pop(shape, None)
+        if runner is None:
+            runner = self._build(shape)
+        self._runners[shape] = runner  # most recently used last
+        while len(self._runners) > _MAX_SHAPES:
+            del self._runners[next(iter(self._runners))]
+        return runner
+
+    def _build(self, shape: tuple[int, int]) -> Any:
+        s = self.spec
+        rows, cols = s.grid_rows_cols
+        try:
+            return self._native.FrameRunner(
+                str(self.model_path),
+                s.input.name,
+                s.output.name,
+                s.input.channels,
+                s.patch,
+                shape[0],
+                shape[1],
+                rows or 0,
+                cols or 0,
+                list(s.normalization.mean),
+                list(s.normalization.std),
+                s.input.dtype == "float16",
+                PRECISIONS[self.precision],
+                self.threads,
+                self.tile_threads,
+                s.class_texture.tolist(),
+                s.class_defective.tolist(),
+                s.output.kind == "logits",
+            )
+        except ValueError as exc:
+            msg = f"{self.model_path}: {exc}"
+            raise InputError(msg) from exc
+        except RuntimeError as exc:
+            raise BackendError(str(exc)) from exc
+
+
+def native_runner(
+    model_path: str | os.PathLike[str], spec: ModelSpec | None = None, **options: Any
+) -> NativeFrameRunner:
+    """Build a whole-frame native runner (the benchmark's entry point); options as the class."""
+    return NativeFrameRunner(model_path, spec, **options)

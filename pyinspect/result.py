@@ -1,0 +1,115 @@
+"""InspectionResult: what ``Inspector.run`` returns for one frame."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per stage of one frame. ``infer_ms`` of a frame inferred in a shared batch
+    (``run_batch``) is its share of the batch, by patch count. ``total_ms`` excludes reading the
+    file when the frame was given as a path."""
+
+    tile_ms: float = 0.0
+    infer_ms: float = 0.0
+    vote_ms: float = 0.0
+    total_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "tile_ms": self.tile_ms,
+            "infer_ms": self.infer_ms,
+            "vote_ms": self.vote_ms,
+            "total_ms": self.total_ms,
+        }
+
+
+def _empty(dtype: type, *shape: int) -> np.ndarray:
+    a: np.ndarray = np.zeros(shape or (0,), dtype=dtype)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class InspectionResult:
+    """Verdict for one frame plus the per-patch evidence behind it.
+
+    Patch arrays are row-major over ``boxes`` (x, y, w, h in frame pixels). ``error`` is set
+    (and the verdict fields are neutral) when the frame could not be inspected, so a stream can
+    report a fault in line instead of raising.
+    """
+
+    texture: int
+    texture_name: str
+    defective: bool
+    label: str
+    boxes: np.ndarray = field(default_factory=lambda: _empty(np.int32, 0, 4))
+    patch_class: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    patch_score: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    patch_defect_prob: np.ndarray = field(default_factory=lambda: _empty(np.float32))
+    defective_patches: np.ndarray = field(default_factory=lambda: _empty(np.int64))
+    timings: Timings = field(default_factory=Timings)
+    texture_votes: np.ndarray = field(default_factory=lambda: _empty(np.int32))
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def num_patches(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def max_defect_prob(self) -> float:
+        """Highest per-patch probability of any defective class (0 when there are no patches)."""
+        return float(self.patch_defect_prob.max()) if self.patch_defect_prob.size else 0.0
+
+    @classmethod
+    def failed(cls, error: str, timings: Timings | None = None) -> InspectionResult:
+        """A result that carries only an error (texture -1, not defective, label 'error')."""
+        return cls(-1, "", False, "error", timings=timings or Timings(), error=error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types only (JSON-ready)."""
+        return {
+            "texture": self.texture,
+            "texture_name": self.texture_name,
+            "defective": self.defective,
+            "label": self.label,
+            "max_defect_prob": self.max_defect_prob,
+            "boxes": self.boxes.tolist(),
+            "patch_class": self.patch_class.tolist(),
+            "patch_score": [round(float(v), 6) for v in self.patch_score],
+            "patch_defect_prob": [round(float(v), 6) for v in self.patch_defect_prob],
+            "defective_patches": self.defective_patches.tolist(),
+            "texture_votes": self.texture_votes.tolist(),
+            "timings": self.timings.to_dict(),
+            "error": self.error,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def __str__(self) -> str:
+        if self.error is not None:
+            return f"error: {self.error}"
+        return (
+            f"{self.label} ({len(self.defective_patches)}/{self.num_patches} patches defective,"
+            f" max defect p={self.max_defect_prob:.3f}, {self.timings.total_ms:.2f} ms)"
+        )
+
+    def __repr__(self) -> str:
+        if self.error is not None:
+            return f"InspectionResult(error={self.error!r})"
+        return (
+            f"InspectionResult(label={self.label!r}, texture={self.texture},"
+            f" defective={self.defective}, patches={self.num_patches},"
+            f" defective_patches={self.defective_patches.tolist()},"
+            f" max_defect_prob={self.max_defect_prob:.3f}, total_ms={self.timings.total_ms:.3f})"
+        )

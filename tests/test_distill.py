@@ -1,0 +1,66 @@
+"""train.distill: Fig. 10's sweep widths, Eq. 1 training and the teacher-logit cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training pipeline needs the [train] extra")
+
+from train.distill import distill, sweep_widths, teacher_logits  # noqa: E402
+from train.models import build_model, save_checkpoint  # noqa: E402
+
+
+def test_sweep_halves_all_to_one_sixteenth_then_c4_c5_to_one_128th() -> None:
+    assert sweep_widths() == [
+        (64, 128, 256, 512, 512),
+        (32, 64, 128, 256, 256),
+        (16, 32, 64, 128, 128),
+        (8, 16, 32, 64, 64),
+        (4, 8, 16, 32, 32),
+        (4, 8, 16, 16, 16),
+        (4, 8, 16, 8, 8),
+        (4, 8, 16, 4, 4),
+    ]
+
+
+def test_teacher_logits_are_cached_and_reused(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
+    ck = tmp_path / "t.pt"
+    save_checkpoint(ck, teacher, "student", {"c": (2, 2, 2, 2, 2), "fc": 8}, None, {})
+    patches = np.random.default_rng(0).integers(0, 256, (5, 224, 224), dtype=np.uint8)
+    cache = tmp_path / "t.logits.npy"
+    first = teacher_logits(ck, patches, cache, batch=2, progress=False)
+    assert first.shape == (5, 12) and cache.is_file()
+    np.save(cache, first + 1.0)  # a cache hit must not recompute
+    assert np.array_equal(teacher_logits(ck, patches, cache, progress=False), first + 1.0)
+
+
+def test_distill_regresses_the_teacher_logits(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (64, 224, 224), dtype=np.uint8)
+    # a learnable target: logits that depend on the patch's mean brightness
+    bright = patches.reshape(64, -1).mean(1) / 255.0
+    targets = np.outer(bright - 0.5, np.linspace(-4, 4, 12)).astype(np.float32)
+    out = distill(
+        patches,
+        targets,
+        [],
+        tmp_path / "s.pt",
+        tmp_path / "s.jsonl",
+        c=(2, 2, 2, 2, 2),
+        fc=16,
+        epochs=4,
+        batch=16,
+        progress=False,
+    )
+    losses = [
+        e["loss"]
+        for e in map(__import__("json").loads, (tmp_path / "s.jsonl").read_text().splitlines())
+        if e.get("event") == "eval"
+    ]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert out["widths"] == [2, 2, 2, 2, 2] and (tmp_path / "s.pt").is_file()

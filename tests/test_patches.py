@@ -1,0 +1,205 @@
+"""Paper §3.3 samplers, the stratified split and the §4 test grid."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train.dagm import DagmError, DagmRecord, Ellipse, defect_bbox, defect_mask
+from train.patches import (
+    PATCH,
+    PatchBatch,
+    collect,
+    defect_core,
+    dihedral,
+    patch_position_range,
+    sample_aug,
+    sample_noaug,
+    split_records,
+    test_grid_patches,
+)
+
+
+def _rec(texture: int, defective: bool, index: int, ellipse: Ellipse | None = None) -> DagmRecord:
+    return DagmRecord(
+        Path(f"t{texture}/{int(defective)}/{index}.png"),
+        texture,
+        defective,
+        ellipse,
+        None,
+        None,
+        index,
+    )
+
+
+# Defects of every size and place: small, at each border/corner, wider and taller than a patch.
+ELLIPSES = [
+    Ellipse(256.0, 256.0, 10.0, 6.0, 0.3),
+    Ellipse(3.0, 200.0, 20.0, 12.0, 1.2),
+    Ellipse(508.0, 509.0, 30.0, 9.0, -0.7),
+    Ellipse(100.0, 2.0, 14.0, 40.0, 0.0),
+    Ellipse(300.0, 260.0, 180.0, 15.0, 0.05),
+    Ellipse(250.0, 480.0, 12.0, 200.0, 0.1),
+    Ellipse(256.0, 256.0, 300.0, 300.0, 0.0),
+]
+
+
+def _records() -> list[DagmRecord]:
+    recs = [_rec(t, False, i) for t in range(3) for i in range(4)]
+    recs += [_rec(t, True, i, e) for t in range(3) for i, e in enumerate(ELLIPSES)]
+    return recs
+
+
+def _painted(rec: DagmRecord) -> np.ndarray:
+    """The defect region painted 255 on 0 (good images: a constant per record)."""
+    if rec.defective:
+        return defect_mask(rec, (512, 512)).astype(np.uint8) * 255
+    return np.full((512, 512), 10 + rec.index, np.uint8)
+
+
+# ------------------------------------------------------------------------- split
+
+
+def test_split_is_stratified_deterministic_and_disjoint() -> None:
+    recs = [
+        _rec(t, d, i) for t in range(6) for d, n in ((False, 1000), (True, 150)) for i in range(n)
+    ]
+    train, test = split_records(recs, seed=3)
+    assert (len(train), len(test)) == (5520, 1380)
+    assert Counter(r.label for r in test) == {lab: 200 if lab % 2 == 0 else 30 for lab in range(12)}
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(recs)
+    test_set = set(test)
+    assert [r for r in recs if r in test_set] == test  # input order kept
+    assert split_records(recs, seed=3) == (train, test)
+    assert split_records(recs, seed=4)[1] != test
+
+
+def test_split_rejects_bad_fraction() -> None:
+    with pytest.raises(ValueError, match=r"test_fraction must be in \[0, 1\], got 1.5"):
+        split_records([], test_fraction=1.5, seed=0)
+
+
+# ------------------------------------------------------------------------- containment
+
+
+def test_defect_core_keeps_small_boxes_and_centres_large_ones() -> None:
+    mask = np.zeros((512, 512), bool)
+    mask[40:90, 500:512] = True
+    assert defect_core(mask) == (500, 40, 512, 90)
+    mask[:] = False
+    mask[10:20, 0:400] = True  # 400 wide: keep the central 112 columns
+    assert defect_core(mask) == (144, 10, 256, 20)
+    with pytest.raises(DagmError, match=r"defect region is empty"):
+        defect_core(np.zeros((8, 8), bool))
+
+
+def test_position_range_holds_the_core() -> None:
+    assert patch_position_range((500, 40, 512, 90), (512, 512)) == (288, 288, 0, 40)
+    assert patch_position_range((100, 100, 110, 110), (512, 512)) == (0, 100, 0, 100)
+    with pytest.raises(DagmError, match=r"no 224×224 patch inside a 200×200 image"):
+        patch_position_range((0, 0, 10, 10), (200, 200))
+
+
+def _check_contains(recs: list[DagmRecord], batch: PatchBatch) -> int:
+    checked = 0
+    for p, lab, i, (x, y), k in zip(*batch, strict=True):
+        rec = recs[i]
+        assert lab == rec.label
+        img = _painted(rec)
+        # The reported corner/orientation reproduce the patch exactly.
+        assert np.array_equal(p, dihedral(img[y : y + PATCH, x : x + PATCH], int(k)))
+        if not rec.defective:
+            continue
+        mask = img > 0
+        x0, y0, x1, y1 = defect_core(mask)
+        assert x <= x0 and x1 <= x + PATCH and y <= y0 and y1 <= y + PATCH
+        bx = defect_bbox(mask)
+        assert bx is not None
+        in_patch = int((p == 255).sum())
+        if bx[2] - bx[0] <= PATCH and bx[3] - bx[1] <= PATCH:
+            assert in_patch == int(mask.sum()), "a small defect must be whole inside its patch"
+        else:
+            assert in_patch >= int(mask[y0:y1, x0:x1].sum()) > 0
+        checked += 1
+    return checked
+
+
+def test_noaug_one_patch_per_image_each_defect_inside() -> None:
+    recs = _records()
+    batch = collect(sample_noaug(recs, np.random.default_rng(0), batch_size=5, loader=_painted))
+    assert sorted(batch.record_index.tolist()) == list(range(len(recs)))
+    assert not batch.orientation.any()
+    assert _check_contains(recs, batch) == 3 * len(ELLIPSES)
+    assert batch.patches.dtype == np.uint8 and batch.labels.dtype == np.int64
+
+
+def test_aug_counts_orientations_and_every_defect_inside() -> None:
+    recs = _records()
+    batches = list(
+        sample_aug(recs, np.random.default_rng(1), batch_size=64, window=4, loader=_painted)
+    )
+    assert all(len(b.labels) <= 64 for b in batches) and len(batches[0].labels) == 64
+    batch = collect(iter(batches))
+    counts = Counter(batch.record_index.tolist())
+    assert counts == {i: 20 if r.defective else 3 for i, r in enumerate(recs)}
+    assert len(set(batch.orientation.tolist())) == 8  # random rotations/flips
+    assert _check_contains(recs, batch) == 20 * 3 * len(ELLIPSES)
+    # Shuffled: one batch mixes several images.
+    assert len(set(batches[0].record_index.tolist())) > 4
+
+
+def test_aug_all_orientations_and_no_rotation() -> None:
+    recs = _records()[:2] + _records()[-1:]
+    full = collect(sample_aug(recs, np.random.default_rng(2), orientations=8, loader=_painted))
+    assert len(full.labels) == 8 * (3 + 3 + 20)
+    for i in range(len(recs)):
+        per = Counter(full.orientation[full.record_index == i].tolist())
+        assert set(per) == set(range(8)) and len(set(per.values())) == 1
+    plain = collect(sample_aug(recs, np.random.default_rng(2), rotate_flip=False, loader=_painted))
+    assert len(plain.labels) == 26 and not plain.orientation.any()
+
+
+def test_samplers_are_deterministic_and_capped() -> None:
+    recs = _records()
+    a = collect(sample_aug(recs, np.random.default_rng(5), loader=_painted, max_patches=100))
+    b = collect(sample_aug(recs, np.random.default_rng(5), loader=_painted, max_patches=100))
+    assert len(a.labels) == 100
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x, y)
+    c = collect(sample_aug(recs, np.random.default_rng(6), loader=_painted, max_patches=100))
+    assert not np.array_equal(a.corner, c.corner)
+    assert len(collect(sample_noaug([], np.random.default_rng(0))).labels) == 0
+
+
+def test_sampler_rejects_small_images_and_bad_arguments() -> None:
+    recs = [_rec(0, False, 0)]
+    with pytest.raises(DagmError, match=r"image 100×100 is smaller than the 224 patch"):
+        list(
+            sample_noaug(
+                recs, np.random.default_rng(0), loader=lambda r: np.zeros((100, 100), np.uint8)
+            )
+        )
+    with pytest.raises(ValueError, match=r"orientations must be in 1..8, got 9"):
+        list(sample_aug(recs, np.random.default_rng(0), orientations=9, loader=_painted))
+
+
+# ------------------------------------------------------------------------- test grid
+
+
+def test_grid_equals_runtime_and_labels_overlap() -> None:
+    tiling = pytest.importorskip("pyinspect.tiling", reason="needs the built pyinspect._core")
+    rec = _rec(4, True, 0, Ellipse(150.0, 60.0, 8.0, 5.0, 0.0))  # x 142..158, y 55..65
+    img = (np.arange(512 * 512) % 251).astype(np.uint8).reshape(512, 512)
+    patches, boxes, labels = test_grid_patches(rec, img)
+    assert np.array_equal(boxes, tiling.patch_grid(512, 512))
+    assert boxes.dtype == np.int32 and boxes.shape == (9, 4)
+    assert sorted({int(v) for v in boxes[:, 0]}) == [0, 144, 288]
+    for p, (x, y, w, h) in zip(patches, boxes.tolist(), strict=True):
+        assert np.array_equal(p, img[y : y + h, x : x + w])
+    # Columns starting at 0 (x < 224) and 144 both overlap x 142..158; only the top row does.
+    assert labels.tolist() == [9, 9, 8, 8, 8, 8, 8, 8, 8]
+    good = _rec(4, False, 1)
+    assert test_grid_patches(good, img)[2].tolist() == [8] * 9

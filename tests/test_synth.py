@@ -1,0 +1,168 @@
+"""Synthetic DAGM: purity, the written layouts round-trip through the reader, statistics, labels."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train import synth
+from train.dagm import DagmError, DagmRecord, defect_mask, load_dagm, read_image
+from train.data_cli import main as data_main
+from train.synth import TEXTURES, synth_image, synthesize
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("texture", range(6))
+def test_synth_image_is_pure_and_well_formed(texture: int) -> None:
+    img, ellipse = synth_image(3, texture, 5, True)
+    again, ellipse2 = synth_image(3, texture, 5, True)
+    assert img.dtype == np.uint8 and img.shape == (512, 512)
+    assert np.array_equal(img, again) and ellipse == ellipse2
+    assert ellipse is not None and 0 <= ellipse.cx < 512 and 0 <= ellipse.cy < 512
+    good, none = synth_image(3, texture, 5, False)
+    assert none is None and not np.array_equal(good, img)
+    assert not np.array_equal(synth_image(3, texture, 6, False)[0], good)
+    assert not np.array_equal(synth_image(4, texture, 5, False)[0], good)
+
+
+@pytest.mark.parametrize("texture", range(6))
+def test_defect_lies_inside_its_label_ellipse(texture: int) -> None:
+    """A defective image equals its defect-free twin (same generator state) outside the label."""
+    for index in range(4):
+        rng = np.random.default_rng([0, texture, index, 1])
+        clean = synth._to_uint8(synth._MODELS[texture](rng, False)[0])
+        img, ellipse = synth_image(0, texture, index, True)
+        changed = np.abs(img.astype(np.int16) - clean) > 1
+        rec = DagmRecord(Path("x.png"), texture, True, ellipse, None, None, index)
+        label = defect_mask(rec, img.shape)
+        assert changed.sum() > 20, "the defect must change the image"
+        assert not (changed & ~label).any(), f"defect pixels outside the label, index {index}"
+
+
+@pytest.mark.parametrize("texture", [0, 1, 2])
+def test_measured_statistics_of_classes_1_to_3(texture: int) -> None:
+    """Mean/std within 10% of the figures measured on real DAGM (set averages over images)."""
+    imgs = [synth_image(0, texture, i, False)[0].astype(np.float64) for i in range(6)]
+    mean = np.mean([im.mean() for im in imgs])
+    std = np.mean([im.std() for im in imgs])
+    info = TEXTURES[texture]
+    assert mean == pytest.approx(info.mean, rel=0.1)
+    assert std == pytest.approx(info.std, rel=0.1)
+
+
+def test_class2_streaks_are_near_vertical() -> None:
+    """Fibre energy is concentrated within ±15° of vertical: rows decorrelate, columns do not."""
+    img = synth_image(0, 1, 0, False)[0].astype(np.float64)
+    z = (img - img.mean()) / img.std()
+    along = np.mean(z[:-4] * z[4:])  # 4 px down a column
+    across = np.mean(z[:, :-2] * z[:, 2:])  # 2 px along a row
+    assert along > 0.4 and across < 0.2
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"texture must be in 0..5, got 6"):
+        synth_image(0, 6, 0, False)
+    with pytest.raises(ValueError, match=r"seed and index must be >= 0"):
+        synth_image(-1, 0, 0, False)
+    with pytest.raises(ValueError, match=r"layout must be 'dev' or '10class', got 'x'"):
+        synthesize("unused", layout="x")
+
+
+def test_dev_layout_round_trips_and_is_deterministic(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    synthesize(a, classes=2, good=2, defective=3, seed=7, workers=1, progress=False)
+    synthesize(b, classes=2, good=2, defective=3, seed=7, workers=2, progress=False)
+    assert _digest(a) == _digest(b)  # same seed → identical bytes, serial or parallel
+    assert (a / "Class1_def" / "labels.txt").read_text().splitlines()[0].startswith("1\t ")
+    recs = load_dagm(a)
+    assert [(r.texture, r.defective, r.index) for r in recs] == [
+        (t, d, i) for t in (0, 1) for d, n in ((False, 2), (True, 3)) for i in range(1, n + 1)
+    ]
+    for r in recs:
+        img, ellipse = synth_image(7, r.texture, r.index, r.defective)
+        assert np.array_equal(read_image(r), img)
+        if ellipse is None:
+            assert r.ellipse is None
+            continue
+        assert r.ellipse is not None
+        for got, want in zip(
+            (r.ellipse.cx, r.ellipse.cy, r.ellipse.a, r.ellipse.b, r.ellipse.theta),
+            (ellipse.cx, ellipse.cy, ellipse.a, ellipse.b, ellipse.theta),
+            strict=True,
+        ):
+            assert got == pytest.approx(want, abs=5e-3)
+            assert round(got, 2) == round(want, 2)
+
+
+def test_10class_layout_round_trips(tmp_path: Path) -> None:
+    synthesize(tmp_path, classes=1, good=4, defective=3, seed=1, layout="10class", progress=False)
+    labels = (tmp_path / "Class1" / "Train" / "Label" / "Labels.txt").read_text().splitlines()
+    assert labels[0] == "1" and len(labels) == 1 + 2 + 2
+    recs = load_dagm(tmp_path)
+    assert sorted((r.split, r.defective) for r in recs) == sorted(
+        [("train", False)] * 2 + [("train", True)] * 2 + [("test", False)] * 2 + [("test", True)]
+    )
+    assert all(r.path.suffix == ".PNG" and len(r.path.stem) == 4 for r in recs)
+    seen = set()
+    for r in recs:
+        # Image content does not depend on the layout: find its (defective, index) twin.
+        twins = [
+            i
+            for i in range(1, 5)
+            if np.array_equal(read_image(r), synth_image(1, 0, i, r.defective)[0])
+        ]
+        assert len(twins) == 1
+        seen.add((r.defective, twins[0]))
+        if r.defective:
+            _, ellipse = synth_image(1, 0, twins[0], True)
+            want = defect_mask(DagmRecord(r.path, 0, True, ellipse, None, None, 0), (512, 512))
+            assert np.array_equal(defect_mask(r, (512, 512)), want)
+    assert seen == {(False, i) for i in range(1, 5)} | {(True, i) for i in range(1, 4)}
+
+
+def test_refuses_to_overwrite_a_set(tmp_path: Path) -> None:
+    synthesize(tmp_path, classes=1, good=1, defective=0, progress=False, workers=1)
+    with pytest.raises(DagmError, match=r"already holds Class folders"):
+        synthesize(tmp_path, classes=1, good=1, defective=0, progress=False, workers=1)
+
+
+def test_cli_synth_check_and_sheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "set"
+    argv = ["synth", "--out", str(out), "--classes", "2", "--good", "2", "--defective", "2"]
+    assert data_main([*argv, "--workers", "1"]) == 0
+    assert data_main(["check", str(out), "--deep"]) == 0
+    text = capsys.readouterr().out
+    assert "Class2  -           2          2" in text and text.rstrip().endswith("ok")
+    sheet = tmp_path / "sheet.png"
+    assert data_main(["sheet", str(out), "-o", str(sheet), "--thumb", "64"]) == 0
+    img = read_image(sheet)
+    assert img.shape == (22 + 2 * 70, 64 + 4 * 70)
+    # Broken tree: check reports the file and fails.
+    (out / "Class2_def" / "labels.txt").write_text("1 2 3\n")
+    assert data_main(["check", str(out)]) == 1
+    assert "labels.txt:1: expected 6 fields" in capsys.readouterr().err
+
+
+def test_data_modules_import_neither_torch_nor_scipy() -> None:
+    """``make demo`` runs the generator in a runtime-only venv (numpy, OpenCV, tqdm)."""
+    code = (
+        "import sys, train.dagm, train.synth, train.patches, train.data_cli; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'scipy', 'matplotlib'}))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    assert out.stdout.strip() == "[]"

