@@ -25,10 +25,18 @@ namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
-// Format code of a buffer without NumPy's byte-order/size prefix ("<f" -> 'f').
+// Format code of a buffer without a native byte-order prefix ("<f" -> 'f' on a little-endian
+// host). A non-native order (">f", "!f") gives '?', so a big-endian array is refused rather than
+// written in the wrong byte order.
 char format_code(const py::buffer_info& info) {
     const std::string& f = info.format;
-    return f.size() == 1 ? f[0] : (f.size() == 2 && std::strchr("@=<>!", f[0]) ? f[1] : '?');
+    if (f.size() == 1) return f[0];
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    const char* native = "@=>!";
+#else
+    const char* native = "@=<";
+#endif
+    return f.size() == 2 && std::strchr(native, f[0]) ? f[1] : '?';
 }
 
 // "float64" for NumPy arrays, the buffer format otherwise.

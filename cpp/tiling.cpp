@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,13 @@ const Kernel& kernel() {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
+// Shortest readable form of a number for messages ("1e-40", "0.5", "nan"), unlike to_string.
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+
 std::string shape_str(std::initializer_list<std::int64_t> dims) {
     std::string s = "(";
     bool first = true;
@@ -76,9 +84,12 @@ std::string box_str(const Box& b) {
            std::to_string(b.w) + ", h=" + std::to_string(b.h) + ")";
 }
 
-// Below this many output elements a second thread costs more to start than it saves
-// (measured with benchmarks/tiling.py; one 224x224x3 patch is 150k elements).
-constexpr std::int64_t kMinElementsPerExtraThread = 200000;
+// Work is counted in units of one output element plus one input byte per channel read: about
+// 70 ps each on one 2.4 GHz Zen 3 core (AVX2 path). Starting and joining a std::thread cost
+// 60-100 us on the shared 2-core VM this was measured on (benchmarks/tiling.py), and there a
+// second thread never paid for the DAGM frame (9 x 224^2 patches: 1.8M units gray -> 3 channels,
+// 2.7M BGR -> 3 channels). So auto adds a thread only from 3M units (larger frames or grids).
+constexpr std::int64_t kUnitsPerExtraThread = 3000000;
 
 }  // namespace
 
@@ -127,16 +138,17 @@ std::vector<Box> patch_grid(std::int64_t height, std::int64_t width, std::int64_
     return boxes;
 }
 
-int resolve_threads(const OutView& out, int threads) {
+int resolve_threads(const FrameView& frame, const OutView& out, int threads) {
     if (threads < 0) fail("threads must be >= 0 (0 = auto), got " + std::to_string(threads));
     const std::int64_t rows = out.n * out.patch;
     std::int64_t t = threads;
     if (t == 0) {
-        const std::int64_t elements = rows * out.channels * out.patch;
+        const std::int64_t read = frame.channels == 1 ? 1 : 3;
+        const std::int64_t units = rows * out.patch * (out.channels + read);
         // hardware_concurrency() reads /sys on Linux (tens of microseconds): ask once.
         static const std::int64_t hw =
             std::max<std::int64_t>(1, std::thread::hardware_concurrency());
-        t = std::min<std::int64_t>({2, hw, 1 + elements / kMinElementsPerExtraThread});
+        t = std::min<std::int64_t>({2, hw, 1 + units / kUnitsPerExtraThread});
     }
     return static_cast<int>(std::max<std::int64_t>(1, std::min(t, rows)));
 }
@@ -168,10 +180,14 @@ void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std
         const double m = mean[c], s = std[c];
         if (!std::isfinite(m) || !std::isfinite(s) || s == 0.0) {
             fail("mean and std must be finite and std non-zero; channel " + std::to_string(c) +
-                 " has mean " + std::to_string(m) + ", std " + std::to_string(s));
+                 " has mean " + num(m) + ", std " + num(s));
         }
         args.scale[c] = static_cast<float>(1.0 / (255.0 * s));
         args.offset[c] = static_cast<float>(-m / s);
+        if (!std::isfinite(args.scale[c]) || !std::isfinite(args.offset[c])) {
+            fail("std of channel " + std::to_string(c) + " is too small (" + num(s) +
+                 "): 1 / (255 std) or mean / std overflows float32");
+        }
     }
     for (std::size_t i = 0; i < n_boxes; ++i) {
         const Box& b = boxes[i];
@@ -189,7 +205,7 @@ void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std
     }
     const std::int64_t rows = out.n * out.patch;
     if (rows == 0) return;
-    const int t = resolve_threads(out, threads);
+    const int t = resolve_threads(frame, out, threads);
     const RunRows run = kernel().run;
     if (t == 1) {
         run(args, 0, rows);

@@ -54,8 +54,8 @@ void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std
                const std::vector<double>& mean, const std::vector<double>& std,
                int threads = 0);
 
-// The thread count tile_into uses for `threads` on this output (0 = auto).
-int resolve_threads(const OutView& out, int threads);
+// The thread count tile_into uses for `threads` on this frame and output (0 = auto).
+int resolve_threads(const FrameView& frame, const OutView& out, int threads);
 
 // IEEE binary32 -> binary16, round-to-nearest-even, subnormals kept, overflow -> inf, NaN kept
 // quiet (payload truncated). Bit-exact with NumPy's astype(np.float16).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -10,6 +11,13 @@ namespace pyinspect {
 namespace {
 
 [[noreturn]] void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// Shortest readable form of a number for messages ("1e-40", "0.5", "nan"), unlike to_string.
+std::string num(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
 
 }  // namespace
 
@@ -25,21 +33,21 @@ VoteOutput vote(const float* scores, std::int64_t n, std::int64_t k,
              " defective flags");
     }
     if (std::isnan(threshold) || threshold > 1.0) {
-        fail("threshold must be in [0, 1] (or negative for argmax), got " +
-             std::to_string(threshold));
+        fail("threshold must be in [0, 1] (or negative for argmax), got " + num(threshold));
     }
     std::int32_t n_textures = 0;
     for (std::int64_t c = 0; c < k; ++c) {
-        if (class_texture[c] < 0) {
-            fail("class " + std::to_string(c) + " has a negative texture id " +
-                 std::to_string(class_texture[c]));
+        if (class_texture[c] < 0 || class_texture[c] >= k) {
+            fail("class " + std::to_string(c) + " has texture id " +
+                 std::to_string(class_texture[c]) + "; ids must be in [0, " + std::to_string(k) +
+                 ")");
         }
         n_textures = std::max(n_textures, class_texture[c] + 1);
     }
     for (std::int64_t i = 0; i < n * k; ++i) {
         if (!std::isfinite(scores[i])) {
             fail("score of patch " + std::to_string(i / k) + ", class " + std::to_string(i % k) +
-                 " is " + std::to_string(scores[i]) + "; scores must be finite");
+                 " is " + num(scores[i]) + "; scores must be finite");
         }
     }
 

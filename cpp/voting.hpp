@@ -19,7 +19,8 @@ struct VoteOutput {
 };
 
 // scores: row-major [n, k] (logits when is_logits, else probabilities used as given).
-// class_texture[k] >= 0 is the texture id of class k; class_defective[k] marks defect classes.
+// class_texture[c] in [0, k) is the texture id of class c; class_defective[c] marks defect
+// classes.
 //
 // Rules:
 //  * softmax is the stable one (the row maximum is subtracted before exp, sums in double).
@@ -29,8 +30,8 @@ struct VoteOutput {
 //  * texture = the texture with the most patch votes. Tie rule: among the tied textures the one
 //    with the larger summed probability (over its classes and over all patches) wins; if that is
 //    tied too, the lower texture id wins.
-// Throws for n < 1, k < 1, a class table of a different length than k, a negative texture id, a
-// threshold above 1 or NaN, or any NaN/inf score (the message names patch and class).
+// Throws for n < 1, k < 1, a class table of a different length than k, a texture id outside
+// [0, k), a threshold above 1 or NaN, or any NaN/inf score (the message names patch and class).
 VoteOutput vote(const float* scores, std::int64_t n, std::int64_t k,
                 const std::int32_t* class_texture, std::int64_t n_texture,
                 const bool* class_defective, std::int64_t n_defective, bool is_logits,

@@ -50,3 +50,11 @@ def vote(
     summed softmax probability (over its classes, over all patches); then the lower id.
     threshold < 0: a patch is defective iff its argmax class is defective; threshold in [0, 1]:
     iff patch_defect_prob >= threshold. NaN/inf scores raise ValueError."""
+
+def tile_kernel_isa() -> str:
+    """CPU code path tile_into uses here: 'avx2+f16c' or 'baseline' (PYINSPECT_TILE_ISA=baseline
+    in the environment forces the portable one)."""
+
+def float_to_half(value: float) -> int:
+    """Bits of the float16 nearest (ties to even) to float32(value); the tiler's rounding, for
+    tests."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -166,6 +166,18 @@ class Inspector:
         if group:
             results.extend(self._run_group(group, loaded, boxes, thr))
         return results
+
+    def stream(
+        self, frames: Any, *, depth: int = 2, threshold: float | None = None
+    ) -> Generator[InspectionResult, None, None]:
+        """Inspect a camera/video/folder in order, acquiring frame n+1 while frame n is inferred.
+
+        ``frames``: a ``cv2.VideoCapture`` or an iterable of arrays / image paths; a frame that
+        fails yields a result with ``error`` set and the stream goes on. See ``pyinspect.stream``.
+        """
+        from pyinspect.stream import stream
+
+        return stream(self, frames, depth=depth, threshold=threshold)
 
     def close(self) -> None:
         """Release the backend (idempotent). The Inspector cannot run afterwards."""

@@ -9,9 +9,12 @@ validation, and every problem is reported as ``<file>: <field.path>: <what is wr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -20,7 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pyinspect.errors import PyInspectError, SpecError, suggest
+from pyinspect.errors import ModelFileError, PyInspectError, SpecError, suggest
 
 SCHEMA_VERSION: Literal[1] = 1
 SIDECAR_SUFFIX = ".json"
@@ -195,7 +198,32 @@ class ModelSpec(_Strict):
                 f" {EXPORT_HINT}"
             )
             raise SpecError(msg)
-        return cls.load(sidecar)
+        spec = cls.load(sidecar)
+        spec.check_model_digest(model_path)
+        return spec
+
+    def check_model_digest(self, model_path: str | os.PathLike[str]) -> None:
+        """Refuse a model file whose SHA-256 differs from ``provenance.model_sha256`` (when the
+        sidecar records one): a file changed, corrupted or half-copied since export may still
+        parse, and would then give wrong verdicts instead of an error at load time."""
+        want = self.provenance.model_sha256
+        path = Path(model_path)
+        if want is None or not path.is_file():  # a missing model is the backend's error to name
+            return
+        try:
+            with path.open("rb") as fh:
+                got = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            msg = f"{path}: cannot read model file: {exc.strerror or exc}"
+            raise ModelFileError(msg) from exc
+        if got != want.lower():
+            msg = (
+                f"{path}: model file does not match its sidecar {self.sidecar_path(path).name}"
+                f" (sha256 {got[:16]}..., provenance.model_sha256 {want[:16]}...): it was"
+                " changed, corrupted or only partly copied since export; copy it again or"
+                " re-export the model and its sidecar together"
+            )
+            raise ModelFileError(msg)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ModelSpec:
@@ -222,6 +250,13 @@ class ModelSpec(_Strict):
         """Migrate and validate an already-parsed sidecar document."""
         if not isinstance(doc, dict):
             msg = f"{source}: must be a JSON object, got {type(doc).__name__}"
+            raise SpecError(msg)
+        where = _lone_surrogate(doc)
+        if where is not None:
+            msg = (
+                f"{source}: {where}: text holds a lone UTF-16 surrogate (a \\ud800-\\udfff"
+                " escape without its pair), which is not Unicode; fix or re-export the sidecar"
+            )
             raise SpecError(msg)
         doc = migrate(doc, source=source)
         try:
@@ -378,8 +413,7 @@ def _consistency_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     unused = [t for t in range(n_tex) if t not in used]
     if unused:
         issues.append(("textures", f"texture ids {unused} have no class in classes"))
-    names = [c.name for c in spec.classes]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, k in Counter(c.name for c in spec.classes).items() if k > 1)
     if dupes:
         issues.append(("classes", f"class names must be unique, repeated: {dupes}"))
 
@@ -505,6 +539,10 @@ def _merge_union_issues(issues: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+# What is left of a document cut inside a number or a true/false/null literal (or nothing).
+_CUT_SHORT = re.compile(r"[-+.0-9eE]*|t(r(u)?)?|f(a(l(s)?)?)?|n(u(l)?)?")
+
+
 def _parse_json(data: bytes | str, source: str) -> Any:
     """JSON text -> object, with encoding, emptiness and truncation named plainly."""
     if isinstance(data, bytes):
@@ -522,14 +560,61 @@ def _parse_json(data: bytes | str, source: str) -> Any:
         msg = f"{source}: file is empty; expected a JSON object. {EXPORT_HINT}"
         raise SpecError(msg)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
-        # The parser ran out of text: an error at the very end, or a string never closed (JSON
-        # strings cannot span a raw newline, so that only happens at end of input).
-        truncated = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")
+        # The parser ran out of text: an error at the very end, inside a number or a literal cut
+        # short ("tru", "1e"), or a string never closed (JSON strings cannot span a raw newline,
+        # so that only happens at end of input).
+        rest = text[exc.pos :].rstrip()
+        truncated = _CUT_SHORT.fullmatch(rest) is not None or exc.msg.startswith(
+            "Unterminated string"
+        )
         why = " (the file looks truncated)" if truncated else ""
         msg = f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{why}"
         raise SpecError(msg) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's 4300-digit limit
+        msg = f"{source}: invalid JSON: {exc}"
+        raise SpecError(msg) from None
+    except RecursionError:
+        msg = f"{source}: invalid JSON: arrays/objects nested too deeply"
+        raise SpecError(msg) from None
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN/Infinity: Python's json reads them, but they are not JSON and other tools choke."""
+    msg = f"{name} is not a JSON value (sidecars are standard JSON; write a number or null)"
+    raise ValueError(msg)
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one beyond float range (1e400) would silently become inf."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        msg = f"number {text} is out of range for a float"
+        raise ValueError(msg)
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(doc: Any) -> str | None:
+    """Field path of the first key or string value with a lone surrogate, else None. JSON's
+    ``\\ud800`` escapes let one through; it cannot be written back as UTF-8 or printed."""
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), doc)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return _loc_text(loc)
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    escaped = key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                    return _loc_text((*loc, escaped)) + " (a key)"
+                stack.append(((*loc, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+    return None
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -35,12 +35,20 @@ _UINT8 = np.dtype(np.uint8)
 MeanStd = float | Sequence[float] | npt.NDArray[np.floating[Any]]
 
 
-def _as_int(name: str, value: object, minimum: int) -> int:
+_INT32_MAX = 2**31 - 1
+
+
+def _as_int(name: str, value: object, minimum: int, maximum: int = _INT32_MAX) -> int:
+    """``value`` as a Python int in [minimum, maximum]; the core stores geometry as int32, so a
+    larger value is an ``InputError`` here rather than pybind11's bare ``TypeError``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         msg = f"{name} must be an int, got {type(value).__name__}"
         raise InputTypeError(msg)
     if value < minimum:
         msg = f"{name} must be >= {minimum}, got {value}"
+        raise InputError(msg)
+    if value > maximum:
+        msg = f"{name} must be <= {maximum}, got {value}"
         raise InputError(msg)
     return operator.index(value)
 
@@ -104,10 +112,18 @@ def _check_boxes(boxes: object) -> npt.NDArray[np.int32]:
         type(boxes) is np.ndarray and boxes.dtype == _INT32 and boxes.flags.c_contiguous
     ):  # fast path: patch_grid's output needs no conversion
         try:
-            boxes = np.ascontiguousarray(boxes, dtype=np.int32)
+            arr = np.asarray(boxes)
         except (TypeError, ValueError) as exc:
             msg = f"boxes must be an int array of shape (N, 4): {exc}"
             raise InputError(msg) from exc
+        # int32 conversion would truncate 1.9 -> 1 and wrap 2**32 -> 0: a wrong crop, no error
+        if arr.size and arr.dtype.kind not in "iu":
+            msg = f"boxes must be an int array of shape (N, 4), got dtype {arr.dtype}"
+            raise InputError(msg)
+        if arr.size and (arr.min() < -_INT32_MAX - 1 or arr.max() > _INT32_MAX):
+            msg = f"boxes must fit in int32, got values from {arr.min()} to {arr.max()}"
+            raise InputError(msg)
+        boxes = np.ascontiguousarray(arr, dtype=np.int32)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
         msg = f"boxes must have shape (N, 4) of (x, y, w, h), got {boxes.shape}"
         raise InputError(msg)
@@ -135,23 +151,33 @@ def _check_out(out: object, boxes: npt.NDArray[np.int32]) -> np.ndarray:
     return out
 
 
+# id(tuple) -> (the tuple, its checked values): the entry keeps the tuple alive so its id cannot
+# be reused; keyed by identity, not equality, because (0.0,) == (-0.0,) but the zero's sign
+# reaches the output.
+_CHANNEL_VALUES: dict[tuple[int, str, int], tuple[object, tuple[float, ...]]] = {}
+
+
 def _per_channel(name: str, value: MeanStd, channels: int) -> tuple[float, ...]:
-    if isinstance(value, tuple):  # the common case: converted and checked once, then cached
-        return _per_channel_cached(name, value, channels)
+    if type(value) is tuple:  # the per-frame case: checked once per tuple object
+        hit = _CHANNEL_VALUES.get((id(value), name, channels))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        checked = _check_channel_values(name, value, channels)
+        if len(_CHANNEL_VALUES) >= 64:
+            _CHANNEL_VALUES.clear()
+        _CHANNEL_VALUES[(id(value), name, channels)] = (value, checked)
+        return checked
     if isinstance(value, int | float | np.number):
-        return _per_channel_cached(name, (float(value),) * channels, channels)
-    try:
-        values = tuple(float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError) as exc:
-        msg = f"{name} must be a number or a sequence of {channels} numbers: {exc}"
-        raise InputError(msg) from exc
-    return _per_channel_cached(name, values, channels)
+        return _check_channel_values(name, (value,) * channels, channels)
+    if isinstance(value, str | bytes):  # iterable, but "123" is not the numbers (1, 2, 3)
+        msg = f"{name} must be a number or a sequence of {channels} numbers, got {value!r}"
+        raise InputError(msg)
+    return _check_channel_values(name, value, channels)
 
 
-@functools.lru_cache(maxsize=64)
-def _per_channel_cached(name: str, value: tuple[object, ...], channels: int) -> tuple[float, ...]:
+def _check_channel_values(name: str, value: object, channels: int) -> tuple[float, ...]:
     try:
-        values = tuple(float(v) for v in value)  # type: ignore[arg-type]
+        values = tuple(float(v) for v in value)  # type: ignore[attr-defined]
     except (TypeError, ValueError) as exc:
         msg = f"{name} must be a number or a sequence of {channels} numbers: {exc}"
         raise InputError(msg) from exc
@@ -216,7 +242,9 @@ def tile(
     0 and 1 leave the values at v / 255).
     """
     f = _check_frame(frame)
-    if isinstance(channels, bool) or channels not in (1, 3):
+    if not (isinstance(channels, int | np.integer) and not isinstance(channels, bool)) or (
+        channels not in (1, 3)
+    ):
         msg = f"channels must be 1 or 3, got {channels!r}"
         raise InputError(msg)
     try:

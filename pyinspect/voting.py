@@ -12,18 +12,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pyinspect import _core
-from pyinspect.errors import InputError
+from pyinspect.errors import InputError, InputTypeError
 
 __all__ = ["VoteResult", "vote"]
 
 _FLOAT32 = np.dtype(np.float32)
 _INT32 = np.dtype(np.int32)
 _BOOL = np.dtype(np.bool_)
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,26 @@ def _convert_table(values: object, dtype: np.dtype, name: str) -> np.ndarray:
     if dtype == _INT32 and arr.dtype.kind not in "iu" and arr.size:
         msg = f"{name} must be integer texture ids, got {arr.dtype}"
         raise InputError(msg)
+    if dtype == _INT32 and arr.size and (arr.min() < _INT32_MIN or arr.max() > _INT32_MAX):
+        # the cast below would wrap silently (2**32 -> 0): a wrong texture, not an error
+        msg = f"{name} has texture ids outside int32: min {arr.min()}, max {arr.max()}"
+        raise InputError(msg)
     return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def _as_float32(scores: object) -> np.ndarray:
+    """Real-valued scores as C-contiguous float32. A value beyond float32 becomes inf, which the
+    core then reports by patch and class (so the cast's overflow warning is not raised here)."""
+    try:
+        arr = np.asarray(scores)
+    except (TypeError, ValueError) as exc:
+        msg = f"scores must be a float array of shape (N, K): {exc}"
+        raise InputError(msg) from exc
+    if arr.dtype.kind not in "fiub":  # complex would lose its imaginary part; str, object, ...
+        msg = f"scores must be a float array of shape (N, K), got dtype {arr.dtype}"
+        raise InputError(msg)
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def vote(
@@ -89,11 +110,7 @@ def vote(
     NaN/inf scores, N < 1 and a class table of the wrong length raise ``InputError``.
     """
     if not (type(scores) is np.ndarray and scores.dtype == _FLOAT32 and scores.flags.c_contiguous):
-        try:
-            scores = np.ascontiguousarray(scores, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            msg = f"scores must be a float array of shape (N, K): {exc}"
-            raise InputError(msg) from exc
+        scores = _as_float32(scores)
     if scores.ndim != 2 or scores.shape[0] < 1 or scores.shape[1] < 1:
         msg = f"scores must have shape (N, K) with N, K >= 1, got {scores.shape}"
         raise InputError(msg)
@@ -108,13 +125,16 @@ def vote(
         raise InputError(msg)
     if threshold is None:
         thr = -1.0
+    elif isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
+        msg = f"threshold must be a number in [0, 1] or None, got {type(threshold).__name__}"
+        raise InputTypeError(msg)
     else:
         thr = float(threshold)
         if not 0.0 <= thr <= 1.0:  # also rejects NaN
             msg = f"threshold must be in [0, 1] or None (argmax rule), got {threshold}"
             raise InputError(msg)
     try:
-        r = _core.vote(scores, texture, defective, bool(is_logits), thr)
+        r: dict[str, Any] = _core.vote(scores, texture, defective, bool(is_logits), thr)
     except ValueError as exc:
         msg = str(exc)
         raise InputError(msg) from exc

@@ -280,6 +280,15 @@ def test_splice_report_replaces_only_between_markers() -> None:
     assert appended == f"# Report\n\n{START_MARK}\n## Analysis\n{END_MARK}\n"
 
 
+def test_carry_section_keeps_the_analysis_block_across_rewrites() -> None:
+    from train.analysis import END_MARK, START_MARK, carry_section
+
+    old = f"# v1\n\n{START_MARK}\n## Analysis\n\nd = 3\n{END_MARK}\n"
+    block = f"{START_MARK}\n## Analysis\n\nd = 3\n{END_MARK}\n"
+    assert carry_section(old, "# v2\n") == "# v2\n\n" + block
+    assert carry_section("# v1\n", "# v2\n") == "# v2\n"
+
+
 def test_classify_roles_and_kinds() -> None:
     from train.analysis import classify
 

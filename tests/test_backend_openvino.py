@@ -244,7 +244,7 @@ def test_sidecar_file_is_what_inspector_reads(tmp_path: Path) -> None:
         Inspector(bundle.model_path, backend="openvino")
 
 
-# ---- native whole-frame runner (pyinspect._openvino_native) -------------------------------------
+# ---- native whole-frame runner (pyinspect._fastcpu.FrameRunner) ---------------------------------
 def _native() -> object:
     from pyinspect.backends.openvino_native import load_native
 

@@ -85,6 +85,7 @@ def test_export_parity_and_sidecar_of_the_folded_variant(exported: dict[str, Any
 
 def test_export_rgb_variant_and_dynamic_batch(exported: dict[str, Any]) -> None:
     import onnxruntime as ort
+
     from pyinspect.spec import ModelSpec
 
     info = exported["rgb"]

@@ -254,7 +254,7 @@ def test_frame_is_read_in_place_not_copied() -> None:
 
 def test_buffer_protocol_frames_are_accepted() -> None:
     arr = RNG.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-    patches, boxes = tile(memoryview(arr), patch=20, channels=3)
+    patches, boxes = tile(memoryview(arr), patch=20, channels=3)  # type: ignore[arg-type]
     assert_bits_equal(patches, reference(arr, boxes, 3, (0.0,) * 3, (1.0,) * 3))
 
 
@@ -275,12 +275,22 @@ def test_empty_inputs() -> None:
         )
 
 
+def test_signed_zero_mean_is_not_confused_by_caching() -> None:
+    """(0.0,) == (-0.0,) in Python, but the zero's sign reaches the output."""
+    frame, boxes = np.zeros((1, 1), np.uint8), np.array([[0, 0, 1, 1]], np.int32)
+    out = np.empty((1, 1, 1, 1), np.float32)
+    tile_into(frame, out, boxes, (0.0,), (-1.0,))
+    assert not np.signbit(out).any()
+    tile_into(frame, out, boxes, (-0.0,), (-1.0,))
+    assert np.signbit(out).all()
+
+
 def test_one_pixel_frame_and_patch() -> None:
     frame = np.array([[[10, 20, 30]]], np.uint8)
     patches, boxes = tile(frame, patch=1, channels=3)
     assert boxes.tolist() == [[0, 0, 1, 1]]
     np.testing.assert_array_equal(
-        patches[0, :, 0, 0], np.float32([30, 20, 10]) * np.float32(1 / 255)
+        patches[0, :, 0, 0], np.array([30, 20, 10], np.float32) * np.float32(1 / 255)
     )
 
 
@@ -454,6 +464,16 @@ BAD_TILE_INTO = [
         FRAME,
         OUT,
         BOXES,
+        0.0,
+        (1.0, 1e-42, 1.0),
+        InputError,
+        r"std of channel 1 is too small \(1e-42\): 1 / \(255 std\) or mean / std overflows float32",
+        "std of channel 1 is too small",
+    ),
+    (
+        FRAME,
+        OUT,
+        BOXES,
         (0.0, float("nan"), 0.0),
         1.0,
         InputError,
@@ -521,7 +541,7 @@ def test_bad_tile_into_arguments_are_named(
     m = [mean] * out.shape[1] if isinstance(mean, float) and out.ndim > 1 else mean
     s = [std] * out.shape[1] if isinstance(std, float) and out.ndim > 1 else std
     with pytest.raises(ValueError, match=core):  # the core alone also refuses, and never crashes
-        _core.tile_into(frame, out, boxes, m, s, 1)
+        _core.tile_into(frame, out, boxes, m, s, 1)  # type: ignore[arg-type]
 
 
 def test_bad_argument_types() -> None:
@@ -566,7 +586,10 @@ def test_float_to_half_matches_numpy() -> None:
             np.nextafter(mids, np.float32(np.inf)),
             np.nextafter(mids, np.float32(0)),
             nxt,
-            np.float32([65519.99, 65520, 65536, 1e10, 3e-8, 2.9802322e-08, 1e-40, np.nan, np.inf]),
+            np.array(
+                [65519.99, 65520, 65536, 1e10, 3e-8, 2.9802322e-08, 1e-40, np.nan, np.inf],
+                np.float32,
+            ),
             RNG.integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
         ]
     )

@@ -410,6 +410,14 @@ def splice_report(text: str, section: str) -> str:
     return text + sep + block + "\n"
 
 
+def carry_section(old: str, new: str) -> str:
+    """``new`` with the analysis block of ``old`` kept (for writers that regenerate REPORT.md)."""
+    if START_MARK in old and END_MARK in old and old.index(START_MARK) < old.index(END_MARK):
+        section = old.split(START_MARK, 1)[1].split(END_MARK, 1)[0].strip("\n")
+        return splice_report(new, section)
+    return new
+
+
 def _compare(a: float, b: float, tol: float = 0.1) -> int:
     """1 if a exceeds b by more than ``tol`` (relative), -1 if b exceeds a, 0 if within."""
     if a > b * (1 + tol):
@@ -493,6 +501,9 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
                 color="tab:blue" if kind == "transfer" else "tab:red")
         lines.append((role, kind, run, s))
     for ax, title in zip(axes[0], ("teachers", "students (Table 1)"), strict=True):
+        if not ax.lines:
+            ax.text(0.5, 0.5, f"no {title.split()[0]} in this run", ha="center",
+                    transform=ax.transAxes)
         ax.set_title(f"Sparsity sˡ per conv layer with a ReLU, {title}")
         ax.set_xlabel("conv layer (those followed by ReLU/ReLU6)")
         ax.set_ylabel("dead channels %")
@@ -662,13 +673,15 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
     for r, (name, imgs) in enumerate(rows):
         for c, img in enumerate(imgs):
             ax = axes[r][c]
-            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            lo, hi = (0.0, 1.0) if r == 0 else (float(img.min()), float(img.max()))
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=max(hi, lo + 1e-6))
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, fontsize=8)
-    fig.suptitle(f"Fig. 9: linear interpolation, inverted last-conv representations "
-                 f"(Adam, {steps} steps, λ_TV={tv_weight})", fontsize=9)
+    fig.suptitle(f"Fig. 9: linear interpolation; rows 2+: inverted last-conv representations "
+                 f"(Adam, {steps} steps, λ_TV={tv_weight}; each image min–max stretched)",
+                 fontsize=9)
     fig.tight_layout()
     fig.savefig(fig_dir / "fig9_interpolation.png", dpi=100)
     plt.close(fig)
@@ -709,16 +722,17 @@ def fig1_embedding(rs: RunSet, sample: Sample, fig_dir: Path, n_dagm: int, n_nat
             return f"**Fig. 1 (embedding)**: not drawn, no ImageNet source network ({exc})."
     model.eval()
     mean, std = normalization(arch)
+    net: Any = model
 
     def pooled(x: np.ndarray) -> np.ndarray:
         feats = []
         with torch.no_grad():
             for s in range(0, len(x), 32):
                 t = to_input(x[s : s + 32], mean, std)
-                if hasattr(model, "forward_head"):  # timm: pre-logits pooled features
-                    f = model.forward_head(model.forward_features(t), pre_logits=True)
+                if hasattr(net, "forward_head"):  # timm: pre-logits pooled features
+                    f = net.forward_head(net.forward_features(t), pre_logits=True)
                 else:  # VGG16: conv5_3 averaged over space (ImageNet FC layers are not kept)
-                    f = model.features(t).mean(dim=(2, 3))
+                    f = net.features(t).mean(dim=(2, 3))
                 feats.append(f.numpy())
         return np.concatenate(feats)
 
@@ -766,7 +780,7 @@ def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample
                 "teachers trained on a fraction of the data (meta 'data_fraction').")
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for r in rs.datasize:
         names = [n for n, _ in conv_layers(load_model(r))]
         g = weight_change_rate(r.ckpt["init_state_dict"], r.ckpt["state_dict"], names)
@@ -882,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.quick:
         args.images, args.inv_steps = min(args.images, 24), min(args.inv_steps, 2)
-        args.embed_dagm, args.embed_natural = min(args.embed_dagm, 16), min(args.embed_natural, 12)
+        args.embed_dagm, args.embed_natural = min(args.embed_dagm, 12), min(args.embed_natural, 8)
     try:
         out = analyze(args)
     except AnalyzeError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from train._cli import friendly_errors
 from train.models import STUDENT_DEFAULT, STUDENT_FULL
 
 
@@ -157,6 +158,7 @@ def distill(
     return summary
 
 
+@friendly_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train distill", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

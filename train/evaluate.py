@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from train._cli import friendly_errors
+
 NUM_TEXTURES = 6
 NUM_CLASSES = 2 * NUM_TEXTURES
 CLASS_TEXTURE = (np.arange(NUM_CLASSES) // 2).astype(np.int32)
@@ -215,6 +217,7 @@ def format_table3(metrics: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+@friendly_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train evaluate", description=__doc__)
     src = ap.add_mutually_exclusive_group(required=True)

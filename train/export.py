@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from train._cli import friendly_errors
 from train.models import NUM_CLASSES, PATCH, ModelError, load_checkpoint, normalization
 
 SCHEMA_VERSION = 1
@@ -221,6 +222,7 @@ def export(
             "bytes": out.stat().st_size}
 
 
+@friendly_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train export", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

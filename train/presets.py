@@ -38,6 +38,9 @@ class Preset:
     teacher_lr: float = 1e-3  # the paper's; only the smoke preset raises it (a few iterations)
     eval_points: int = 7  # log-spaced evaluations (Fig. 4)
     eval_images: int | None = 120  # test images per intermediate evaluation (None: all)
+    # teachers are first evaluated on this many test images (None: all) so the student ships
+    # sooner; the full split follows once every student is done
+    teacher_test_images: int | None = None
     aug_max_patches: int | None = 12000  # distillation patch set cap
     aug_max_patches_teacher: int | None = None  # cap of the aug set a scratch-aug teacher uses
     student_widths: tuple[int, ...] = (4, 8, 16, 4, 4)
@@ -61,8 +64,7 @@ PRESETS: dict[str, Preset] = {
         synth_seed=101,
         teacher_arch="student",
         teacher_kwargs={"c": (4, 4, 8, 8, 8), "fc": 32},
-        teachers=(TeacherRun("scratch", "scratch", "noaug", 20),),
-        teacher_lr=0.02,
+        teachers=(TeacherRun("scratch", "scratch", "noaug", 12),),
         eval_points=2,
         eval_images=None,
         aug_max_patches=96,
@@ -77,13 +79,14 @@ PRESETS: dict[str, Preset] = {
         name="cpu",
         data_root="data/synth-dagm",
         teachers=(
-            TeacherRun("transfer", "imagenet", "noaug", 160),
-            TeacherRun("scratch", "scratch", "noaug", 160),
+            TeacherRun("transfer", "imagenet", "noaug", 500),
+            TeacherRun("scratch", "scratch", "noaug", 500),
         ),
         eval_points=6,
         eval_images=60,
-        aug_max_patches=8000,
-        distill_epochs=5,
+        teacher_test_images=300,
+        aug_max_patches=6000,
+        distill_epochs=6,
         sweep=((4, 8, 16, 32, 32), (4, 8, 16, 16, 16), (4, 8, 16, 8, 8)),
         sweep_epochs=3,
     ),

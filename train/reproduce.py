@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from train._cli import friendly_errors
 from train.presets import Preset, get_preset
 
 PAPER_TABLE2 = {
@@ -192,19 +193,24 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             stage.estimate = (time.perf_counter() - stage.t0) + estimate_seconds(
                 Preset(**{**p.__dict__, "teachers": p.teachers[p.teachers.index(tr) + 1:]}),
                 sec_teacher, 0.1, sec_patch, len(test_recs), len(train_recs))
-        stage(f"teacher {tr.name}: full test evaluation ({len(test_recs)} images)")
+        first = p.teacher_test_images is not None and p.teacher_test_images < len(test_recs)
+        recs = load_split(root, "test", p.seed, limit=p.teacher_test_images) if first else test_recs
+        entry = {"fit": summary, "init": tr.init, "patches": tr.patches, "train_patches": len(x),
+                 "arch": p.teacher_arch}
+        evaluate_teacher(tr.name, ck, recs, entry)
+
+    def evaluate_teacher(name: str, ck: Path, recs: list[Any], entry: dict[str, Any]) -> None:
+        stage(f"teacher {name}: test evaluation ({len(recs)} of {len(test_recs)} images)")
         t0 = time.perf_counter()
         model, _ = load_checkpoint(ck)
-        res = evaluate_model(model.to(memory_format=torch.channels_last), test_recs,
-                             *normalization(p.teacher_arch), progress=True, desc=tr.name)
-        stage.record(f"teacher-{tr.name}-eval", time.perf_counter() - t0)
+        res = evaluate_model(model.to(memory_format=torch.channels_last), recs,
+                             *normalization(p.teacher_arch), progress=True, desc=name)
+        stage.record(f"teacher-{name}-eval-{len(recs)}", time.perf_counter() - t0)
         m = res.metrics()
-        print(f"   teacher {tr.name}: accuracy {100 * m['accuracy']:.2f}% "
-              f"(convergence at {summary.get('convergence_iteration')} it)", flush=True)
-        results["teachers"][tr.name] = {"fit": summary, "test": m, "init": tr.init,
-                                        "patches": tr.patches, "train_patches": len(x),
-                                        "parameters": count_parameters(model),
-                                        "arch": p.teacher_arch}
+        print(f"   teacher {name}: accuracy {100 * m['accuracy']:.2f}% on {len(recs)} images "
+              f"(convergence at {entry['fit'].get('convergence_iteration')} it)", flush=True)
+        results["teachers"][name] = {**entry, "test": m, "test_is_full": len(recs) == len(
+            test_recs), "parameters": count_parameters(model)}
         save()
 
     # ---------------------------------------------------------------- distillation
@@ -286,6 +292,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             results["wall_seconds_main"] = round(time.perf_counter() - t_start, 1)
             save()
             write_report(results, out)
+    # Teachers evaluated on a subset first (to ship the student sooner) get the full split now.
+    for tr in p.teachers:
+        entry = results["teachers"].get(tr.name)
+        if entry is not None and not entry.get("test_is_full"):
+            evaluate_teacher(tr.name, ckdir / f"teacher-{tr.name}.pt", test_recs, entry)
+    results["wall_seconds_before_sweep"] = round(time.perf_counter() - t_start, 1)
     save()
     write_report(results, out)
     # ---------------------------------------------------------------- compression sweep
@@ -355,16 +367,16 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "",
         "## Table 2: teachers (accuracy over 12 classes, §4 protocol, held-out 20 %)",
         "",
-        "| teacher | arch | train patches | iterations | accuracy % (ours) | convergence it "
-        "(ours) | paper accuracy % | paper convergence it |",
-        "|---|---|---|---|---|---|---|---|",
+        "| teacher | arch | train patches | iterations | test images | accuracy % (ours) | "
+        "convergence it (ours) | paper accuracy % | paper convergence it |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in t.items():
         ref = PAPER_TABLE2.get(name, (name, None, None, None))
         fit = r.get("fit", {})
         lines.append(
             f"| {ref[0]} | {r.get('arch')} ({r.get('init')}) | {r.get('train_patches')} | "
-            f"{fit.get('iterations')} | {_pct(r['test']['accuracy'])} | "
+            f"{fit.get('iterations')} | {r['test']['images']} | {_pct(r['test']['accuracy'])} | "
             f"{fit.get('convergence_iteration')} | "
             f"{'' if ref[1] is None else f'{ref[1]:.2f} ± {ref[2]:.2f}'} | {ref[3] or ''} |")
     lines += ["", "Convergence = first evaluated iteration within 0.5 points of the best "
@@ -411,6 +423,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         for v in results["sweep"].values():
             lines.append(f"| {v['teacher']} | {tuple(v['widths'])} | {v['parameters']:,} | "
                          f"{v['epochs']} | {_pct(v['accuracy'])} |")
+    if results.get("notes"):
+        lines += ["", "## Notes", "", *[f"- {n}" for n in results["notes"]]]
     tim = results.get("timings", {})
     if tim:
         lines += ["", "## Stage timings (s)", "", ", ".join(f"{k}: {v}" for k, v in tim.items())]
@@ -443,6 +457,26 @@ def plot_fig4(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def ship(results: dict[str, Any], dest: Path) -> list[Path]:
+    """Copy the preset's exported student (folded -> ``student.onnx``, rgb ->
+    ``student_rgb.onnx``) and their sidecars into ``dest`` (the repository's ``models/``)."""
+    import shutil
+
+    files = results.get("export", {}).get("files", {})
+    if not files:
+        msg = "results.json has no exported student to ship (run the preset first)"
+        raise FileNotFoundError(msg)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for variant, name in (("folded", "student.onnx"), ("rgb", "student_rgb.onnx")):
+        src = Path(files[variant]["onnx"])
+        shutil.copyfile(src, dest / name)
+        shutil.copyfile(src.with_name(src.name + ".json"), dest / f"{name}.json")
+        written += [dest / name, dest / f"{name}.json"]
+    return written
+
+
+@friendly_errors
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train reproduce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -453,13 +487,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild REPORT.md from results.json")
+    ap.add_argument("--ship-to", type=Path, metavar="DIR",
+                    help="copy the exported student (+ sidecars) here, e.g. models")
     args = ap.parse_args(argv)
     out = Path(args.out or f"results/{args.preset}")
     if args.report_only:
-        print(write_report(json.loads((out / "results.json").read_text()), out))
+        results = json.loads((out / "results.json").read_text())
+        print(write_report(results, out))
+        if args.ship_to:
+            print("\n".join(map(str, ship(results, args.ship_to))))
         return 0
     overrides = {"data_root": args.data} if args.data else {}
     preset = get_preset(args.preset, **overrides)
-    run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep)
+    results = run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep)
+    if args.ship_to:
+        print("\n".join(map(str, ship(results, args.ship_to))))
     print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}", file=sys.stderr)
     return 0

@@ -1,10 +1,11 @@
 """The whole frame in one C++ call: tile -> OpenVINO infer -> vote, GIL released throughout.
 
-``pyinspect._openvino_native`` is built only when CMake found OpenVINO (``PYINSPECT_WITH_OPENVINO``,
-AUTO by default) and links the exact OpenVINO release it was compiled against; this module loads
-it, refuses another release with a clear message, and wraps it with the same inputs and results as
-``Inspector.run``. The Python ``openvino`` backend (``pyinspect.backends.openvino``) remains the
-fallback when the module is missing.
+``pyinspect._fastcpu`` (this runner and the direct student engine) is built only when CMake
+found OpenVINO (``PYINSPECT_WITH_OPENVINO``, AUTO by default) and links the exact OpenVINO
+release it was compiled against; this module loads it, refuses another release with a clear
+message, and wraps it with the same inputs and results as ``Inspector.run``. The Python
+``openvino`` backend (``pyinspect.backends.openvino``) remains the fallback when the module
+is missing.
 
     runner = native_runner("models/student.onnx")      # compiled for 512×512 frames
     result = runner.run(frame)                         # InspectionResult, with stage timings
@@ -47,7 +48,7 @@ def load_native() -> ModuleType:
         raise BackendUnavailableError(msg) from exc
     loaded = openvino.get_version()
     try:
-        from pyinspect import _openvino_native as native
+        from pyinspect import _fastcpu as native
     except ImportError as exc:
         if "libopenvino" in str(exc):
             msg = (

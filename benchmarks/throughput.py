@@ -1,0 +1,276 @@
+"""Frames per second of ``Inspector.stream`` against a plain ``run()`` loop, on a real video.
+
+A video of 512x512 DAGM-like frames is written with ``cv2.VideoWriter`` (MJPG by default), so
+every mode pays a real decode. Four rates per model and backend, each the median of
+``--repeats`` passes over the whole file (the modes interleaved, so drift hits them alike):
+
+* ``decode``: ``VideoCapture.read`` alone;
+* ``inspect``: tile + infer + vote alone (``Inspector.run`` on frames already decoded);
+* ``plain``: ``while cap.read(): insp.run(frame)``, the loop a user writes first;
+* ``stream``: ``for r in insp.stream(cap, depth=2)``: decode overlapped with inspection.
+
+A perfect pipeline runs at the slowest stage's rate, min(decode, inspect); the issue's target is
+stream >= 90% of that, and stream > plain.
+
+    .venv/bin/python benchmarks/throughput.py                 # students on ONNX Runtime
+    .venv/bin/python benchmarks/throughput.py --backend openvino --frames 500
+
+Writes ``benchmarks/results/throughput-<host>-<date>.json`` (or ``--json PATH``) and the Markdown
+report beside it (``.md``), and prints the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _machine
+import latency
+
+TARGET_OF_SLOWEST = 0.90
+
+
+def dagm_like_frames(n: int, size: int = 512, seed: int = 0) -> list[np.ndarray]:
+    """Gray textures with a few dark blemishes, different per frame (so the codec works)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    frames = []
+    for _ in range(n):
+        fx, fy, phase = 5 + 10 * rng.random(), 7 + 12 * rng.random(), 6.3 * rng.random()
+        base = 128 + 50 * np.sin(xx / fx + phase) * np.cos(yy / fy) + rng.normal(0, 14, xx.shape)
+        if rng.random() < 0.3:
+            cy, cx = rng.integers(40, size - 40, 2)
+            base[(yy - cy) ** 2 / 400 + (xx - cx) ** 2 / 2500 < 1] -= 60
+        frames.append(np.clip(base, 0, 255).astype(np.uint8))
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fourcc: str = "MJPG") -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), 25.0, (w, h))
+    if not writer.isOpened():
+        msg = f"cv2.VideoWriter cannot write {fourcc} to {path}"
+        raise RuntimeError(msg)
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def decode_all(video: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    cap.release()
+    return frames
+
+
+def rate_decode(video: Path) -> float:
+    cap = cv2.VideoCapture(str(video))
+    n, t0 = 0, time.perf_counter()
+    while cap.read()[0]:
+        n += 1
+    dt = time.perf_counter() - t0
+    cap.release()
+    return n / dt
+
+
+def rate_inspect(insp: Any, frames: list[np.ndarray]) -> float:
+    t0 = time.perf_counter()
+    for f in frames:
+        insp.run(f)
+    return len(frames) / (time.perf_counter() - t0)
+
+
+def rate_plain(insp: Any, video: Path) -> float:
+    cap = cv2.VideoCapture(str(video))
+    n, t0 = 0, time.perf_counter()
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        insp.run(f)
+        n += 1
+    dt = time.perf_counter() - t0
+    cap.release()
+    return n / dt
+
+
+def rate_stream(insp: Any, video: Path, depth: int) -> float:
+    cap = cv2.VideoCapture(str(video))
+    n, errors, t0 = 0, 0, time.perf_counter()
+    for r in insp.stream(cap, depth=depth):
+        n += 1
+        errors += r.error is not None
+    dt = time.perf_counter() - t0
+    cap.release()
+    if errors:
+        msg = f"stream gave {errors} error results on {video}"
+        raise RuntimeError(msg)
+    return n / dt
+
+
+def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarray],
+          args: argparse.Namespace) -> dict[str, Any]:
+    from pyinspect import Inspector
+
+    with Inspector(model.path, backend=backend, threads=args.threads) as insp:
+        for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
+            insp.run(f)
+        rates: dict[str, list[float]] = {"decode": [], "inspect": [], "plain": [], "stream": []}
+        for _ in range(args.repeats):
+            rates["decode"].append(rate_decode(video))
+            rates["inspect"].append(rate_inspect(insp, frames))
+            rates["plain"].append(rate_plain(insp, video))
+            rates["stream"].append(rate_stream(insp, video, args.depth))
+    fps = {k: float(np.median(v)) for k, v in rates.items()}
+    slowest = min(fps["decode"], fps["inspect"])
+    return {
+        "model": model.key,
+        "backend": backend,
+        "frames": len(frames),
+        "repeats": args.repeats,
+        "depth": args.depth,
+        "fps": fps,
+        "all_fps": rates,
+        "slowest_stage_fps": slowest,
+        "stream_of_slowest": fps["stream"] / slowest,
+        "stream_over_plain": fps["stream"] / fps["plain"],
+        "meets_target": fps["stream"] >= TARGET_OF_SLOWEST * slowest
+        and fps["stream"] > fps["plain"],
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    titles = {k: v["title"] for k, v in result["models"].items()}
+    v = result["video"]
+    out = [
+        f"# Throughput: stream() vs a plain run() loop ({m['host']}, {m['date']})",
+        "",
+        _machine.describe(m),
+        "",
+        f"Video: {v['frames']} frames of {v['size']}x{v['size']}, {v['fourcc']} in .avi"
+        f" ({v['bytes'] / 1e6:.1f} MB), decoded by OpenCV {cv2.__version__}; frames/s, median of"
+        f" {result['repeats']} passes; stream depth {result['depth']}.",
+        "",
+        "| model | backend | decode | inspect | slowest stage | plain loop | stream |"
+        " stream / slowest | stream / plain |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        f = r["fps"]
+        out.append(
+            f"| {titles[r['model']]} | {r['backend']} | {f['decode']:.0f} | {f['inspect']:.0f} |"
+            f" {r['slowest_stage_fps']:.0f} | {f['plain']:.0f} | {f['stream']:.0f} |"
+            f" {100 * r['stream_of_slowest']:.0f}% | {r['stream_over_plain']:.2f}x |"
+        )
+    out += ["", "## Targets", ""]
+    for r in result["rows"]:
+        verdict = "PASS" if r["meets_target"] else "FAIL"
+        out.append(
+            f"- {verdict}: {titles[r['model']]} on {r['backend']}: stream"
+            f" {r['fps']['stream']:.0f} frames/s = {100 * r['stream_of_slowest']:.0f}% of the"
+            f" slowest stage (target >= {100 * TARGET_OF_SLOWEST:.0f}%),"
+            f" {r['stream_over_plain']:.2f}x the plain loop (target > 1)"
+        )
+    for s in result["skipped"]:
+        out.append(f"- skipped {s['model']} on {s['backend']}: {s['reason']}")
+    out += ["", f"Command: `{result['command']}`"]
+    return "\n".join(out) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", action="append", metavar="NAME",
+                    help="backend (repeatable; default onnxruntime)")
+    ap.add_argument("--model", action="append", metavar="PATH",
+                    help="model to run (repeatable; default the benchmark's two students)")
+    ap.add_argument("--frames", type=int, default=300, help="frames in the video (default 300)")
+    ap.add_argument("--repeats", type=int, default=3, help="passes per mode (default 3)")
+    ap.add_argument("--depth", type=int, default=2, help="stream depth (default 2)")
+    ap.add_argument("--fourcc", default="MJPG", help="video codec (default MJPG, in .avi)")
+    ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    ap.add_argument("--models", type=Path, default=latency.MODELS,
+                    help="folder of the exported models (default benchmarks/models)")
+    ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/"
+                    "throughput-<host>-<date>.json)")
+    args = ap.parse_args(argv)
+    for name in ("frames", "repeats", "depth"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    from pyinspect.errors import PyInspectError
+
+    if args.model:
+        models = [latency.user_model(f"model{i}" if i else "model", "student", p)
+                  for i, p in enumerate(args.model)]
+    else:
+        models = [m for m in latency.ensure_models(args.models, teacher=False, log=log)
+                  if m.key != "shipped"]
+    backends = args.backend or ["onnxruntime"]
+    facts = _machine.machine_facts()
+    rows, skipped = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        source = dagm_like_frames(args.frames)
+        video = write_video(Path(tmp) / "dagm.avi", source, args.fourcc)
+        frames = decode_all(video)
+        if len(frames) != args.frames:
+            log(f"note: wrote {args.frames} frames, OpenCV decodes {len(frames)}")
+        video_info = {"frames": len(frames), "size": 512, "fourcc": args.fourcc,
+                      "bytes": video.stat().st_size}
+        for model in models:
+            for be in backends:
+                log(f"{model.key} on {be} ...")
+                try:
+                    row = bench(model, be, video, frames, args)
+                except PyInspectError as exc:
+                    skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
+                    log(f"  skipped: {exc}")
+                    continue
+                rows.append(row)
+                log("  " + ", ".join(f"{k} {v:.0f}" for k, v in row["fps"].items()) + " frames/s")
+    result = {
+        "machine": facts,
+        "command": " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])]),
+        "video": video_info,
+        "repeats": args.repeats,
+        "depth": args.depth,
+        "models": {m.key: {"title": m.title, "path": latency._rel(m.path), "weights": m.weights}
+                   for m in models},
+        "rows": rows,
+        "skipped": skipped,
+    }
+    path = args.json or _machine.result_path("throughput", facts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    report = markdown(result)
+    path.with_suffix(".md").write_text(report)
+    print(report)
+    log(f"wrote {path} and its .md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

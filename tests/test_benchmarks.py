@@ -1,0 +1,173 @@
+"""Smoke runs of benchmarks/latency.py, benchmarks/throughput.py and examples/camera_loop.py on
+tiny models with a handful of runs, plus the arithmetic their reports rest on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from modelzoo import TinyBundle, write_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _machine  # noqa: E402
+import latency  # noqa: E402
+import throughput  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[TinyBundle, TinyBundle]:
+    folder = tmp_path_factory.mktemp("bench")
+    return write_tiny(folder, "teacher.onnx"), write_tiny(folder, "student.onnx", channels=1)
+
+
+# ---- arithmetic ----------------------------------------------------------------------------------
+def test_stats_percentiles() -> None:
+    s = latency.Stats.of(np.arange(1, 101, dtype=float))
+    assert (s.runs, s.median, s.min, s.mean) == (100, 50.5, 1.0, 50.5)
+    assert s.p90 == pytest.approx(90.1) and s.p99 == pytest.approx(99.01)
+
+
+@pytest.mark.parametrize(
+    ("est_ms", "role", "runs", "expected"),
+    [
+        (4.6, "student", None, 653),  # 3 s / 4.6 ms
+        (100.0, "student", None, 200),  # the student's minimum
+        (1240.0, "teacher", None, 10),  # the teacher's minimum
+        (0.0, "student", None, latency.MAX_RUNS),
+        (1240.0, "teacher", 3, 3),  # --runs wins
+    ],
+)
+def test_plan_runs(est_ms: float, role: str, runs: int | None, expected: int) -> None:
+    assert latency.plan_runs(est_ms, role, runs, 3.0) == expected
+
+
+def _row(model: str, backend: str, kind: str, median: float) -> latency.Row:
+    stats = latency.Stats(10, median, median, median, median, median)
+    return latency.Row(model, backend, kind, 9, "cpu", "perf_counter", stats)
+
+
+def test_summary_ratio_and_targets() -> None:
+    rows = [
+        _row("teacher", "onnxruntime", "infer", 1240.0),
+        _row("student", "onnxruntime", "infer", 4.6),
+        _row("student", "onnxruntime", "e2e", 5.0),
+        _row("student", latency.NATIVE, "e2e", 4.9),
+        _row("teacher", "openvino", "infer", 100.0),
+        _row("student", "openvino", "infer", 4.0),
+        _row("student", "openvino", "e2e", 5.0),
+    ]
+    s = latency.summarise(rows, ["onnxruntime", "openvino"])
+    ort = s["speedup_by_backend"]["onnxruntime"]
+    assert ort["speedup"] == pytest.approx(1240 / 4.6) and ort["meets_paper"]
+    assert not s["speedup_by_backend"]["openvino"]["meets_paper"]  # 25x < 39.3x
+    checks = {v["backend"]: v for v in s["e2e_over_pure"]}
+    assert checks["onnxruntime"]["e2e_over_pure"] == pytest.approx(5.0 / 4.6)
+    assert checks["onnxruntime"]["meets_target"]  # 1.087 <= 1.15
+    assert not checks["openvino"]["meets_target"]  # 1.25
+    assert s["best_student_e2e"]["backend"] == latency.NATIVE
+
+
+def test_result_path_names_host_and_day() -> None:
+    facts = {"host": "cam box/1", "date": "2026-11-25T16:00:00+00:00"}
+    assert _machine.result_path("latency", facts).name == "latency-cam_box_1-2026-11-25.json"
+
+
+def test_machine_facts_name_the_cpu_and_libraries() -> None:
+    facts = _machine.machine_facts()
+    assert facts["cpu"] and facts["physical_cores"] >= 1
+    assert "onnxruntime" in facts["libraries"] and "numpy" in facts["libraries"]
+    assert facts["cpu"] in _machine.describe(facts)
+
+
+# ---- smoke runs ----------------------------------------------------------------------------------
+def test_latency_smoke(
+    pair: tuple[TinyBundle, TinyBundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher, student = pair
+    out = tmp_path / "latency.json"
+    argv = ["--teacher", str(teacher.model_path), "--student", str(student.model_path),
+            "--backend", "onnxruntime", "--runs", "3", "--json", str(out)]
+    assert latency.main(argv) == 0
+    report = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    kinds = {(r["model"], r["kind"], r["batch"]) for r in result["rows"]}
+    for model in ("teacher", "student"):
+        assert {(model, "infer", 9), (model, "infer", 1), (model, "e2e", 9)} <= kinds
+    assert all(r["stats"]["runs"] == 3 for r in result["rows"])
+    e2e = next(r for r in result["rows"] if r["kind"] == "e2e" and r["model"] == "student")
+    assert set(e2e["stages"]) == {"tile_ms", "infer_ms", "vote_ms", "overhead_ms"}
+    assert "onnxruntime" in result["summary"]["speedup_by_backend"]
+    assert result["machine"]["cpu"]
+    assert out.with_suffix(".png").stat().st_size > 1000
+    assert out.with_suffix(".md").read_text() == report.removesuffix("\n")
+    assert "| Teacher VGG16, ms | 57.43 |" in report
+    assert "| Student (4,8,16,4,4), ms | 1.46 |" in report
+    assert "teacher/student on onnxruntime" in report
+
+
+def test_latency_refuses_an_unknown_backend(pair, capsys: pytest.CaptureFixture[str]) -> None:
+    teacher, _ = pair
+    assert latency.main(["--teacher", str(teacher.model_path), "--backend", "onnxrt"]) == 2
+    assert "unknown backend(s) ['onnxrt']" in capsys.readouterr().err
+
+
+def test_throughput_smoke(
+    pair: tuple[TinyBundle, TinyBundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, student = pair
+    out = tmp_path / "throughput.json"
+    argv = ["--model", str(student.model_path), "--frames", "6", "--repeats", "1",
+            "--json", str(out)]
+    assert throughput.main(argv) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert set(row["fps"]) == {"decode", "inspect", "plain", "stream"}
+    assert all(v > 0 for v in row["fps"].values())
+    assert result["video"]["frames"] == 6
+    assert " stream / slowest | stream / plain |" in capsys.readouterr().out
+
+
+def test_dagm_like_video_round_trips(tmp_path: Path) -> None:
+    frames = throughput.dagm_like_frames(3)
+    assert len({f.tobytes() for f in frames}) == 3
+    video = throughput.write_video(tmp_path / "v.avi", frames)
+    decoded = throughput.decode_all(video)
+    assert len(decoded) == 3 and decoded[0].shape == (512, 512, 3)
+    gray = cv2.cvtColor(decoded[0], cv2.COLOR_BGR2GRAY).astype(int)
+    assert np.abs(gray - frames[0]).mean() < 10  # MJPG is lossy, not random
+
+
+@pytest.mark.parametrize("script", ["benchmarks/latency.py", "benchmarks/throughput.py"])
+def test_scripts_run_as_scripts(script: str) -> None:
+    proc = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--json" in proc.stdout
+
+
+def test_camera_loop_example_on_a_folder_and_a_video(
+    pair: tuple[TinyBundle, TinyBundle], tmp_path: Path
+) -> None:
+    _, student = pair
+    frames = throughput.dagm_like_frames(4)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i}.png"), f)
+    (folder / "9.png").write_bytes(b"broken")
+    video = throughput.write_video(tmp_path / "v.avi", frames)
+    for source, n, errors in ((folder, 5, 1), (video, 4, 0)):
+        proc = subprocess.run(
+            [sys.executable, "examples/camera_loop.py", str(source), "--model",
+             str(student.model_path), "--threshold", "0", "--save", str(tmp_path / "out")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"{n} frames in" in proc.stderr and f"{errors} errors" in proc.stderr
+    assert len(list((tmp_path / "out").glob("*.png"))) == 4  # threshold 0: every frame defective

@@ -1,0 +1,267 @@
+"""Direct student engine (pyinspect._fastcpu.StudentRunner): same logits and verdicts as ONNX
+Runtime on the same ONNX + sidecar, on the shared (aligned 3×3 grid) and per-patch paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from modelzoo import tiny_model, tiny_weights, write_tiny
+from onnx import TensorProto, helper, numpy_helper
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed")
+
+from pyinspect import Inspector
+from pyinspect.errors import BackendUnavailableError, InputError
+from pyinspect.fast_student import FastStudentRunner, NotAStudentError
+from pyinspect.spec import ModelSpec
+
+WIDTHS = (4, 8, 16, 4, 4)
+
+
+@pytest.fixture(autouse=True)
+def _need_engine() -> None:
+    from pyinspect.backends.openvino_native import load_native
+
+    try:
+        native = load_native()
+    except BackendUnavailableError as exc:
+        pytest.skip(f"pyinspect._fastcpu not built here: {exc}")
+    if not native.student_engine_supported():
+        pytest.skip("this CPU has no AVX2+FMA")
+
+
+def student_onnx(
+    path: Path,
+    *,
+    folded: bool = True,
+    seed: int = 0,
+    hidden: int = 256,
+    mean: float = 0.5,
+    std: float = 0.5,
+    widths: tuple[int, ...] = WIDTHS,
+) -> ModelSpec:
+    """The Table 1 student with random weights, as the exporter writes it: ``folded`` = raw gray
+    input with an explicit Pad(255·mean) before a pad-0 conv1; else 3-channel normalised input
+    with a zero-padded conv1. ``hidden`` shrinks FC1 to keep the test fast."""
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+    cin = 1 if folded else 3
+    src = "input"
+    if folded:
+        inits += [
+            numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+            numpy_helper.from_array(np.array(255.0 * mean, np.float32), "pad_value"),
+        ]
+        nodes.append(helper.make_node("Pad", ["input", "pads", "pad_value"], ["padded"]))
+        src = "padded"
+    for i, width in enumerate(widths, start=1):
+        w = rng.normal(0, np.sqrt(2.0 / (9 * cin)), (width, cin, 3, 3)).astype(np.float32)
+        if i == 1 and folded:
+            w /= 255.0 * std  # raw pixels in, as the folded export
+        b = rng.normal(0, 0.1, width).astype(np.float32)
+        if i == 1 and folded:
+            b -= (w.sum(axis=(1, 2, 3)) * 255.0 * mean).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        pad = 0 if (i == 1 and folded) else 1
+        nodes += [
+            helper.make_node("Conv", [src, f"w{i}", f"b{i}"], [f"c{i}"], pads=[pad] * 4),
+            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
+            helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
+        ]
+        src, cin = f"p{i}", width
+    flat = widths[-1] * 49
+    fc1 = rng.normal(0, np.sqrt(2.0 / flat), (hidden, flat)).astype(np.float32)
+    fc2 = rng.normal(0, np.sqrt(1.0 / hidden), (12, hidden)).astype(np.float32)
+    inits += [
+        numpy_helper.from_array(fc1, "fc1"),
+        numpy_helper.from_array(rng.normal(0, 0.1, hidden).astype(np.float32), "fb1"),
+        numpy_helper.from_array(fc2, "fc2"),
+        numpy_helper.from_array(rng.normal(0, 0.1, 12).astype(np.float32), "fb2"),
+    ]
+    nodes += [
+        helper.make_node("Flatten", [src], ["flat"], axis=1),
+        helper.make_node("Gemm", ["flat", "fc1", "fb1"], ["h"], transB=1),
+        helper.make_node("Relu", ["h"], ["hr"]),
+        helper.make_node("Gemm", ["hr", "fc2", "fb2"], ["logits"], transB=1),
+    ]
+    channels = 1 if folded else 3
+    graph = helper.make_graph(
+        nodes,
+        "student",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 12])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    if folded:
+        spec = ModelSpec.for_dagm(channels=1, mean=[0.0], std=[1.0 / 255.0])
+    else:
+        spec = ModelSpec.for_dagm(channels=3, mean=[mean] * 3, std=[std] * 3)
+    spec.save_for_model(path)
+    return spec
+
+
+def frames(shape: tuple[int, int], n: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    out = []
+    for _ in range(n):
+        base = 128 + 50 * np.sin(xx / rng.uniform(3, 20)) * np.cos(yy / rng.uniform(3, 20))
+        out.append(np.clip(base + rng.normal(0, 20, shape), 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("student") / "student.onnx"
+    student_onnx(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "shared"),
+    [
+        ((512, 512), True),
+        ((224, 224), False),
+        ((230, 250), False),
+        ((600, 600), False),
+        ((224, 512), True),
+    ],
+)
+def test_matches_onnxruntime(folded: Path, shape: tuple[int, int], shared: bool) -> None:
+    runner = FastStudentRunner(folded, threads=2, verify=False)
+    with Inspector(folded, backend="onnxruntime", threads=1) as ref:
+        for frame in frames(shape, 2):
+            want = ref.run(frame)
+            got = runner.run(frame)
+            assert runner.last_stages["shared"] is shared
+            assert (got.texture, got.defective) == (want.texture, want.defective)
+            np.testing.assert_array_equal(got.patch_class, want.patch_class)
+            np.testing.assert_array_equal(got.boxes, want.boxes)
+            np.testing.assert_allclose(got.patch_score, want.patch_score, atol=1e-5)
+
+
+def test_logits_close_to_onnxruntime(folded: Path) -> None:
+    import onnxruntime as ort
+
+    from pyinspect.tiling import patch_grid
+
+    runner = FastStudentRunner(folded, threads=1)  # with the load-time check against OpenVINO
+    assert runner.verify_delta is not None and runner.verify_delta < 1e-4
+    session = ort.InferenceSession(str(folded), providers=["CPUExecutionProvider"])
+    frame = frames((512, 512), 1)[0]
+    runner.run(frame)
+    boxes = patch_grid(512, 512, 224)
+    tiles = np.stack([frame[y : y + h, x : x + w] for x, y, w, h in boxes])[:, None]
+    want = session.run(None, {"input": tiles.astype(np.float32)})[0]
+    np.testing.assert_allclose(runner.logits(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_thread_counts_agree_exactly(folded: Path) -> None:
+    frame = frames((512, 512), 1)[0]
+    results = []
+    for threads in (1, 2):
+        runner = FastStudentRunner(folded, threads=threads, verify=False)
+        runner.run(frame)
+        results.append(runner.logits())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_strided_frame_equals_contiguous(folded: Path) -> None:
+    runner = FastStudentRunner(folded, threads=2, verify=False)
+    big = frames((512, 1024), 1)[0]
+    view = big[:, ::2]  # stride 2 along x: read in place, never copied
+    assert not view.flags.c_contiguous
+    runner.run(view)
+    a = runner.logits()
+    runner.run(np.ascontiguousarray(view))
+    np.testing.assert_array_equal(a, runner.logits())
+
+
+def test_three_channel_paper_network(tmp_path: Path) -> None:
+    """The unfolded network (gray replicated to RGB, channel-uniform normalisation)."""
+    path = tmp_path / "rgb.onnx"
+    student_onnx(path, folded=False, seed=3)
+    runner = FastStudentRunner(path, threads=2, verify=False)
+    with Inspector(path, backend="onnxruntime", threads=1) as ref:
+        for frame in frames((512, 512), 2):
+            want, got = ref.run(frame), runner.run(frame)
+            np.testing.assert_array_equal(got.patch_class, want.patch_class)
+            assert (got.texture, got.defective) == (want.texture, want.defective)
+
+
+def test_gray_hw1_frame_and_threshold(folded: Path) -> None:
+    runner = FastStudentRunner(folded, threads=1, verify=False)
+    frame = frames((512, 512), 1)[0]
+    a = runner.run(frame[:, :, None], threshold=0.0)
+    assert a.defective and a.num_patches == 9
+
+
+def test_refuses_color_frames(folded: Path) -> None:
+    runner = FastStudentRunner(folded, threads=1, verify=False)
+    with pytest.raises(InputError, match=r"reads gray frames; got 3 channels"):
+        runner.run(np.zeros((512, 512, 3), np.uint8))
+
+
+def test_refuses_other_networks(tmp_path: Path) -> None:
+    bundle = write_tiny(tmp_path, channels=1, patch=224, mean=[0.5], std=[0.25])
+    with pytest.raises(NotAStudentError, match=r"conv1 must be 3×3, stride 1, zero padding 1"):
+        FastStudentRunner(bundle.model_path)
+    rgb = write_tiny(tmp_path / "rgb", channels=3, patch=224, mean=[0.4, 0.5, 0.6])
+    with pytest.raises(NotAStudentError, match=r"same for every channel"):
+        FastStudentRunner(rgb.model_path)
+    softmax = tmp_path / "soft" / "tiny.onnx"
+    softmax.parent.mkdir()
+    onnx.save(tiny_model(tiny_weights(1), softmax=True), softmax)
+    ModelSpec.for_dagm(channels=1, output_kind="probabilities").save_for_model(softmax)
+    with pytest.raises(NotAStudentError, match=r"needs a logits output"):
+        FastStudentRunner(softmax)
+
+
+def test_other_widths_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "wide.onnx"
+    student_onnx(path, widths=(8, 8, 16, 4, 4))
+    with pytest.raises(NotAStudentError, match=r"conv1 weight is \[8, 1, 3, 3\], expected \[4,"):
+        FastStudentRunner(path)
+
+
+def test_dead_channel_rows_are_skipped_exactly(tmp_path: Path) -> None:
+    """A conv5 channel that ReLU always zeroes: its FC1 rows are skipped; logits unchanged."""
+    path = tmp_path / "dead.onnx"
+    student_onnx(path, seed=5)
+    model = onnx.load(path)
+    for init in model.graph.initializer:
+        if init.name in ("w5", "b5"):
+            arr = numpy_helper.to_array(init).copy()
+            arr[0] = 0.0 if init.name == "w5" else -1.0
+            init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    onnx.save(model, path)
+    runner = FastStudentRunner(path, threads=2, verify=False)
+    with Inspector(path, backend="onnxruntime", threads=1) as ref:
+        frame = frames((512, 512), 1)[0]
+        np.testing.assert_array_equal(runner.run(frame).patch_class, ref.run(frame).patch_class)
+
+
+def test_load_time_check_refuses_a_wrong_engine(
+    folded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the graph were misread, the engine's logits would differ from OpenVINO's: refused."""
+    import pyinspect.fast_student as fs
+    from pyinspect.errors import BackendError
+
+    real = fs.extract_student
+
+    def misread(path: Path) -> fs.StudentGraph:
+        graph = real(path)
+        graph.weights["fc2_b"] = graph.weights["fc2_b"] + 0.01
+        return graph
+
+    monkeypatch.setattr(fs, "extract_student", misread)
+    with pytest.raises(BackendError, match=r"differ from OpenVINO f32 by 0\.01"):
+        FastStudentRunner(folded, threads=1)
