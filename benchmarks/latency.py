@@ -6,8 +6,9 @@ teacher (VGG16) 57.43 ms, student (4, 8, 16, 4, 4) 1.46 ms, a 39.3x speed-up. Th
 * pure inference at batch 9 (the paper's measurement) and batch 1: ``backend.infer`` on a filled
   input buffer;
 * end to end per frame: a 512x512 uint8 frame -> tile -> infer -> vote -> ``InspectionResult``
-  through ``Inspector.run`` (and through the native OpenVINO runner when it is built), with the
-  time per stage and the Python overhead (wall time minus the stages);
+  through ``Inspector.run`` (and through the whole-frame C++ paths when they are built: the native
+  OpenVINO runner and the direct student engine), with the time per stage and the Python overhead
+  (wall time minus the stages);
 
 for the teacher, the student (the paper's 3-channel network) and the folded 1-channel student
 (the deployed variant), on every available backend (ONNX Runtime always). Each row reports the
@@ -59,7 +60,9 @@ TARGET_E2E_OVER_PURE = 1.15
 MIN_RUNS = {"teacher": 10, "student": 200}
 MAX_RUNS = 20_000
 RANDOM_NOTE = "random weights (timing only)"
-NATIVE = "openvino-native"
+NATIVE = "openvino-native"  # pyinspect.backends.openvino_native: C++ tile -> OpenVINO -> vote
+FAST = "fast-student"  # pyinspect.fast_student: the direct C++ student engine (students only)
+FRAME_RUNNERS = (NATIVE, FAST)  # whole-frame paths: end to end only, no separate inference
 
 
 @dataclass(frozen=True)
@@ -259,12 +262,39 @@ def bench_backend(model: Model, backend: str, frame: np.ndarray, args: argparse.
     return rows
 
 
-def bench_native(model: Model, frame: np.ndarray, args: argparse.Namespace) -> list[Row]:
-    """The whole frame in one C++ call (tile -> OpenVINO -> vote), when that module is built."""
-    from pyinspect.backends.openvino_native import native_runner
+def bench_runner(path: str, model: Model, frame: np.ndarray, args: argparse.Namespace
+                 ) -> list[Row]:
+    """A whole-frame runner: one C++ call per frame (tile/read -> infer -> vote)."""
+    runner: Any
+    if path == NATIVE:
+        from pyinspect.backends.openvino_native import native_runner
 
-    with native_runner(model.path, threads=args.threads, frame_shape=frame.shape[:2]) as runner:
-        return [_e2e(model, NATIVE, "cpu", lambda: runner.run(frame), args)]
+        runner = native_runner(model.path, threads=args.threads, frame_shape=frame.shape[:2])
+    else:
+        from pyinspect.fast_student import FastStudentRunner
+
+        runner = FastStudentRunner(model.path, threads=args.threads)
+    with runner:
+        return [_e2e(model, path, "cpu", lambda: runner.run(frame), args)]
+
+
+def frame_runners() -> list[str]:
+    """The whole-frame paths built into this installation."""
+    found: list[str] = []
+    try:
+        from pyinspect.backends.openvino_native import load_native, native_available
+    except ImportError:
+        return found
+    if native_available():
+        found.append(NATIVE)
+        try:
+            import pyinspect.fast_student  # noqa: F401
+
+            if load_native().student_engine_supported():
+                found.append(FAST)
+        except (ImportError, AttributeError):
+            pass
+    return found
 
 
 def _e2e(model: Model, backend: str, device: str, run: Callable[[], Any],
@@ -311,7 +341,7 @@ def summarise(rows: list[Row], backends: list[str]) -> dict[str, Any]:
             }
     overhead = []
     for r in rows:
-        if r.kind != "e2e" or r.backend == NATIVE or r.model == "teacher":
+        if r.kind != "e2e" or r.backend in FRAME_RUNNERS or r.model == "teacher":
             continue
         pure = find(rows, r.model, r.backend, "infer")
         if pure:
@@ -367,7 +397,8 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rows:
         if r.kind == "e2e":
             s, g = r.stats, r.stages
-            path = "native C++ (OpenVINO)" if r.backend == NATIVE else f"Inspector.run, {r.backend}"
+            path = {NATIVE: "native C++ runner (OpenVINO)", FAST: "direct C++ student engine"}.get(
+                r.backend, f"Inspector.run, {r.backend}")
             out.append(
                 f"| {titles[r.model]} | {path} | {_ms(s.median)} | {_ms(s.p90)} | {_ms(s.p99)} |"
                 f" {_ms(s.min)} | {_ms(g['tile_ms'])} | {_ms(g['infer_ms'])} |"
@@ -461,8 +492,8 @@ def chart(result: dict[str, Any], path: Path) -> Path | None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", action="append", metavar="NAME",
-                    help="backend to time (repeatable; 'openvino-native' = the C++ runner);"
-                         " default: every available one")
+                    help="backend to time (repeatable; also the whole-frame C++ paths"
+                         " 'openvino-native' and 'fast-student'); default: every available one")
     ap.add_argument("--runs", type=int, help="timed runs per row (default: adaptive, >= 200"
                     " for students, >= 10 for the teacher)")
     ap.add_argument("--budget", type=float, default=3.0,
@@ -489,15 +520,13 @@ def main(argv: list[str] | None = None) -> int:
         print(text, file=sys.stderr, flush=True)
 
     from pyinspect.backends.base import list_backends
-    from pyinspect.backends.openvino_native import native_available
 
-    available = list_backends(available_only=True)
-    if native_available():
-        available.append(NATIVE)
+    available = list_backends(available_only=True) + frame_runners()
     backends = args.backend or available
-    unknown = [b for b in backends if b not in (*list_backends(), NATIVE)]
+    known = [*list_backends(), *FRAME_RUNNERS]
+    unknown = [b for b in backends if b not in known]
     if unknown:
-        log(f"error: unknown backend(s) {unknown}; choose from {[*list_backends(), NATIVE]}")
+        log(f"error: unknown backend(s) {unknown}; choose from {known}")
         return 2
     if args.teacher or args.student:
         models = []
@@ -520,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             if be not in available:
                 skipped.append({"model": model.key, "backend": be, "reason": "not available here"})
                 continue
+            if be == FAST and model.role == "teacher":
+                continue  # the engine runs the paper's student only
             if be == "tensorrt" and model.path.suffix == ".onnx":
                 plan = model.path.with_suffix(".plan")
                 if not plan.is_file():
@@ -533,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"timing {label} ...")
             t0 = time.perf_counter()
             try:
-                got = bench_native(target, frame, args) if be == NATIVE else \
+                got = bench_runner(be, target, frame, args) if be in FRAME_RUNNERS else \
                     bench_backend(target, be, frame, args)
             except PyInspectError as exc:
                 skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
@@ -551,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
                            "parameters": m.parameters, "channels": m.channels} for m in models},
         "rows": [asdict(r) for r in rows],
         "skipped": skipped,
-        "summary": summarise(rows, [b for b in backends if b != NATIVE]),
+        "summary": summarise(rows, [b for b in backends if b not in FRAME_RUNNERS]),
     }
     json_path = args.json or _machine.result_path("latency", facts)
     json_path.parent.mkdir(parents=True, exist_ok=True)

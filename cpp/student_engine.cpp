@@ -323,16 +323,24 @@ struct Ring {
     }
 };
 
-// ---- a small team of threads: run(fn) calls fn(tid) on every thread, barrier() syncs them -----
-class Team {
+// ---- threads: a frame is a list of tasks in phases; any thread runs any task --------------------
+// Task i of phase k starts only when every task of phase k - 1 has finished. Threads grab tasks
+// from one atomic cursor, so a thread the OS deschedules (a shared, busy CPU) delays only the task
+// it holds; the others take the rest. No barrier waits for a thread that has not started.
+constexpr int kMaxPhases = 8;
+
+class Scheduler {
 public:
-    explicit Team(int n) : n_(n) {
+    using Task = std::function<void(int task, int tid)>;
+
+    explicit Scheduler(int n) : n_(n) {
+        for (auto& d : done_) d.store(0, std::memory_order_relaxed);
         for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
     }
-    ~Team() {
+    ~Scheduler() {
         {
             std::lock_guard<std::mutex> lk(m_);
-            stop_ = true;
+            stop_.store(true);
             gen_.fetch_add(1);
         }
         cv_.notify_all();
@@ -340,30 +348,39 @@ public:
     }
     int size() const { return n_; }
 
-    void run(const std::function<void(int)>& fn) {
-        if (n_ == 1) {
-            fn(0);
-            return;
+    // Runs every task; `ends` are the cumulative task counts of the phases. phase_ms (optional)
+    // gets each phase's duration as seen by the thread that finished it.
+    void run(const std::vector<int>& ends, const Task& fn, double* phase_ms) {
+        const int phases = static_cast<int>(ends.size());
+        if (phases == 0 || phases > kMaxPhases) bad("bad phase list");
+        for (int k = 0; k < phases; ++k) {
+            ends_[k].store(ends[k], std::memory_order_relaxed);
+            done_[k].store(0, std::memory_order_relaxed);
         }
-        job_ = &fn;
-        done_.store(0, std::memory_order_relaxed);
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            gen_.fetch_add(1, std::memory_order_release);
+        phases_.store(phases, std::memory_order_relaxed);
+        fn_.store(&fn, std::memory_order_relaxed);
+        start_ = Clock::now();
+        for (auto& f : finished_ns_) f.store(0, std::memory_order_relaxed);
+        const std::uint64_t frame = ++frame_;
+        cursor_.store(frame << 32, std::memory_order_release);  // publishes the fields above
+        if (n_ > 1) {
+            {
+                std::lock_guard<std::mutex> lk(m_);
+                gen_.fetch_add(1, std::memory_order_release);
+            }
+            cv_.notify_all();
         }
-        cv_.notify_all();
-        fn(0);
-        wait_until([&] { return done_.load(std::memory_order_acquire) == n_ - 1; });
-    }
-
-    void barrier() {
-        if (n_ == 1) return;
-        const unsigned g = bar_gen_.load(std::memory_order_acquire);
-        if (bar_count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
-            bar_count_.store(0, std::memory_order_relaxed);
-            bar_gen_.fetch_add(1, std::memory_order_release);
-        } else {
-            wait_until([&] { return bar_gen_.load(std::memory_order_acquire) != g; });
+        work(0, frame);
+        const int last = phases - 1;
+        const int want = ends[last] - (last ? ends[last - 1] : 0);
+        wait_until([&] { return done_[last].load(std::memory_order_acquire) == want; });
+        if (phase_ms) {  // a phase whose finisher has not yet stored its time reads as 0
+            std::int64_t begin = 0;
+            for (int k = 0; k < phases; ++k) {
+                const std::int64_t end = finished_ns_[k].load(std::memory_order_acquire);
+                phase_ms[k] = end && end >= begin ? (end - begin) * 1e-6 : 0.0;
+                if (end) begin = end;
+            }
         }
     }
 
@@ -374,7 +391,33 @@ private:
             if (spins < 2000) {
                 _mm_pause();
             } else {
-                std::this_thread::yield();  // descheduled partner (busy machine): give way
+                std::this_thread::yield();  // the holder of the task was descheduled: give way
+            }
+        }
+    }
+
+    void work(int tid, std::uint64_t frame) {
+        for (;;) {
+            std::uint64_t c = cursor_.load(std::memory_order_acquire);
+            if ((c >> 32) != frame) return;  // a newer frame: its owner will wake us again
+            const int i = static_cast<int>(c & 0xffffffffu);
+            const int phases = phases_.load(std::memory_order_relaxed);
+            if (i >= ends_[phases - 1].load(std::memory_order_relaxed)) return;
+            if (!cursor_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
+            int k = 0;
+            while (i >= ends_[k].load(std::memory_order_relaxed)) ++k;
+            if (k > 0) {
+                const int prev = ends_[k - 1].load(std::memory_order_relaxed) -
+                                 (k > 1 ? ends_[k - 2].load(std::memory_order_relaxed) : 0);
+                wait_until([&] { return done_[k - 1].load(std::memory_order_acquire) == prev; });
+            }
+            (*fn_.load(std::memory_order_relaxed))(i, tid);
+            const int count = ends_[k].load(std::memory_order_relaxed) -
+                              (k > 0 ? ends_[k - 1].load(std::memory_order_relaxed) : 0);
+            const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 Clock::now() - start_).count();
+            if (done_[k].fetch_add(1, std::memory_order_acq_rel) + 1 == count) {
+                finished_ns_[k].store(std::max<std::int64_t>(now, 1), std::memory_order_release);
             }
         }
     }
@@ -394,9 +437,8 @@ private:
                 }
             }
             seen = gen_.load(std::memory_order_acquire);
-            if (stop_) return;
-            (*job_)(tid);
-            done_.fetch_add(1, std::memory_order_release);
+            if (stop_.load()) return;
+            work(tid, cursor_.load(std::memory_order_acquire) >> 32);
         }
     }
 
@@ -405,11 +447,15 @@ private:
     std::mutex m_;
     std::condition_variable cv_;
     std::atomic<unsigned> gen_{0};
-    std::atomic<int> done_{0};
-    bool stop_ = false;
-    const std::function<void(int)>* job_ = nullptr;
-    std::atomic<int> bar_count_{0};
-    std::atomic<unsigned> bar_gen_{0};
+    std::atomic<bool> stop_{false};
+    std::atomic<std::uint64_t> cursor_{0};  // (frame << 32) | next task
+    std::uint64_t frame_ = 0;
+    std::atomic<int> phases_{0};
+    std::atomic<int> ends_[kMaxPhases] = {};
+    std::atomic<int> done_[kMaxPhases];
+    std::atomic<const Task*> fn_{nullptr};
+    Clock::time_point start_;                           // written before the cursor is published
+    std::atomic<std::int64_t> finished_ns_[kMaxPhases] = {};  // ns after start_, 0 = not yet
 };
 
 }  // namespace
@@ -422,7 +468,7 @@ struct StudentEngine::Impl {
     int hidden = 0, classes = 0, k_fc = 0;
     std::vector<float> fc1, fc1_b, fc2, fc2_b;
 
-    Team team;
+    Scheduler team;
     // per-frame state
     FrameView frame{};
     const Box* boxes = nullptr;
@@ -563,10 +609,8 @@ struct StudentEngine::Impl {
         }
     }
 
-    void fc(int tid) {
-        const int t_n = team.size();
-        const int blocks = hidden / 8;
-        const int ob0 = blocks * tid / t_n, ob1 = blocks * (tid + 1) / t_n;
+    // FC1 for output blocks [ob0, ob1) (all patches), then FC2 for one patch: task bodies.
+    void fc1_task(int ob0, int ob1, int tid) {
         std::vector<int>& ks = scratch[tid].ks;
         for (int q0 = 0; q0 < n; q0 += kFcRows) {
             const int nb = std::min(kFcRows, n - q0);
@@ -580,73 +624,103 @@ struct StudentEngine::Impl {
             kFc1[nb](x, k_fc, ks.data(), static_cast<int>(ks.size()), fc1.data(), fc1_b.data(),
                      ob0, ob1, hidden, y_fc.data() + static_cast<std::size_t>(q0) * hidden);
         }
-        team.barrier();
-        for (int q = tid; q < n; q += t_n) {
-            for (int k = 0; k < classes; ++k) {
-                logits[q * classes + k] =
-                    dot(y_fc.data() + static_cast<std::size_t>(q) * hidden,
-                        fc2.data() + static_cast<std::size_t>(k) * hidden, hidden) +
-                    fc2_b[k];
-            }
+    }
+
+    void fc2_task(int q) {
+        for (int k = 0; k < classes; ++k) {
+            logits[q * classes + k] = dot(y_fc.data() + static_cast<std::size_t>(q) * hidden,
+                                          fc2.data() + static_cast<std::size_t>(k) * hidden,
+                                          hidden) +
+                                      fc2_b[k];
         }
     }
 
-    void run_shared(int tid) {
-        const int t_n = team.size();
-        Scratch& s = scratch[tid];
-        auto t0 = Clock::now();
-        for (int layer = 0; layer < 4; ++layer) {
-            Map& out = full[layer + 1];
-            const int i0 = out.h * tid / t_n, i1 = out.h * (tid + 1) / t_n;
-            if (layer == 0) {
-                conv1_rows(ux0, uy0, full[0].h, full[0].w, out, i0, i1, s);
+    // Task list of one frame. Shared mode: per conv1..conv4, chunks of the shared map's rows and
+    // the 4 ring bands of every patch; then conv5 per patch; FC1 in output chunks; FC2 per patch.
+    // Per-patch mode: conv1..conv5 of one patch per task; then the FC phases.
+    struct Plan {
+        std::vector<int> ends;     // cumulative task counts per phase
+        int row_chunks[4] = {};    // shared mode: row chunks per conv layer
+        int rows_per_chunk[4] = {};
+        int fc1_chunks = 0;
+    };
+    Plan plan_frame() const {
+        Plan pl;
+        int total = 0;
+        if (shared) {
+            for (int layer = 0; layer < 4; ++layer) {
+                const int h = full[layer + 1].h;
+                pl.rows_per_chunk[layer] = std::max(1, h / 16);
+                pl.row_chunks[layer] = (h + pl.rows_per_chunk[layer] - 1) / pl.rows_per_chunk[layer];
+                total += pl.row_chunks[layer] + 4 * n;
+                pl.ends.push_back(total);
+            }
+        }
+        total += n;  // conv5 (shared) or the whole conv stack (per patch)
+        pl.ends.push_back(total);
+        pl.fc1_chunks = std::min(8, hidden / 8);
+        total += pl.fc1_chunks;
+        pl.ends.push_back(total);
+        total += n;
+        pl.ends.push_back(total);
+        return pl;
+    }
+
+    void run_task(const Plan& pl, int task, int tid) {
+        Scratch& s = scratch[static_cast<std::size_t>(tid)];
+        int k = 0;
+        while (task >= pl.ends[k]) ++k;
+        const int i = task - (k ? pl.ends[k - 1] : 0);
+        const int conv_phases = shared ? 4 : 0;
+        if (k < conv_phases) {
+            const int layer = k;
+            if (i < pl.row_chunks[layer]) {
+                Map& out = full[layer + 1];
+                const int r0 = i * pl.rows_per_chunk[layer];
+                const int r1 = std::min(out.h, r0 + pl.rows_per_chunk[layer]);
+                if (layer == 0) {
+                    conv1_rows(ux0, uy0, full[0].h, full[0].w, out, r0, r1, s);
+                } else {
+                    conv_rows(layer, full[layer], out, r0, r1);
+                }
             } else {
-                conv_rows(layer, full[layer], out, i0, i1);
+                const int b = i - pl.row_chunks[layer];
+                band(b / 4, layer, b % 4, s);
             }
-            for (int task = tid; task < 4 * n; task += t_n) band(task / 4, layer, task % 4, s);
-            team.barrier();
-            if (tid == 0) {
-                times.layers_ms[layer] = ms_since(t0);
-                t0 = Clock::now();
+        } else if (k == conv_phases) {
+            if (shared) {
+                Map& m4 = s.maps[4];
+                const int s4 = kPatch >> 4;
+                m4.init(s4, s4, kCout[3]);
+                for (int r = 0; r < s4; ++r) patch_line(i, 4, r, false, m4.row(r));
+                conv5(i, m4);
+            } else {
+                for (int level = 1; level <= 4; ++level) {
+                    s.maps[level].init(kPatch >> level, kPatch >> level, kCout[level - 1]);
+                }
+                conv1_rows(boxes[i].x, boxes[i].y, kPatch, kPatch, s.maps[1], 0, kPatch / 2, s);
+                for (int layer = 1; layer < 4; ++layer) {
+                    conv_rows(layer, s.maps[layer], s.maps[layer + 1], 0, s.maps[layer + 1].h);
+                }
+                conv5(i, s.maps[4]);
             }
+        } else if (k == conv_phases + 1) {
+            const int blocks = hidden / 8;
+            fc1_task(blocks * i / pl.fc1_chunks, blocks * (i + 1) / pl.fc1_chunks, tid);
+        } else {
+            fc2_task(i);
         }
-        Map& m4 = s.maps[4];
-        const int s4 = kPatch >> 4;
-        m4.init(s4, s4, kCout[3]);
-        for (int p = tid; p < n; p += t_n) {
-            for (int r = 0; r < s4; ++r) patch_line(p, 4, r, false, m4.row(r));
-            conv5(p, m4);
-        }
-        team.barrier();
-        if (tid == 0) {
-            times.layers_ms[4] = ms_since(t0);
-            t0 = Clock::now();
-        }
-        fc(tid);
-        if (tid == 0) times.fc_ms = ms_since(t0);
     }
 
-    void run_per_patch(int tid) {
-        const int t_n = team.size();
-        Scratch& s = scratch[tid];
-        auto t0 = Clock::now();
-        for (int p = tid; p < n; p += t_n) {
-            for (int layer = 1; layer <= 4; ++layer) {
-                s.maps[layer].init(kPatch >> layer, kPatch >> layer, kCout[layer - 1]);
-            }
-            conv1_rows(boxes[p].x, boxes[p].y, kPatch, kPatch, s.maps[1], 0, kPatch / 2, s);
-            for (int layer = 1; layer < 4; ++layer) {
-                conv_rows(layer, s.maps[layer], s.maps[layer + 1], 0, s.maps[layer + 1].h);
-            }
-            conv5(p, s.maps[4]);
-        }
-        team.barrier();
-        if (tid == 0) {
-            times.layers_ms[0] = ms_since(t0);
-            t0 = Clock::now();
-        }
-        fc(tid);
-        if (tid == 0) times.fc_ms = ms_since(t0);
+    void run_frame() {
+        const Plan pl = plan_frame();
+        double phase_ms[kMaxPhases] = {};
+        const Scheduler::Task fn = [this, &pl](int task, int tid) { run_task(pl, task, tid); };
+        team.run(pl.ends, fn, phase_ms);
+        const int conv_phases = shared ? 4 : 0;
+        for (int k = 0; k < conv_phases; ++k) times.layers_ms[k] = phase_ms[k];
+        times.layers_ms[shared ? 4 : 0] = phase_ms[conv_phases];
+        times.fc_ms = phase_ms[conv_phases + 1] + phase_ms[conv_phases + 2];
     }
 };
 
@@ -808,10 +882,8 @@ void StudentEngine::infer(const FrameView& frame, const Box* boxes, std::size_t 
                 m.rings[p * kLayers + level].init(kPatch >> level, kCout[level - 1]);
             }
         }
-        m.team.run([&m](int tid) { m.run_shared(tid); });
-    } else {
-        m.team.run([&m](int tid) { m.run_per_patch(tid); });
     }
+    m.run_frame();
     m.times.total_ms = ms_since(t0);
     if (times) *times = m.times;
 }

@@ -2,7 +2,8 @@
 // ISA and tiling_avx2.cpp for AVX2+F16C (selected at run time). Plain loops the compiler
 // vectorises; no std containers or other templates that could be emitted as shared weak symbols
 // with the wrong ISA. Include it inside namespace pyinspect::detail::<isa> after defining
-// PYINSPECT_STORE_HALF (a function `void (std::uint16_t*, const float*, std::int64_t)`).
+// PYINSPECT_STORE_HALF (a function `void (std::uint16_t*, const float*, std::int64_t)`); it
+// defines run_rows_affine, and the including file defines run_rows on top of it.
 
 namespace {
 
@@ -92,7 +93,8 @@ RowFn pick_row(const FrameView& f) {
 
 }  // namespace
 
-void run_rows(const KernelArgs& a, std::int64_t row_begin, std::int64_t row_end) {
+// v * scale + offset per pixel, vectorised by the compiler.
+void run_rows_affine(const KernelArgs& a, std::int64_t row_begin, std::int64_t row_end) {
     const RowFn row = pick_row(a.frame);
     const std::int64_t p = a.patch;
     const std::int64_t plane = p * p;

@@ -30,6 +30,65 @@ inline void store_half(std::uint16_t* __restrict dst, const float* __restrict sr
 #define PYINSPECT_STORE_HALF store_half
 #include "tile_kernel.inl"
 #undef PYINSPECT_STORE_HALF
+
+namespace {
+
+// One 256-entry table per output channel holding v * scale + offset (as float32 or as float16
+// bits): the same bits as the arithmetic, one load per pixel.
+template <typename T>
+void run_rows_table(const KernelArgs& a, const T (*table)[256], std::int64_t row_begin,
+                    std::int64_t row_end) {
+    const FrameView& f = a.frame;
+    const std::int64_t p = a.patch, plane = p * p, sx = f.stride_x;
+    const int oc = a.out_channels;
+    std::int64_t channel_offset[3] = {0, 0, 0};  // gray: every output channel reads channel 0
+    if (f.channels != 1) {  // BGR(A) -> RGB
+        channel_offset[0] = 2 * f.stride_c;
+        channel_offset[1] = f.stride_c;
+    }
+    for (std::int64_t r = row_begin; r < row_end; ++r) {
+        const std::int64_t i = r / p, y = r - i * p;
+        const Box& b = a.boxes[i];
+        const std::uint8_t* src = f.data + (b.y + y) * f.stride_y + b.x * sx;
+        T* row = static_cast<T*>(a.out) + i * oc * plane + y * p;
+        for (int c = 0; c < oc; ++c) {
+            const std::uint8_t* s = src + channel_offset[c];
+            const T* t = table[c];
+            T* d = row + c * plane;
+            for (std::int64_t x = 0; x < p; ++x) d[x] = t[s[x * sx]];
+        }
+    }
+}
+
+}  // namespace
+
+// Without AVX2 a table wins for float16 (no fast vector float -> half) and for BGR(A) input
+// (SSE2 has no byte shuffle to de-interleave); the arithmetic wins for gray -> float32. Luma
+// mixes three channels, so it always computes. Numbers: benchmarks/tiling_lut_vs_affine.cpp.
+void run_rows(const KernelArgs& a, std::int64_t row_begin, std::int64_t row_end) {
+    const bool luma = a.frame.channels != 1 && a.out_channels == 1;
+    const bool fp16 = a.dtype == OutDType::Float16;
+    if (luma || (!fp16 && a.frame.channels == 1)) {
+        run_rows_affine(a, row_begin, row_end);
+        return;
+    }
+    float table[3][256];
+    for (int c = 0; c < a.out_channels; ++c) {
+        for (int v = 0; v < 256; ++v) {
+            table[c][v] = static_cast<float>(v) * a.scale[c] + a.offset[c];
+        }
+    }
+    if (!fp16) {
+        run_rows_table<float>(a, table, row_begin, row_end);
+        return;
+    }
+    std::uint16_t half_table[3][256];
+    for (int c = 0; c < a.out_channels; ++c) {
+        for (int v = 0; v < 256; ++v) half_table[c][v] = half_bits(table[c][v]);
+    }
+    run_rows_table<std::uint16_t>(a, half_table, row_begin, row_end);
+}
+
 }  // namespace detail::baseline
 
 namespace {
@@ -91,6 +150,11 @@ std::string box_str(const Box& b) {
 // 2.7M BGR -> 3 channels). So auto adds a thread only from 3M units (larger frames or grids).
 constexpr std::int64_t kUnitsPerExtraThread = 3000000;
 
+// Grids beyond this many patches (per axis, and in all) are refused, not allocated: 2^20 patches
+// of 224 px cover a 230k x 230k frame, while a hostile size (a 2^31-pixel broadcast view with
+// patch 1) would otherwise ask for tens of GB and be killed by the OOM killer.
+constexpr std::int64_t kMaxPatches = std::int64_t{1} << 20;
+
 }  // namespace
 
 std::vector<std::int32_t> axis_positions(std::int64_t length, std::int64_t patch,
@@ -114,6 +178,10 @@ std::vector<std::int32_t> axis_positions(std::int64_t length, std::int64_t patch
         fail("patch count " + std::to_string(count) + " exceeds the image size " +
              std::to_string(length));
     }
+    if (count > kMaxPatches) {
+        fail(std::to_string(count) + " patches along one axis exceed the limit of " +
+             std::to_string(kMaxPatches) + " (use a larger patch or a smaller frame)");
+    }
     std::vector<std::int32_t> pos(static_cast<std::size_t>(count), 0);
     if (count == 1) return pos;
     const std::int64_t gaps = count - 1;
@@ -129,6 +197,12 @@ std::vector<Box> patch_grid(std::int64_t height, std::int64_t width, std::int64_
                             std::int64_t rows, std::int64_t cols) {
     const std::vector<std::int32_t> ys = axis_positions(height, patch, rows);
     const std::vector<std::int32_t> xs = axis_positions(width, patch, cols);
+    const auto n = static_cast<std::int64_t>(ys.size()) * static_cast<std::int64_t>(xs.size());
+    if (n > kMaxPatches) {
+        fail("a grid of " + std::to_string(ys.size()) + " x " + std::to_string(xs.size()) +
+             " patches exceeds the limit of " + std::to_string(kMaxPatches) +
+             " (use a larger patch or a smaller frame)");
+    }
     std::vector<Box> boxes;
     boxes.reserve(ys.size() * xs.size());
     const auto p = static_cast<std::int32_t>(patch);

@@ -17,8 +17,9 @@ struct Box {
 // position(i) = round_half_up(i * (length - patch) / (count - 1)), so the first is 0 and the last
 // is flush with the border (length - patch); count == 1 gives {0}. count == 0 picks the smallest
 // count that covers the axis: 1 when length == patch, else 1 + ceil((length - patch) / patch).
-// Throws std::invalid_argument when length < patch, patch < 1, count < 0, or an explicit count
-// leaves a gap (fewer patches than the smallest covering count).
+// Throws std::invalid_argument when length < patch, patch < 1, count < 0, an explicit count
+// leaves a gap (fewer patches than the smallest covering count), or count > 2^20 (also the limit
+// on a whole grid's patches: hostile sizes are refused rather than allocated).
 std::vector<std::int32_t> axis_positions(std::int64_t length, std::int64_t patch,
                                          std::int64_t count = 0);
 

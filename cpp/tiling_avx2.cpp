@@ -25,4 +25,10 @@ inline void store_half(std::uint16_t* dst, const float* src, std::int64_t n) {
 #include "tile_kernel.inl"
 #undef PYINSPECT_STORE_HALF
 
+// With AVX2 the arithmetic beats a lookup table in every mode
+// (benchmarks/tiling_lut_vs_affine.cpp).
+void run_rows(const KernelArgs& args, std::int64_t row_begin, std::int64_t row_end) {
+    run_rows_affine(args, row_begin, row_end);
+}
+
 }  // namespace pyinspect::detail::avx2

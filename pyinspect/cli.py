@@ -30,7 +30,7 @@ from pyinspect.errors import PyInspectError
 IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm"})
 
 # Modules that register subcommands when imported (added by the helpers that write them).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("pyinspect.engine_build",)
 
 
 @dataclass(frozen=True)

@@ -368,3 +368,18 @@ class FastStudentRunner:
             )
             raise BackendError(msg)
         return worst
+
+
+def maybe_fast_runner(
+    model_path: str | os.PathLike[str],
+    spec: ModelSpec | None = None,
+    *,
+    threads: int | None = None,
+    threshold: float | None = None,
+) -> tuple[FastStudentRunner | None, str]:
+    """The engine for this model if it applies here, else ``(None, why not)`` — for callers that
+    fall back to a general backend (``Inspector(backend="auto")`` on the CPU)."""
+    try:
+        return FastStudentRunner(model_path, spec, threads=threads, threshold=threshold), ""
+    except (BackendUnavailableError, NotAStudentError, BackendError) as exc:
+        return None, str(exc)

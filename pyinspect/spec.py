@@ -243,6 +243,13 @@ class ModelSpec(_Strict):
     def from_json(cls, data: bytes | str, *, source: str = "<sidecar>") -> ModelSpec:
         """Parse sidecar text; ``source`` names it in error messages."""
         doc = _parse_json(data, source)
+        where = _lone_surrogate(doc)
+        if where is not None:
+            msg = (
+                f"{source}: {where}: text holds a lone UTF-16 surrogate (a \\ud800-\\udfff"
+                " escape without its pair), which is not Unicode; fix or re-export the sidecar"
+            )
+            raise SpecError(msg)
         return cls.from_dict(doc, source=source)
 
     @classmethod
@@ -250,13 +257,6 @@ class ModelSpec(_Strict):
         """Migrate and validate an already-parsed sidecar document."""
         if not isinstance(doc, dict):
             msg = f"{source}: must be a JSON object, got {type(doc).__name__}"
-            raise SpecError(msg)
-        where = _lone_surrogate(doc)
-        if where is not None:
-            msg = (
-                f"{source}: {where}: text holds a lone UTF-16 surrogate (a \\ud800-\\udfff"
-                " escape without its pair), which is not Unicode; fix or re-export the sidecar"
-            )
             raise SpecError(msg)
         doc = migrate(doc, source=source)
         try:
@@ -490,12 +490,16 @@ def _show(value: Any) -> str:
 def _describe(err: Any) -> list[tuple[str, str]]:
     """One pydantic error -> ``[(field path, 'must be ..., got ...')]`` (several for the
     cross-field check, whose single error lists every rule broken)."""
+
     # Drop pydantic's union-branch labels (e.g. 'int', 'list[int]') from the path.
-    loc: list[int | str] = [
-        p
-        for p in err["loc"]
-        if isinstance(p, int) or not ("[" in p or p in {"int", "str", "float", "bool", "none"})
-    ]
+    def drop_labels(parts: Sequence[int | str]) -> list[int | str]:
+        return [
+            p
+            for p in parts
+            if isinstance(p, int) or not ("[" in p or p in {"int", "str", "float", "bool", "none"})
+        ]
+
+    loc = drop_labels(err["loc"])
     kind, text = err["type"], err["msg"]
     where = _loc_text(loc)
     if kind == "value_error":
@@ -506,9 +510,11 @@ def _describe(err: Any) -> list[tuple[str, str]]:
         return [(field, problem) if sep else ("", field) for field, sep, problem in pairs]
     if kind == "missing":
         return [(where, "required field is missing")]
-    if kind == "extra_forbidden":
-        model = _SECTIONS.get(tuple(p for p in loc[:-1] if isinstance(p, str)))
-        hint = suggest(str(loc[-1]), model.model_fields) if model else ""
+    if kind == "extra_forbidden":  # the last part is the unknown key itself, never a label
+        parent, key = drop_labels(err["loc"][:-1]), err["loc"][-1]
+        model = _SECTIONS.get(tuple(p for p in parent if isinstance(p, str)))
+        hint = suggest(str(key), model.model_fields) if model else ""
+        where = _loc_text([*parent, key])
         return [(where, f"unknown field.{hint}" if hint else "unknown field")]
     if kind == "literal_error":
         return [(where, f"must be {err['ctx']['expected']}, got {_show(err['input'])}")]
@@ -601,6 +607,8 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _lone_surrogate(doc: Any) -> str | None:
     """Field path of the first key or string value with a lone surrogate, else None. JSON's
     ``\\ud800`` escapes let one through; it cannot be written back as UTF-8 or printed."""
+    if not _SURROGATE.search(json.dumps(doc, ensure_ascii=False)):  # fast path, in C
+        return None
     stack: list[tuple[tuple[int | str, ...], Any]] = [((), doc)]
     while stack:
         loc, value = stack.pop()

@@ -7,7 +7,8 @@
 # cmake straight into build/sanitize/ and staged with a copy of the pure-Python package in
 # build/sanitize/stage/, which goes first on PYTHONPATH. A sitecustomize.py there drops
 # scikit-build-core's editable-install import hook, which would otherwise send `import pyinspect`
-# back to the normal build (it sits in front of sys.path on sys.meta_path). The same environment
+# back to the normal build (it sits in front of sys.path on sys.meta_path), and PYTHONSAFEPATH keeps
+# the checkout's own pyinspect/ (sources without a built _core) off sys.path. The same environment
 # reaches the subprocesses the tests start.
 #
 # ASAN_OPTIONS=detect_leaks=0: CPython keeps interned objects and arenas until exit, which
@@ -41,6 +42,9 @@ if [[ ! -e "$ASAN_LIB" ]]; then  # Clang names it libclang_rt.asan-<arch>.so
     ASAN_LIB=$("$CXX" -print-file-name="libclang_rt.asan-$(uname -m).so")
 fi
 [[ -e "$ASAN_LIB" ]] || { echo "sanitize: no ASan runtime for $CXX" >&2; exit 2; }
+# python does not link libstdc++, so without it preloaded as well ASan cannot find the real
+# __cxa_throw and aborts on the core's first exception ("real___cxa_throw != 0").
+STDCXX_LIB=$("$CXX" -print-file-name=libstdc++.so)
 
 VERSION=$("$PY" -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 GENERATOR=()
@@ -78,7 +82,8 @@ sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "ScikitBuild
 EOF
 
 export PYTHONPATH="$STAGE${PYTHONPATH:+:$PYTHONPATH}"
-export LD_PRELOAD="$ASAN_LIB${LD_PRELOAD:+ $LD_PRELOAD}"
+export PYTHONSAFEPATH=1  # no cwd on sys.path: ./pyinspect (sources, no _core) must not win
+export LD_PRELOAD="$ASAN_LIB $STDCXX_LIB${LD_PRELOAD:+ $LD_PRELOAD}"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:check_initialization_order=1:strict_string_checks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 
@@ -99,6 +104,8 @@ print(f"== sanitize: using {where}")
 EOF
 
 echo "== sanitize: pytest $TESTS"
+# --capture=sys: the sanitisers write their report to file descriptor 2 and then abort; pytest's
+# default fd-level capture would swallow it.
 # shellcheck disable=SC2086  # TESTS and PYTEST_ARGS are word lists
-"$PY" -m pytest -p no:cacheprovider -q $TESTS ${PYTEST_ARGS:-}
+"$PY" -m pytest -p no:cacheprovider --capture=sys -q $TESTS ${PYTEST_ARGS:-}
 echo "== sanitize: passed (ASan + UBSan, no reports)"

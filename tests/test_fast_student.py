@@ -182,6 +182,11 @@ def test_strided_frame_equals_contiguous(folded: Path) -> None:
     a = runner.logits()
     runner.run(np.ascontiguousarray(view))
     np.testing.assert_array_equal(a, runner.logits())
+    flipped = big[::-1, -512:][:, ::-1]  # negative strides on both axes
+    runner.run(flipped)
+    b = runner.logits()
+    runner.run(np.ascontiguousarray(flipped))
+    np.testing.assert_array_equal(b, runner.logits())
 
 
 def test_three_channel_paper_network(tmp_path: Path) -> None:

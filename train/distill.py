@@ -91,6 +91,7 @@ def distill(
     epochs: int = 8,
     batch: int = 32,
     lr: float = 1e-3,
+    schedule: str = "constant",
     seed: int = 0,
     threads: int = 2,
     run: str = "student",
@@ -113,6 +114,11 @@ def distill(
     mean, std = normalization("student")
     jlog = JsonLog(log)
     per_epoch = max(1, len(patches) // batch)
+    if schedule not in ("constant", "cosine"):
+        msg = f"unknown schedule {schedule!r}; expected 'constant' or 'cosine'"
+        raise ValueError(msg)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
+             if schedule == "cosine" else None)
     jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
                iters=per_epoch * epochs)
     curve: list[tuple[int, float]] = []
@@ -132,6 +138,8 @@ def distill(
         loss = 0.5 * ((model(x) - t) ** 2).sum(1).mean()  # Eq. 1
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         t_train += time.perf_counter() - t0
         losses.append(loss.item())
         if bar is not None:

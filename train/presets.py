@@ -46,6 +46,7 @@ class Preset:
     student_widths: tuple[int, ...] = (4, 8, 16, 4, 4)
     student_fc: int = 4096
     distill_epochs: int = 6
+    distill_schedule: str = "constant"  # Adam lr 1e-3: "constant" or "cosine" (decay to 0)
     distill_from: tuple[str, ...] = ("transfer", "scratch")
     sweep: tuple[tuple[int, ...], ...] = ()
     sweep_epochs: int = 3

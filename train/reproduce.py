@@ -230,7 +230,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         if not sck.is_file():
             summary = distill(aug_x, logits, sub_recs, sck, logdir / f"{run}.jsonl",
                               c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
-                              seed=p.seed, threads=threads, run=run,
+                              schedule=p.distill_schedule, seed=p.seed, threads=threads, run=run,
                               meta={"preset": p.name, "teacher": f"teacher-{tname}"})
         else:
             summary = results["students"].get(tname, {}).get("distill", {})

@@ -290,7 +290,7 @@ def _output_index(outputs: list[Any], name: str) -> int:
     raise SpecError(msg)
 
 
-_OV_DTYPES = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16)}
+_OV_DTYPES: dict[str, np.dtype[Any]] = {"f32": np.dtype(np.float32), "f16": np.dtype(np.float16)}
 
 
 def check_against_spec(
