@@ -17,6 +17,7 @@ test: lint pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python tools/check_tensorrt_types.py
 
 pytest: $(STAMP)
 	$(BIN)/pytest

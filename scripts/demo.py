@@ -46,22 +46,24 @@ def write_overlay(sample: Path, model: Path, dest: Path) -> Path:
     from pyinspect.inspector import load_frame
 
     with Inspector(str(model)) as insp:
-        chosen: list[np.ndarray] = []
-        for k in (3, 1, 2, 4, 5, 6):  # prefer a texture whose defect is easy to see
-            good = sorted((sample / f"Class{k}").glob("*.png"))
-            bad = sorted((sample / f"Class{k}_def").glob("*.png"))
-            pair = []
-            for paths, want in ((good, False), (bad, True)):
-                for p in paths:
+        # first correct good frame and first correct defective frame per texture
+        good_ok: dict[int, np.ndarray] = {}
+        bad_ok: dict[int, np.ndarray] = {}
+        for k in (3, 1, 2, 4, 5, 6):  # prefer texture 3: its defect is easy to see
+            for folder, want, found in ((f"Class{k}", False, good_ok),
+                                        (f"Class{k}_def", True, bad_ok)):
+                for p in sorted((sample / folder).glob("*.png")):
                     img = load_frame(p)
                     res = insp.run(img)
                     if res.defective == want and res.texture == k - 1:
-                        pair.append(render_overlay(img, res, insp.spec))
+                        found[k] = render_overlay(img, res, insp.spec)
                         break
-            if len(pair) == 2:
-                chosen = pair
-                break
-        if not chosen:  # nothing right: show the first defective frame as it was judged
+        same = [k for k in good_ok if k in bad_ok]
+        if same:  # a good and a defective frame of one texture
+            chosen = [good_ok[same[0]], bad_ok[same[0]]]
+        elif good_ok and bad_ok:  # the model is right on each kind for different textures
+            chosen = [next(iter(good_ok.values())), next(iter(bad_ok.values()))]
+        else:  # nothing right: show the first defective frame as it was judged
             p = sorted(sample.glob("Class*_def/*.png"))[0]
             img = load_frame(p)
             chosen = [render_overlay(img, insp.run(img), insp.spec)]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from modelzoo import TinyBundle, textured_frame, write_tiny
 
-from pyinspect import Inspector, InspectionResult
+from pyinspect import InspectionResult, Inspector
 from pyinspect.errors import BackendError, InputError
 
 THREADS = 8
