@@ -10,6 +10,8 @@ STAMP := $(VENV)/.pyinspect-installed
 # tensorrt-stubs pins tensorrt wheels that cannot install without NVIDIA's index and a GPU;
 # only its .pyi files are wanted (mypy), so it is installed without dependencies.
 TENSORRT_STUBS := tensorrt-stubs==10.13.0.35.1
+# OpenVINO must be installed before the build so CMake finds it and compiles pyinspect._fastcpu.
+OPENVINO := openvino==2026.4.1
 
 .PHONY: test lint pytest install demo clean-venv
 
@@ -28,7 +30,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
-	$(BIN)/pip install scikit-build-core pybind11
+	$(BIN)/pip install scikit-build-core pybind11 $(OPENVINO)
 	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino]'
 	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
 	touch $@

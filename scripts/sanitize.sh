@@ -29,7 +29,10 @@ STAGE=$BUILD/stage
 TESTS=${SANITIZE_TESTS:-tests/test_grid.py tests/test_tiling.py tests/test_voting.py tests/test_fuzz.py}
 SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g"
 
-command -v cmake >/dev/null || { echo "sanitize: cmake not found" >&2; exit 2; }
+[[ "$PY" == */* ]] && PY=$(realpath -s "$PY")  # absolute, but keep the venv's symlink
+CMAKE=$(command -v cmake || true)
+[[ -z "$CMAKE" && -x "$(dirname "$PY")/cmake" ]] && CMAKE=$(dirname "$PY")/cmake
+[[ -n "$CMAKE" ]] || { echo "sanitize: cmake not found (pip install cmake)" >&2; exit 2; }
 "$PY" -c "import pybind11, pytest, hypothesis" || {
     echo "sanitize: $PY lacks pybind11/pytest/hypothesis (run make install first)" >&2
     exit 2
@@ -52,7 +55,7 @@ command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 [[ -f "$BUILD/CMakeCache.txt" ]] && GENERATOR=()  # keep whatever generator the cache has
 
 echo "== sanitize: configure + build _core ($CXX, $SAN_FLAGS) in $BUILD"
-cmake -S "$ROOT" -B "$BUILD" "${GENERATOR[@]}" \
+"$CMAKE" -S "$ROOT" -B "$BUILD" "${GENERATOR[@]}" \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_COMPILER="$CXX" \
     -DCMAKE_CXX_FLAGS="$SAN_FLAGS" \
@@ -60,9 +63,9 @@ cmake -S "$ROOT" -B "$BUILD" "${GENERATOR[@]}" \
     -DCMAKE_SHARED_LINKER_FLAGS="$SAN_FLAGS" \
     -DSKBUILD_PROJECT_VERSION="$VERSION" \
     -DPYINSPECT_WITH_OPENVINO=OFF \
-    -DPython_EXECUTABLE="$(command -v "$PY")" \
+    -DPython_EXECUTABLE="$PY" \
     -Dpybind11_DIR="$("$PY" -m pybind11 --cmakedir)" >/dev/null
-cmake --build "$BUILD" --target _core -j "$(nproc 2>/dev/null || echo 2)"
+"$CMAKE" --build "$BUILD" --target _core -j "$(nproc 2>/dev/null || echo 2)"
 
 SO=$(find "$BUILD" -maxdepth 1 -name '_core*.so' -print -quit)
 [[ -n "$SO" ]] || { echo "sanitize: the build produced no _core*.so" >&2; exit 1; }

@@ -50,7 +50,7 @@ def build_frame(dtype: type, shape: tuple[int, ...], view: str, seed: int) -> np
     if view == "transposed" and len(shape) >= 2:
         base = rng.integers(0, 256, (shape[1], shape[0], *shape[2:])).astype(dtype)
         return np.swapaxes(base, 0, 1)
-    if view == "strided":  # every other pixel of a larger image, offset by (1, 3)
+    if view == "strided":  # every other pixel of a larger image, starting at index 1
         base = rng.integers(0, 256, tuple(2 * s + 3 for s in shape)).astype(dtype)
         return base[tuple(slice(1, 1 + 2 * s, 2) for s in shape)]
     if view == "broadcast" and len(shape) >= 1:  # zero strides, read-only
@@ -395,6 +395,17 @@ def test_patch_grid_works_or_raises(height, width, patch, rows, cols) -> None:
     n_rows = len(_core.axis_positions(h, p, 0 if rows is None else int(rows)))
     n_cols = len(_core.axis_positions(w, p, 0 if cols is None else int(cols)))
     assert len(boxes) == n_rows * n_cols
+
+
+@pytest.mark.parametrize(
+    "shape", [(INT32_MAX, 1), (1, INT32_MAX), (2**21, 2**21), (2**31, 1)], ids=str
+)
+def test_huge_virtual_frame_is_refused_not_allocated(shape: tuple[int, int]) -> None:
+    """A broadcast view can claim 2^31 pixels for one byte of memory; its grid with patch 1 would
+    need tens of GB, so it is refused (at most 2^20 patches) instead of killing the process."""
+    frame = np.broadcast_to(np.uint8(7), shape)
+    with pytest.raises(InputError, match=r"exceed|must be <="):
+        tile(frame, patch=1, channels=1)
 
 
 @FUZZ

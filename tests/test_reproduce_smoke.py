@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +17,15 @@ pytest.importorskip("pyinspect._core", reason="the C++ core is not built")
 def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     from pyinspect import Inspector
     from pyinspect.spec import ModelSpec
-    from train.__main__ import main
-
     out = tmp_path / "smoke"
-    assert main(["reproduce", "--preset", "smoke", "--out", str(out), "--threads", "1"]) == 0
+    # A fresh interpreter, as a user runs it: the pipeline must not depend on (or be disturbed
+    # by) thread pools that earlier tests' ONNX Runtime / OpenVINO sessions left in this process.
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", "--out", str(out),
+           "--threads", "1"]
+    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(repo)}, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["test_images"] == 12 and res["data"]["train_images"] == 36
     teacher = res["teachers"]["scratch"]
