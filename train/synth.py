@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -480,7 +481,10 @@ def _map(jobs: list[_Job], workers: int, progress: bool) -> Iterator[Ellipse | N
                 yield _run(job)
                 bar.update()
             return
-        with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+        # spawn, not fork: the caller may already run thread pools (ONNX Runtime, OpenVINO, torch)
+        # and a forked child can inherit one of their locks held, then deadlock or crash.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
             for result in pool.map(_run, jobs, chunksize=16):
                 yield result
                 bar.update()
