@@ -13,7 +13,7 @@ TENSORRT_STUBS := tensorrt-stubs==10.13.0.35.1
 # OpenVINO must be installed before the build so CMake finds it and compiles pyinspect._fastcpu.
 OPENVINO := openvino==2026.4.1
 
-.PHONY: test lint pytest install demo clean-venv
+.PHONY: test lint pytest install demo sanitize clean-venv
 
 test: lint pytest
 
@@ -25,6 +25,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 install: $(STAMP)
+
+# The C++ core under AddressSanitizer + UBSan, in its own build dir (CI runs it after `make test`).
+sanitize: $(STAMP)
+	bash scripts/sanitize.sh
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -87,20 +87,27 @@ def test_machine_facts_name_the_cpu_and_libraries() -> None:
 
 
 # ---- smoke runs ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("clock", "timer"), [("wall", "perf_counter"), ("cpu", "process_time")])
 def test_latency_smoke(
-    pair: tuple[TinyBundle, TinyBundle], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pair: tuple[TinyBundle, TinyBundle],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    clock: str,
+    timer: str,
 ) -> None:
     teacher, student = pair
     out = tmp_path / "latency.json"
     argv = ["--teacher", str(teacher.model_path), "--student", str(student.model_path),
-            "--backend", "onnxruntime", "--runs", "3", "--json", str(out)]
+            "--backend", "onnxruntime", "--runs", "3", "--json", str(out), "--clock", clock,
+            "--threads", "1"]
     assert latency.main(argv) == 0
     report = capsys.readouterr().out
     result = json.loads(out.read_text())
     kinds = {(r["model"], r["kind"], r["batch"]) for r in result["rows"]}
     for model in ("teacher", "student"):
         assert {(model, "infer", 9), (model, "infer", 1), (model, "e2e", 9)} <= kinds
-    assert all(r["stats"]["runs"] == 3 for r in result["rows"])
+    assert all(r["stats"]["runs"] == 3 and r["timer"] == timer for r in result["rows"])
+    assert (result["clock"], result["threads"]) == (clock, 1)
     e2e = next(r for r in result["rows"] if r["kind"] == "e2e" and r["model"] == "student")
     assert set(e2e["stages"]) == {"tile_ms", "infer_ms", "vote_ms", "overhead_ms"}
     assert "onnxruntime" in result["summary"]["speedup_by_backend"]
