@@ -13,7 +13,9 @@ teacher (VGG16) 57.43 ms, student (4, 8, 16, 4, 4) 1.46 ms, a 39.3x speed-up. Th
 for the teacher, the student (the paper's 3-channel network) and the folded 1-channel student
 (the deployed variant), on every available backend (ONNX Runtime always). Each row reports the
 median, p90, p99 and min over an adaptive number of runs after a warm-up (>= 200 for students,
->= 10 for the teacher; about ``--budget`` seconds each); on a GPU the time comes from CUDA events.
+>= 10 for the teacher; about ``--budget`` seconds each), the rows of one model and backend timed in
+interleaved rounds so that a change in load hits them alike; on a GPU the time comes from CUDA
+events. ``--clock cpu --threads 1`` measures CPU time instead, for a machine shared with others.
 
     .venv/bin/python benchmarks/latency.py                     # exports the models if absent
     .venv/bin/python benchmarks/latency.py --backend onnxruntime --runs 50
@@ -63,6 +65,7 @@ CLOCKS = {
 }
 MIN_RUNS = {"teacher": 10, "student": 200}
 MAX_RUNS = 20_000
+ROUNDS = 10  # interleaved rounds per model and backend
 RANDOM_NOTE = "random weights (timing only)"
 NATIVE = "openvino-native"  # pyinspect.backends.openvino_native: C++ tile -> OpenVINO -> vote
 FAST = "fast-student"  # pyinspect.fast_student: the direct C++ student engine (students only)
@@ -116,7 +119,8 @@ def ensure_models(folder: Path, *, teacher: bool, log: Callable[[str], None]) ->
     """The benchmark's models, exported with random weights when absent (ONNX + sidecar + .pt2)."""
     wanted = [
         ("student", "student", "Student (4,8,16,4,4)", "student.onnx", False),
-        ("student-folded", "student", "Student, folded 1-ch", "student_folded.onnx", True),
+        # not student_folded.onnx: benchmarks/fast_cpu.py exports its own under that name
+        ("student-folded", "student", "Student, folded 1-ch", "student_1ch.onnx", True),
     ]
     if teacher:
         wanted.insert(0, ("teacher", "teacher", "Teacher VGG16", "teacher.onnx", False))
@@ -178,7 +182,10 @@ def user_model(key: str, role: str, path: str) -> Model:
 
 
 # ---- timing ------------------------------------------------------------------------------------
-def cuda_timer(device: str) -> Callable[[Callable[[], object]], float] | None:
+Timer = Callable[[Callable[[], Any]], tuple[float, Any]]  # fn -> (milliseconds, fn's value)
+
+
+def cuda_timer(device: str) -> Timer | None:
     """Milliseconds of ``fn`` measured with CUDA events on ``device``, or None off the GPU."""
     if not device.startswith("cuda"):
         return None
@@ -189,30 +196,30 @@ def cuda_timer(device: str) -> Callable[[Callable[[], object]], float] | None:
     if not torch.cuda.is_available():
         return None
 
-    def timed(fn: Callable[[], object]) -> float:
+    def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        value = fn()
         end.record()
         end.synchronize()
-        return float(start.elapsed_time(end))
+        return float(start.elapsed_time(end)), value
 
     return timed
 
 
-def cpu_ms(fn: Callable[[], object]) -> float:
+def cpu_ms(fn: Callable[[], Any]) -> tuple[float, Any]:
     """CPU time of the whole process (all its threads): robust to other jobs on a shared machine,
     and equal to the work done when there is one compute thread (``--threads 1``)."""
     t0 = time.process_time_ns()
-    fn()
-    return (time.process_time_ns() - t0) * 1e-6
+    value = fn()
+    return (time.process_time_ns() - t0) * 1e-6, value
 
 
-def wall_ms(fn: Callable[[], object]) -> float:
+def wall_ms(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter_ns()
-    fn()
-    return (time.perf_counter_ns() - t0) * 1e-6
+    value = fn()
+    return (time.perf_counter_ns() - t0) * 1e-6, value
 
 
 def plan_runs(est_ms: float, role: str, runs: int | None, budget_s: float) -> int:
@@ -223,22 +230,58 @@ def plan_runs(est_ms: float, role: str, runs: int | None, budget_s: float) -> in
     return int(min(MAX_RUNS, max(MIN_RUNS[role], want)))
 
 
-def warm_up(fn: Callable[[], object], timer: Callable[[Callable[[], object]], float], role: str,
-            runs: int | None) -> float:
-    """Run ``fn`` until it is warm (a few calls, ~0.5 s for fast ones); return its median ms."""
-    n_min = 1 if runs is not None and runs < 10 else (2 if role == "teacher" else 10)
-    times: list[float] = []
-    t_end = time.perf_counter() + (0.0 if role == "teacher" else 0.5)
-    while len(times) < n_min or (time.perf_counter() < t_end and len(times) < 500):
-        times.append(timer(fn))
-    return float(np.median(times[len(times) // 2 :]))
+@dataclass
+class Task:
+    """One row to measure: ``fn`` is timed ``n`` times; an e2e ``fn`` returns its result."""
+
+    kind: str
+    batch: int
+    fn: Callable[[], Any]
+    n: int = 0
+    ms: list[float] = field(default_factory=list)
+    stages: list[tuple[float, float, float]] = field(default_factory=list)
 
 
-def measure(fn: Callable[[], object], timer: Callable[[Callable[[], object]], float], role: str,
-            runs: int | None, budget_s: float) -> np.ndarray:
-    est = warm_up(fn, timer, role, runs)
-    n = plan_runs(est, role, runs, budget_s)
-    return np.array([timer(fn) for _ in range(n)])
+def measure(tasks: list[Task], timer: Timer, role: str, args: argparse.Namespace) -> None:
+    """Warm every task up, size its run count, then time the tasks in interleaved rounds, so a
+    change in machine load hits them alike (the e2e / pure ratio compares rows of one round)."""
+    for t in tasks:
+        n_min = 1 if args.runs is not None and args.runs < 10 else (2 if role == "teacher" else 10)
+        t_end = time.perf_counter() + (0.0 if role == "teacher" else 0.5)
+        warm: list[float] = []
+        while len(warm) < n_min or (time.perf_counter() < t_end and len(warm) < 500):
+            warm.append(timer(t.fn)[0])
+        t.n = plan_runs(float(np.median(warm[len(warm) // 2 :])), role, args.runs, args.budget)
+    rounds = max(1, min(ROUNDS, *(t.n for t in tasks)))
+    for r in range(rounds):
+        for t in tasks:
+            for _ in range(t.n * (r + 1) // rounds - t.n * r // rounds):
+                ms, value = timer(t.fn)
+                t.ms.append(ms)
+                if t.kind == "e2e":
+                    if value.error is not None:
+                        msg = f"end-to-end run failed: {value.error}"
+                        raise RuntimeError(msg)
+                    tm = value.timings
+                    t.stages.append((tm.tile_ms, tm.infer_ms, tm.vote_ms))
+
+
+def _row(model: Model, backend: str, device: str, timer_name: str, t: Task,
+         args: argparse.Namespace) -> Row:
+    ms = np.array(t.ms)
+    row = Row(model.key, backend, t.kind, t.batch, device, timer_name, Stats.of(ms))
+    if t.kind == "e2e":
+        stages = np.array(t.stages)
+        med = np.median(stages, axis=0)
+        # overhead = wall time in no stage; CPU time and the (wall-time) stages do not subtract
+        overhead = float(np.median(ms - stages.sum(axis=1))) if args.clock == "wall" else math.nan
+        row.stages = {"tile_ms": float(med[0]), "infer_ms": float(med[1]),
+                      "vote_ms": float(med[2]), "overhead_ms": overhead}
+    return row
+
+
+def host_timer(args: argparse.Namespace) -> tuple[Timer, str]:
+    return (cpu_ms, "process_time") if args.clock == "cpu" else (wall_ms, "perf_counter")
 
 
 # ---- one model on one backend --------------------------------------------------------------------
@@ -250,30 +293,28 @@ def bench_frame(seed: int = 0) -> np.ndarray:
 
 def bench_backend(model: Model, backend: str, frame: np.ndarray, args: argparse.Namespace
                   ) -> list[Row]:
+    """Pure inference at batch 9 and 1 (``backend.infer`` on a buffer tiled once from
+    ``frame``) and ``Inspector.run(frame)``, interleaved."""
     from pyinspect import Inspector
     from pyinspect.tiling import tile_into
 
-    opts: dict[str, Any] = {"threads": args.threads}
-    rows: list[Row] = []
-    with Inspector(model.path, backend=backend, **opts) as insp:
+    with Inspector(model.path, backend=backend, threads=args.threads) as insp:
         b = insp.backend
         device = str(getattr(b, "device", "cpu"))
         gpu_timer = cuda_timer(device)
-        timer = gpu_timer or (cpu_ms if args.clock == "cpu" else wall_ms)
-        timer_name = "cuda-event" if gpu_timer else (
-            "process_time" if args.clock == "cpu" else "perf_counter")
+        timer, timer_name = (gpu_timer, "cuda-event") if gpu_timer else host_timer(args)
         spec = insp.spec
         boxes = insp.boxes(*frame.shape[:2])
         mean, std = tuple(spec.normalization.mean), tuple(spec.normalization.std)
-        for batch in (9, 1):
-            if batch > insp.max_batch:
-                continue
-            tile_into(frame, b.input_buffer(batch), boxes[:batch], mean, std)
-            ms = measure(functools.partial(b.infer, batch), timer, model.role, args.runs,
-                         args.budget)
-            rows.append(Row(model.key, backend, "infer", batch, device, timer_name, Stats.of(ms)))
-        rows.append(_e2e(model, backend, device, lambda: insp.run(frame), args))
-    return rows
+
+        tasks = [Task("infer", n, functools.partial(b.infer, n)) for n in (9, 1)
+                 if n <= insp.max_batch]
+        tasks.append(Task("e2e", len(boxes), functools.partial(insp.run, frame)))
+        # infer(1) reads row 0 of the same buffer that infer(9) reads; Inspector.run re-tiles
+        # the same frame into it, so every task sees the same input.
+        tile_into(frame, b.input_buffer(len(boxes)), boxes, mean, std)
+        measure(tasks, timer, model.role, args)
+        return [_row(model, backend, device, timer_name, t, args) for t in tasks]
 
 
 def bench_runner(path: str, model: Model, frame: np.ndarray, args: argparse.Namespace
@@ -289,7 +330,10 @@ def bench_runner(path: str, model: Model, frame: np.ndarray, args: argparse.Name
 
         runner = FastStudentRunner(model.path, threads=args.threads)
     with runner:
-        return [_e2e(model, path, "cpu", lambda: runner.run(frame), args)]
+        timer, timer_name = host_timer(args)
+        task = Task("e2e", 9, functools.partial(runner.run, frame))
+        measure([task], timer, model.role, args)
+        return [_row(model, path, "cpu", timer_name, task, args)]
 
 
 def frame_runners() -> list[str]:
@@ -309,31 +353,6 @@ def frame_runners() -> list[str]:
         except (ImportError, AttributeError):
             pass
     return found
-
-
-def _e2e(model: Model, backend: str, device: str, run: Callable[[], Any],
-         args: argparse.Namespace) -> Row:
-    """Time of whole frames (wall, or CPU with ``--clock cpu``), with the median of each stage
-    the result reports (always wall time)."""
-    clock = time.process_time_ns if args.clock == "cpu" else time.perf_counter_ns
-    est = warm_up(run, wall_ms, model.role, args.runs)
-    n = plan_runs(est, model.role, args.runs, args.budget)
-    wall = np.empty(n)
-    stages = np.empty((n, 3))
-    for i in range(n):
-        t0 = clock()
-        r = run()
-        wall[i] = (clock() - t0) * 1e-6
-        stages[i] = (r.timings.tile_ms, r.timings.infer_ms, r.timings.vote_ms)
-        if r.error is not None:
-            msg = f"{model.key} on {backend}: {r.error}"
-            raise RuntimeError(msg)
-    med = np.median(stages, axis=0)
-    overhead = float(np.median(wall - stages.sum(axis=1)))
-    parts = {"tile_ms": med[0], "infer_ms": med[1], "vote_ms": med[2], "overhead_ms": overhead}
-    timer = "process_time" if args.clock == "cpu" else "perf_counter"
-    return Row(model.key, backend, "e2e", 9, device, timer, Stats.of(wall),
-               {k: float(v) for k, v in parts.items()})
 
 
 # ---- summary -------------------------------------------------------------------------------------
@@ -467,7 +486,20 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _ms(v: float) -> str:
+def _json_safe(value: Any) -> Any:
+    """NaN (a figure that does not apply) -> null, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _ms(v: float | None) -> str:
+    if v is None or math.isnan(v):
+        return "n/a"
     return f"{v:.3f}" if v < 10 else (f"{v:.1f}" if v < 1000 else f"{v:,.0f}")
 
 
@@ -612,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     import json
 
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    json_path.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
     png = None if args.no_chart else chart(result, json_path.with_suffix(".png"))
     report = markdown(result)
     json_path.with_suffix(".md").write_text(report)

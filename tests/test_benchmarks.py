@@ -110,6 +110,7 @@ def test_latency_smoke(
     assert (result["clock"], result["threads"]) == (clock, 1)
     e2e = next(r for r in result["rows"] if r["kind"] == "e2e" and r["model"] == "student")
     assert set(e2e["stages"]) == {"tile_ms", "infer_ms", "vote_ms", "overhead_ms"}
+    assert (e2e["stages"]["overhead_ms"] is None) == (clock == "cpu")  # strict JSON, no NaN
     assert "onnxruntime" in result["summary"]["speedup_by_backend"]
     assert result["machine"]["cpu"]
     assert out.with_suffix(".png").stat().st_size > 1000
