@@ -127,14 +127,24 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
+def finish(facts: dict[str, Any]) -> dict[str, Any]:
+    """Record the load at the end too: a run is only as quiet as its noisiest minute."""
+    if hasattr(os, "getloadavg"):
+        facts["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
+    return facts
+
+
 def describe(facts: dict[str, Any]) -> str:
     """One Markdown paragraph naming the machine, for the head of a results table."""
     gpu = ", ".join(g["name"] for g in facts["gpus"]) or "no GPU"
     libs = ", ".join(f"{k} {v}" for k, v in facts["libraries"].items() if k != "pyinspect")
+    load = f"load {facts['load_avg_1m']} at start"
+    if facts.get("load_avg_1m_end") is not None:
+        load += f", {facts['load_avg_1m_end']} at end"
     return (
         f"{facts['cpu']} ({facts['physical_cores']} physical cores, {facts['logical_cpus']}"
         f" logical; {' '.join(facts['cpu_flags']) or 'no AVX2'}), {facts['memory_gib']} GiB,"
-        f" {gpu}; load {facts['load_avg_1m']} at start; Python {facts['python']}; {libs}."
+        f" {gpu}; {load}; Python {facts['python']}; {libs}."
     )
 
 

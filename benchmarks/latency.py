@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r.kind}{'' if r.kind == 'e2e' else f'@{r.batch}'} {_ms(r.stats.median)} ms"
                 for r in got))
     result: dict[str, Any] = {
-        "machine": facts,
+        "machine": _machine.finish(facts),
         "paper": PAPER,
         "clock": args.clock,
         "threads": args.threads,

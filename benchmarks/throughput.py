@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 log("  " + ", ".join(f"{k} {v:.0f}" for k, v in row["fps"].items()) + " frames/s")
     result = {
-        "machine": facts,
+        "machine": _machine.finish(facts),
         "command": " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])]),
         "video": video_info,
         "repeats": args.repeats,

@@ -891,8 +891,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=None, help="split seed (default: the runs' seed)")
     ap.add_argument("--images", type=int, default=1000,
                     help="images in the sample, one patch each (paper: all 6,900)")
-    ap.add_argument("--inv-steps", type=int, default=40, help="Adam steps per inversion")
-    ap.add_argument("--inv-lr", type=float, default=0.01)
+    ap.add_argument("--inv-steps", type=int, default=200, help="Adam steps per inversion")
+    ap.add_argument("--inv-lr", type=float, default=0.03)
     ap.add_argument("--tv-weight", type=float, default=0.5, help="λ of Eq. 7 (normalised terms)")
     ap.add_argument("--embed-dagm", type=int, default=300, help="DAGM patches in Fig. 1")
     ap.add_argument("--embed-natural", type=int, default=150, help="natural crops in Fig. 1")
