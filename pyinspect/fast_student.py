@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from pyinspect.backends.base import physical_cores
+from pyinspect.backends.base import Backend, physical_cores
 from pyinspect.backends.openvino import check_model_file, first_line
 from pyinspect.backends.openvino_native import load_native
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, SpecError
@@ -187,6 +187,9 @@ class FastStudentRunner:
         threads: engine threads (``None``: physical cores).
         threshold: default defect rule, as for ``Inspector``.
         verify: compare with OpenVINO f32 on a fixed frame at load (keep it on).
+        reference: an already open backend of the same model to verify against instead of a new
+            OpenVINO one (``Inspector`` passes its own, so the check is parity with the path the
+            engine replaces, at no extra load cost).
 
     Raises ``NotAStudentError`` (a ``SpecError``) for other networks and
     ``BackendUnavailableError`` when the module is missing or the CPU lacks AVX2/FMA.
@@ -201,6 +204,7 @@ class FastStudentRunner:
         threads: int | None = None,
         threshold: float | None = None,
         verify: bool = True,
+        reference: Backend | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
@@ -264,7 +268,7 @@ class FastStudentRunner:
         self._boxes: dict[tuple[int, int], np.ndarray] = {}
         self.verify_delta: float | None = None
         if verify:
-            self.verify_delta = self._verify()
+            self.verify_delta = self._verify(reference)
 
     def run(self, frame: np.ndarray, *, threshold: float | None = None) -> InspectionResult:
         """Inspect one gray uint8 frame (H×W or H×W×1, any strides)."""
@@ -338,15 +342,19 @@ class FastStudentRunner:
     def __repr__(self) -> str:
         return f"FastStudentRunner({str(self.model_path)!r}, threads={self.threads})"
 
-    def _verify(self) -> float:
-        """Max |Δlogit| against OpenVINO f32 on a fixed frame whose patches overlap (the shared
-        path) and one whose 9 patches run one by one (offsets not multiples of 16); refuse the
-        engine if they disagree. Both have 9 patches, so OpenVINO compiles once."""
-        from pyinspect.backends.openvino import OpenVinoBackend
+    def _verify(self, reference: Backend | None = None) -> float:
+        """Max |Δlogit| against ``reference`` (default: OpenVINO f32) on a fixed frame whose
+        patches overlap (the shared path) and one whose 9 patches run one by one (offsets not
+        multiples of 16); refuse the engine if they disagree. Both have 9 patches, so OpenVINO
+        compiles once."""
         from pyinspect.tiling import tile_into
 
         rng = np.random.default_rng(20200)
-        reference = OpenVinoBackend(self.model_path, self.spec, threads=1)
+        owned = reference is None
+        if reference is None:
+            from pyinspect.backends.openvino import OpenVinoBackend
+
+            reference = OpenVinoBackend(self.model_path, self.spec, threads=1)
         worst = 0.0
         try:
             for shape in ((512, 512), (600, 600)):
@@ -360,26 +368,12 @@ class FastStudentRunner:
                 want = reference.infer(len(boxes))
                 worst = max(worst, float(np.abs(got - want).max()))
         finally:
-            reference.close()
+            if owned:
+                reference.close()
         if not worst <= VERIFY_TOLERANCE:
             msg = (
-                f"{self.model_path}: the student engine's logits differ from OpenVINO f32 by"
+                f"{self.model_path}: the student engine's logits differ from the reference by"
                 f" {worst:.3g} (> {VERIFY_TOLERANCE}); not using it"
             )
             raise BackendError(msg)
         return worst
-
-
-def maybe_fast_runner(
-    model_path: str | os.PathLike[str],
-    spec: ModelSpec | None = None,
-    *,
-    threads: int | None = None,
-    threshold: float | None = None,
-) -> tuple[FastStudentRunner | None, str]:
-    """The engine for this model if it applies here, else ``(None, why not)`` — for callers that
-    fall back to a general backend (``Inspector(backend="auto")`` on the CPU)."""
-    try:
-        return FastStudentRunner(model_path, spec, threads=threads, threshold=threshold), ""
-    except (BackendUnavailableError, NotAStudentError, BackendError) as exc:
-        return None, str(exc)

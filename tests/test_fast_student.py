@@ -3,6 +3,7 @@ Runtime on the same ONNX + sidecar, on the shared (aligned 3×3 grid) and per-pa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -268,5 +269,96 @@ def test_load_time_check_refuses_a_wrong_engine(
         return graph
 
     monkeypatch.setattr(fs, "extract_student", misread)
-    with pytest.raises(BackendError, match=r"differ from OpenVINO f32 by 0\.01"):
+    with pytest.raises(BackendError, match=r"differ from the reference by 0\.01"):
         FastStudentRunner(folded, threads=1)
+
+
+# ---- Inspector(engine=...) ----------------------------------------------------------------
+def _as_student(path: Path, widths: tuple[int, ...] = WIDTHS) -> Path:
+    """Mark the sidecar as the exporter does for the paper's student (the cheap hint)."""
+    sidecar = ModelSpec.sidecar_path(path)
+    doc = json.loads(sidecar.read_text())
+    doc.setdefault("provenance", {}).update(
+        {"model": "student", "arch_kwargs": {"c": list(widths), "fc": 256}})
+    sidecar.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("marked") / "student.onnx"
+    student_onnx(path, seed=7)
+    return _as_student(path)
+
+
+def test_inspector_auto_uses_the_engine_with_the_backends_verdicts(marked: Path) -> None:
+    with (
+        Inspector(marked, threads=1) as fast,
+        Inspector(marked, threads=1, engine="backend") as plain,
+    ):
+        assert (fast.engine, fast.engine_note) == ("student-engine", "")
+        assert plain.engine == "backend" and "engine='backend'" in plain.engine_note
+        assert "engine='student-engine'" in repr(fast)
+        for frame in frames((512, 512), 3) + frames((600, 600), 1):
+            got, want = fast.run(frame), plain.run(frame)
+            assert (got.texture, got.defective, got.label) == (want.texture, want.defective,
+                                                               want.label)
+            np.testing.assert_array_equal(got.patch_class, want.patch_class)
+            np.testing.assert_array_equal(got.boxes, want.boxes)
+            np.testing.assert_allclose(got.patch_score, want.patch_score, atol=1e-5)
+            assert got.timings.tile_ms == 0.0  # no tile buffer: the engine reads the frame
+
+
+def test_inspector_engine_batch_and_stream_keep_order_and_colour_frames(marked: Path) -> None:
+    gray = frames((512, 512), 3)
+    bgr = np.ascontiguousarray(np.repeat(gray[1][:, :, None], 3, axis=2))
+    batch = [gray[0], bgr, gray[2], gray[1][:, :, None]]
+    with (
+        Inspector(marked, threads=1) as fast,
+        Inspector(marked, threads=1, engine="backend") as plain,
+    ):
+        want = [r.patch_class.tolist() for r in plain.run_batch(batch)]
+        assert [r.patch_class.tolist() for r in fast.run_batch(batch)] == want
+        assert [r.patch_class.tolist() for r in fast.stream(batch)] == want
+        # the colour frame went to the backend (it tiles), the gray ones to the engine
+        assert [r.timings.tile_ms > 0 for r in fast.run_batch(batch)] == [
+            False, True, False, False]
+
+
+def test_inspector_named_backend_or_other_network_keeps_the_backend(
+    marked: Path, folded: Path, tmp_path: Path
+) -> None:
+    with Inspector(marked, backend="onnxruntime", threads=1) as named:
+        assert named.engine == "backend" and "chosen explicitly" in named.engine_note
+    with Inspector(folded, threads=1) as unmarked:  # sidecar does not say "student"
+        assert unmarked.engine == "backend" and "provenance" in unmarked.engine_note
+    wide = tmp_path / "wide.onnx"
+    student_onnx(wide, widths=(8, 8, 16, 4, 4))
+    _as_student(wide, widths=(4, 8, 16, 4, 4))  # a sidecar that lies: the engine still refuses
+    with Inspector(wide, threads=1) as insp:
+        assert insp.engine == "backend" and "conv1 weight is [8, 1, 3, 3]" in insp.engine_note
+
+
+def test_inspector_engine_student_is_strict(folded: Path, tmp_path: Path) -> None:
+    from pyinspect.errors import BackendError
+
+    with Inspector(folded, threads=1, engine="student") as insp:  # asked for: no hint needed
+        assert insp.engine == "student-engine"
+    bundle = write_tiny(tmp_path, channels=1, patch=224, mean=[0.5], std=[0.25])
+    with pytest.raises(BackendError, match=r"student engine cannot run this model: .*conv1"):
+        Inspector(bundle.model_path, engine="student")
+    with pytest.raises(InputError, match=r"engine must be one of 'auto', 'student', 'backend'"):
+        Inspector(folded, engine="fastest")
+
+
+def test_inspector_engine_errors_name_the_frame_and_closed_state(marked: Path) -> None:
+    from pyinspect.errors import BackendError
+
+    insp = Inspector(marked, threads=1)
+    with pytest.raises(InputError, match=r"uint8"):
+        insp.run(np.zeros((512, 512), np.float32))
+    with pytest.raises(InputError, match=r"smaller than the 224"):
+        insp.run(np.zeros((100, 512), np.uint8))
+    insp.close()
+    with pytest.raises(BackendError, match=r"closed"):
+        insp.run(frames((512, 512), 1)[0])
