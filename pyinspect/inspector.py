@@ -102,7 +102,13 @@ class Inspector:
         self._closed = False
         try:
             self._engine, self.engine_note = _pick_engine(
-                engine, backend, name, self.model_path, self._spec, threads, backend_options,
+                engine,
+                backend,
+                name,
+                self.model_path,
+                self._spec,
+                threads,
+                backend_options,
                 self._backend,
             )
         except BaseException:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pyinspect.errors import BackendUnavailableError, InputError, suggest
+from pyinspect.errors import BackendError, BackendUnavailableError, InputError, suggest
 
 if TYPE_CHECKING:
     from pyinspect.spec import ModelSpec
@@ -54,6 +54,70 @@ class Backend(Protocol):
 
 
 BackendFactory = Callable[..., Backend]
+
+
+class HostBuffers:
+    """The host input/output arrays of a CPU backend whose runtime reads and writes them in place
+    (ONNX Runtime IOBinding, OpenVINO tensors wrapping NumPy memory).
+
+    They grow rarely (doubling, capped at ``max_batch``); before they are replaced the runtime's
+    views into them are dropped (``_drop_views``), so nothing ever points into freed memory. A
+    subclass sets ``name``, ``model_path``, ``spec``, ``max_batch``, ``_fixed_batch``,
+    ``_in_dtype`` and ``_out_dtype`` and calls ``_init_buffers()``.
+    """
+
+    name: str  # the registered backend name, used in errors
+    model_path: Path
+    spec: ModelSpec
+    max_batch: int
+    _fixed_batch: int | None
+    _in_dtype: np.dtype[Any]
+    _out_dtype: np.dtype[Any]
+
+    def _init_buffers(self) -> None:
+        self._capacity = 0
+        self._input: np.ndarray = np.empty((0,), dtype=self._in_dtype)
+        self._output: np.ndarray = np.empty((0,), dtype=self._out_dtype)
+        self._logits32: np.ndarray | None = None
+        self._closed = False
+
+    def _drop_views(self) -> None:
+        """Forget every runtime object that points into the current arrays."""
+        raise NotImplementedError
+
+    def input_buffer(self, batch: int) -> np.ndarray:
+        """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
+        self._ensure(batch)
+        return self._input[:batch]
+
+    def _ensure(self, batch: int) -> None:
+        """Check ``batch`` and grow the buffers so that ``batch`` rows fit."""
+        if self._closed:
+            msg = f"{self.name} backend for {self.model_path} is closed"
+            raise BackendError(msg)
+        if not 1 <= batch <= self.max_batch:
+            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
+            raise InputError(msg)
+        rows = self._fixed_batch or batch
+        if rows <= self._capacity:
+            return
+        cap = min(self.max_batch, max(rows, 2 * self._capacity))
+        c, p, k = self.spec.input.channels, self.spec.patch, self.spec.num_classes
+        self._drop_views()
+        self._input = np.zeros((cap, c, p, p), dtype=self._in_dtype)
+        self._output = np.zeros((cap, k), dtype=self._out_dtype)
+        if self._out_dtype != np.float32:
+            self._logits32 = np.zeros((cap, k), dtype=np.float32)
+        self._capacity = cap
+
+    def _logits(self, batch: int) -> np.ndarray:
+        """The first ``batch`` output rows as float32 (a view; converted when the model's output
+        is not float32)."""
+        out = self._output[:batch]
+        if self._logits32 is None:
+            return out
+        np.copyto(self._logits32[:batch], out)
+        return self._logits32[:batch]
 
 
 @dataclass(frozen=True)

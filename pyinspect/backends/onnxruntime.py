@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from pyinspect.backends.base import BackendInfo, TensorSpec, physical_cores, register_backend
+from pyinspect.backends.base import (
+    BackendInfo,
+    HostBuffers,
+    TensorSpec,
+    physical_cores,
+    register_backend,
+)
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
@@ -25,7 +31,7 @@ _ORT_DTYPES: dict[str, np.dtype[Any]] = {
 _DEVICES = ("cpu",)
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(HostBuffers):
     """CPU inference of one ONNX model whose sidecar is ``spec``.
 
     Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
@@ -80,23 +86,14 @@ class OnnxRuntimeBackend:
         self._fixed_batch = fixed_batch
         self.max_batch = fixed_batch or max_batch
         self._in_dtype = in_dtype
-        self._capacity = 0
-        self._input: np.ndarray = np.empty((0,), dtype=np.float32)
-        self._output: np.ndarray = np.empty((0,), dtype=np.float32)
-        self._logits32: np.ndarray | None = None
         self._bindings: dict[int, Any] = {}
         self._run_options = ort.RunOptions()
-        self._closed = False
+        self._init_buffers()
 
     # ---- Backend protocol ----------------------------------------------------------------------
     @property
     def input_spec(self) -> TensorSpec:
         return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
-
-    def input_buffer(self, batch: int) -> np.ndarray:
-        """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
-        self._ensure(batch)
-        return self._input[:batch]
 
     def infer(self, batch: int) -> np.ndarray:
         """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
@@ -111,11 +108,7 @@ class OnnxRuntimeBackend:
         except Exception as exc:
             msg = f"onnxruntime failed on {self.model_path} (batch {batch}): {exc}"
             raise BackendError(msg) from exc
-        out = self._output[:batch]
-        if self._logits32 is None:
-            return out
-        np.copyto(self._logits32[:batch], out)
-        return self._logits32[:batch]
+        return self._logits(batch)
 
     def close(self) -> None:
         """Drop the session and buffers; idempotent."""
@@ -130,27 +123,9 @@ class OnnxRuntimeBackend:
         )
 
     # ---- buffers -------------------------------------------------------------------------------
-    def _ensure(self, batch: int) -> None:
-        """Grow the buffers (rarely: doubling, capped at max_batch) so ``batch`` rows fit."""
-        if self._closed:
-            msg = f"onnxruntime backend for {self.model_path} is closed"
-            raise BackendError(msg)
-        if not 1 <= batch <= self.max_batch:
-            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
-            raise InputError(msg)
-        rows = self._fixed_batch or batch
-        if rows <= self._capacity:
-            return
-        cap = min(self.max_batch, max(rows, 2 * self._capacity))
-        c, p = self.spec.input.channels, self.spec.patch
-        # Borrowed by ORT: the OrtValues bound in ``_bind`` point into these arrays and hold a
-        # reference to them, so they stay alive until the bindings are dropped here or in close().
+    def _drop_views(self) -> None:
+        # The OrtValues bound in ``_bind`` point into the buffers (and hold a reference to them).
         self._bindings.clear()
-        self._input = np.zeros((cap, c, p, p), dtype=self._in_dtype)
-        self._output = np.zeros((cap, self.spec.num_classes), dtype=self._out_dtype)
-        if self._out_dtype != np.float32:
-            self._logits32 = np.zeros((cap, self.spec.num_classes), dtype=np.float32)
-        self._capacity = cap
 
     def _bind(self, rows: int) -> Any:
         ort = self._ort

@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from pyinspect.backends.base import BackendInfo, TensorSpec, physical_cores, register_backend
+from pyinspect.backends.base import (
+    BackendInfo,
+    HostBuffers,
+    TensorSpec,
+    physical_cores,
+    register_backend,
+)
 from pyinspect.errors import (
     BackendError,
     BackendUnavailableError,
@@ -39,7 +45,7 @@ PRECISIONS: dict[str, str] = {"f32": "f32", "bf16": "bf16"}
 _MAX_COMPILED = 4
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(HostBuffers):
     """CPU inference of one model with OpenVINO; ``spec`` is its sidecar.
 
     Args:
@@ -109,13 +115,9 @@ class OpenVinoBackend:
             **(config or {}),
             "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
         }
-        self._capacity = 0
-        self._input = np.empty((0,), dtype=in_dtype)
-        self._output = np.empty((0,), dtype=out_dtype)
-        self._logits32: np.ndarray | None = None
         self._requests: dict[int, Any] = {}  # rows -> InferRequest bound to the buffers
         self._compiled: dict[int, Any] = {}  # rows -> CompiledModel (most recently used last)
-        self._closed = False
+        self._init_buffers()
         # Compile the sidecar's batch (or the 3×3 grid's 9) now, so the first frame is not slow
         # and a precision the plugin ignores is caught here rather than at the first infer.
         first = fixed_batch or min(self.max_batch, 9)
@@ -126,11 +128,6 @@ class OpenVinoBackend:
     @property
     def input_spec(self) -> TensorSpec:
         return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
-
-    def input_buffer(self, batch: int) -> np.ndarray:
-        """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
-        self._ensure(batch)
-        return self._input[:batch]
 
     def infer(self, batch: int) -> np.ndarray:
         """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
@@ -145,11 +142,7 @@ class OpenVinoBackend:
         except Exception as exc:
             msg = f"openvino failed on {self.model_path} (batch {batch}): {first_line(exc)}"
             raise BackendError(msg) from exc
-        out = self._output[:batch]
-        if self._logits32 is None:
-            return out
-        np.copyto(self._logits32[:batch], out)
-        return self._logits32[:batch]
+        return self._logits(batch)
 
     def close(self) -> None:
         """Drop the compiled models and buffers; idempotent."""
@@ -178,27 +171,9 @@ class OpenVinoBackend:
         }
 
     # ---- buffers -------------------------------------------------------------------------------
-    def _ensure(self, batch: int) -> None:
-        """Grow the buffers (rarely: doubling, capped at max_batch) so ``batch`` rows fit."""
-        if self._closed:
-            msg = f"openvino backend for {self.model_path} is closed"
-            raise BackendError(msg)
-        if not 1 <= batch <= self.max_batch:
-            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
-            raise InputError(msg)
-        rows = self._fixed_batch or batch
-        if rows <= self._capacity:
-            return
-        cap = min(self.max_batch, max(rows, 2 * self._capacity))
-        c, p = self.spec.input.channels, self.spec.patch
-        # Borrowed by OpenVINO: the tensors set on the requests point into these arrays (and keep
-        # a reference to them), so the requests are dropped before the arrays are replaced.
+    def _drop_views(self) -> None:
+        # The tensors set on the requests point into the buffers (and keep a reference to them).
         self._requests.clear()
-        self._input = np.zeros((cap, c, p, p), dtype=self._in_dtype)
-        self._output = np.zeros((cap, self.spec.num_classes), dtype=self._out_dtype)
-        if self._out_dtype != np.float32:
-            self._logits32 = np.zeros((cap, self.spec.num_classes), dtype=np.float32)
-        self._capacity = cap
 
     def _request(self, rows: int) -> Any:
         """An infer request for batch ``rows`` whose input and output tensors wrap the first
