@@ -52,3 +52,27 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     report = (out / "REPORT.md").read_text()
     assert "Table 2" in report and "Table 3" in report and "Table 5" in report
     assert (out / "fig4_accuracy_vs_iteration.png").stat().st_size > 1000
+
+
+def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path) -> None:
+    """``reproduce`` resumes from what exists; a teacher trained further (same name) must get
+    fresh aug-set logits and its own Table 2 summary, not the shorter run's."""
+    import torch
+
+    from train.fit import summary_from_checkpoint
+    from train.reproduce import logits_cache
+
+    ck = tmp_path / "checkpoints" / "teacher-transfer.pt"
+    ck.parent.mkdir()
+    curve = [(10, 0.5), (100, 0.9), (500, 0.903)]
+    torch.save({"meta": {"run": "teacher-transfer", "iteration": 500, "curve": curve,
+                         "sec_per_iter": 2.0}}, ck)
+    first = logits_cache(tmp_path, ck, 6000)
+    assert first != logits_cache(tmp_path, ck, 24000)  # another aug set size
+    s = summary_from_checkpoint(ck)
+    assert (s["iterations"], s["convergence_iteration"]) == (500, 100)
+    torch.save({"meta": {"run": "teacher-transfer", "iteration": 2000,
+                         "curve": [*curve, (2000, 0.99)]}}, ck)
+    assert logits_cache(tmp_path, ck, 6000) != first
+    s = summary_from_checkpoint(ck)
+    assert (s["iterations"], s["convergence_iteration"]) == (2000, 2000)

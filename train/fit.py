@@ -60,6 +60,22 @@ def convergence_iteration(points: Sequence[tuple[int, float]], tol: float = 0.00
     return next(it for it, acc in points if acc >= best - tol)
 
 
+def summary_from_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
+    """The summary ``fit`` returns, rebuilt from a finished checkpoint's meta (a run trained by
+    ``python -m train fit`` and then picked up by ``reproduce``)."""
+    import torch
+
+    meta = torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"]
+    curve = [tuple(p) for p in meta.get("curve", [])]
+    return {
+        "run": meta.get("run"),
+        "iterations": meta.get("iteration"),
+        "curve": curve,
+        "convergence_iteration": convergence_iteration(curve),
+        "sec_per_iter": meta.get("sec_per_iter"),
+    }
+
+
 class JsonLog:
     """Append-only JSON-lines log: one object per line, flushed at once so a tail shows progress."""
 

@@ -3,7 +3,7 @@
 * ``smoke``: seconds; tiny synthetic set and tiny widths; the tests run it end to end.
 * ``cpu``: the real experiment sized for a 2-core CPU: full synthetic DAGM, ``lite0`` teacher from
   ImageNet vs from scratch (no aug), a (4,8,16,4,4) student distilled from each, §4 evaluation on
-  the held-out 20 %. Iteration budgets are capped (the same for both teachers) to fit ~45 minutes.
+  the held-out 20 %. Iteration budgets are capped to fit a session (~2 h on 2 cores).
 * ``paper``: VGG16 and the full protocol of the paper (5 trials, every teacher of Table 2, the whole
   Fig. 10 sweep) for a GPU.
 """
@@ -79,15 +79,21 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu",
         data_root="data/synth-dagm",
+        # Measured on this 2-core VM: a lite0 step (batch 32) costs ~2.0-2.4 s with 2 threads,
+        # so 2,000 transfer iterations (≈ the paper's 2,242 to converge) take ~70 min. The
+        # scratch teacher keeps 500: it sat at the all-good baseline from iteration 105 on.
         teachers=(
-            TeacherRun("transfer", "imagenet", "noaug", 500),
+            TeacherRun("transfer", "imagenet", "noaug", 2000),
             TeacherRun("scratch", "scratch", "noaug", 500),
         ),
-        eval_points=6,
+        eval_points=10,
         eval_images=60,
         teacher_test_images=300,
-        aug_max_patches=6000,
-        distill_epochs=6,
+        # 6,000 aug patches x 6 epochs left the student's Eq. 1 loss on a plateau (~25) and the
+        # student at 62 %; 4x the patches, cosine-decayed, for 8 epochs.
+        aug_max_patches=24000,
+        distill_epochs=8,
+        distill_schedule="cosine",
         sweep=((4, 8, 16, 32, 32), (4, 8, 16, 16, 16), (4, 8, 16, 8, 8)),
         sweep_epochs=3,
     ),

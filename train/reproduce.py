@@ -120,13 +120,26 @@ def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
     return float(np.median(times))
 
 
+def checkpoint_iteration(checkpoint: Path) -> int | None:
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"].get("iteration")
+
+
+def logits_cache(out: Path, teacher: Path, patches: int) -> Path:
+    """Where a teacher's logits on the aug set are cached: named by the teacher's iteration and
+    the set's size, so a retrained teacher or a larger set never reads stale logits."""
+    it = checkpoint_iteration(teacher)
+    return out / "cache" / f"{teacher.stem}-it{it}-aug{patches}.logits.npy"
+
+
 def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False) -> dict:
     import torch
 
     from train.distill import distill, teacher_logits
     from train.evaluate import evaluate_inspector, evaluate_model, load_split, parity
     from train.export import export
-    from train.fit import FitConfig, fit, log_iters
+    from train.fit import FitConfig, fit, log_iters, summary_from_checkpoint
     from train.models import count_parameters, load_checkpoint, normalization
     from train.torchdata import patch_set
 
@@ -184,9 +197,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                         seed=p.seed, threads=threads)
         done = (ck.is_file()
                 and torch.load(ck, weights_only=False)["meta"].get("iteration") == tr.iters)
-        summary = (results["teachers"].get(tr.name, {}).get("fit") if done else None) or fit(
-            cfg, x, y, sub_recs, ck, logdir / f"teacher-{tr.name}.jsonl",
-            run=f"teacher-{tr.name}", meta={"preset": p.name, "seed": p.seed})
+        if done:  # the recorded summary, unless it belongs to an earlier, shorter budget
+            prev = results["teachers"].get(tr.name, {}).get("fit") or {}
+            summary = prev if prev.get("iterations") == tr.iters else summary_from_checkpoint(ck)
+        else:
+            summary = fit(cfg, x, y, sub_recs, ck, logdir / f"teacher-{tr.name}.jsonl",
+                          run=f"teacher-{tr.name}", meta={"preset": p.name, "seed": p.seed})
         stage.record(f"teacher-{tr.name}-fit", time.perf_counter() - t0)
         if summary.get("sec_per_iter"):
             sec_teacher = summary["sec_per_iter"]
@@ -224,14 +240,20 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
                                  max_patches=p.aug_max_patches)
         tck = ckdir / f"teacher-{tname}.pt"
-        logits = teacher_logits(tck, aug_x, out / "cache" / f"teacher-{tname}-aug.logits.npy")
+        logits = teacher_logits(tck, aug_x, logits_cache(out, tck, len(aug_x)))
         sck = ckdir / f"student-{tname}.pt"
         run = f"student-{tname}"
-        if not sck.is_file():
+        # a student is reused only if it was distilled from this teacher with these settings
+        key = {"teacher_iteration": checkpoint_iteration(tck), "patches": len(aug_x),
+               "epochs": p.distill_epochs, "schedule": p.distill_schedule,
+               "widths": list(p.student_widths), "fc": p.student_fc}
+        if not sck.is_file() or torch.load(sck, weights_only=False)["meta"].get(
+                "distill_key") != key:
             summary = distill(aug_x, logits, sub_recs, sck, logdir / f"{run}.jsonl",
                               c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
                               schedule=p.distill_schedule, seed=p.seed, threads=threads, run=run,
-                              meta={"preset": p.name, "teacher": f"teacher-{tname}"})
+                              meta={"preset": p.name, "teacher": f"teacher-{tname}",
+                                    "distill_key": key})
         else:
             summary = results["students"].get(tname, {}).get("distill", {})
         model, _ = load_checkpoint(sck)
@@ -308,10 +330,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                  max_patches=p.aug_max_patches)
         for tname in p.distill_from:
             tck = ckdir / f"teacher-{tname}.pt"
-            logits = teacher_logits(tck, aug_x, out / "cache" / f"teacher-{tname}-aug.logits.npy")
+            logits = teacher_logits(tck, aug_x, logits_cache(out, tck, len(aug_x)))
+            t_it = checkpoint_iteration(tck)
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"
-                if key in results["sweep"]:
+                prev = results["sweep"].get(key, {})
+                if (prev.get("teacher_iteration"), prev.get("patches")) == (t_it, len(aug_x)):
                     continue
                 stage(f"sweep {key}")
                 run = f"sweep-{tname}-{'x'.join(map(str, c))}"
@@ -323,7 +347,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                 results["sweep"][key] = {"teacher": tname, "widths": list(c),
                                          "accuracy": r.accuracy,
                                          "parameters": count_parameters(model),
-                                         "epochs": p.sweep_epochs}
+                                         "epochs": p.sweep_epochs, "teacher_iteration": t_it,
+                                         "patches": len(aug_x)}
                 print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
                 save()
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
