@@ -203,3 +203,17 @@ def test_grid_equals_runtime_and_labels_overlap() -> None:
     assert labels.tolist() == [9, 9, 8, 8, 8, 8, 8, 8, 8]
     good = _rec(4, False, 1)
     assert test_grid_patches(good, img)[2].tolist() == [8] * 9
+
+
+def test_patch_set_cache_is_keyed_by_its_cap(tmp_path) -> None:
+    """A set cached with one cap is never read back for another (a larger run would silently
+    train on the smaller set)."""
+    pytest.importorskip("torch", reason="train.torchdata needs the [train] extra")
+    from train.torchdata import patch_set
+
+    recs = _records()
+    small, _ = patch_set("aug", recs, 0, tmp_path / "aug-0", max_patches=40, loader=_painted)
+    large, _ = patch_set("aug", recs, 0, tmp_path / "aug-0", max_patches=90, loader=_painted)
+    again, _ = patch_set("aug", recs, 0, tmp_path / "aug-0", max_patches=40, loader=_painted)
+    assert (len(small), len(large)) == (40, 90)
+    assert np.array_equal(again, small)  # read back from its own cache

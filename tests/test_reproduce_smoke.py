@@ -59,8 +59,8 @@ def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path
     fresh aug-set logits and its own Table 2 summary, not the shorter run's."""
     import torch
 
+    from train.distill import logits_cache
     from train.fit import summary_from_checkpoint
-    from train.reproduce import logits_cache
 
     ck = tmp_path / "checkpoints" / "teacher-transfer.pt"
     ck.parent.mkdir()

@@ -38,6 +38,21 @@ def sweep_widths(
     return points
 
 
+def checkpoint_iteration(checkpoint: str | Path) -> int | None:
+    """The training iteration a checkpoint was saved at (its meta), or None."""
+    import torch
+
+    return torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"].get("iteration")
+
+
+def logits_cache(cache_dir: str | Path, teacher: str | Path, patches: int) -> Path:
+    """Where a teacher's logits on an aug set are cached: named by the teacher's iteration and the
+    set's size, so a teacher trained further or a larger set never reads stale logits."""
+    teacher = Path(teacher)
+    it = checkpoint_iteration(teacher)
+    return Path(cache_dir) / f"{teacher.stem}-it{it}-aug{patches}.logits.npy"
+
+
 def teacher_logits(
     checkpoint: str | Path,
     patches: np.ndarray,
@@ -191,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     x, _ = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}",
                      max_patches=args.max_patches)
     tname = Path(args.teacher).stem
-    t = teacher_logits(args.teacher, x, out / "cache" / f"{tname}-aug-{args.seed}.logits.npy")
+    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x)))
     widths = (sweep_widths() if args.widths == "sweep"
               else [tuple(int(v) for v in args.widths.split(","))])
     for c in widths:

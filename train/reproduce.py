@@ -120,23 +120,10 @@ def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
     return float(np.median(times))
 
 
-def checkpoint_iteration(checkpoint: Path) -> int | None:
-    import torch
-
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"].get("iteration")
-
-
-def logits_cache(out: Path, teacher: Path, patches: int) -> Path:
-    """Where a teacher's logits on the aug set are cached: named by the teacher's iteration and
-    the set's size, so a retrained teacher or a larger set never reads stale logits."""
-    it = checkpoint_iteration(teacher)
-    return out / "cache" / f"{teacher.stem}-it{it}-aug{patches}.logits.npy"
-
-
 def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False) -> dict:
     import torch
 
-    from train.distill import distill, teacher_logits
+    from train.distill import checkpoint_iteration, distill, logits_cache, teacher_logits
     from train.evaluate import evaluate_inspector, evaluate_model, load_split, parity
     from train.export import export
     from train.fit import FitConfig, fit, log_iters, summary_from_checkpoint
@@ -240,7 +227,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
                                  max_patches=p.aug_max_patches)
         tck = ckdir / f"teacher-{tname}.pt"
-        logits = teacher_logits(tck, aug_x, logits_cache(out, tck, len(aug_x)))
+        logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x)))
         sck = ckdir / f"student-{tname}.pt"
         run = f"student-{tname}"
         # a student is reused only if it was distilled from this teacher with these settings
@@ -330,7 +317,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                  max_patches=p.aug_max_patches)
         for tname in p.distill_from:
             tck = ckdir / f"teacher-{tname}.pt"
-            logits = teacher_logits(tck, aug_x, logits_cache(out, tck, len(aug_x)))
+            logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x)))
             t_it = checkpoint_iteration(tck)
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"

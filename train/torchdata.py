@@ -51,9 +51,12 @@ def patch_set(
     max_patches: int | None = None,
     **sampler_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's ``noaug`` or ``aug`` patch set of ``records`` (§3.3), cached under ``cache``."""
+    """The paper's ``noaug`` or ``aug`` patch set of ``records`` (§3.3), cached under ``cache``
+    (suffixed with the cap, so a set capped differently is never read back by mistake)."""
     if cache is not None:
         cache = Path(cache)
+        if max_patches is not None:
+            cache = cache.with_name(f"{cache.name}-max{max_patches}")
         px, py = cache.with_suffix(".patches.npy"), cache.with_suffix(".labels.npy")
         if px.is_file() and py.is_file():
             return np.load(px, mmap_mode="r"), np.load(py)
