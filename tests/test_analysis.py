@@ -393,3 +393,17 @@ def test_analyze_without_checkpoints_names_the_directory(  # type: ignore[no-unt
 
     assert main(["--run", str(tmp_path)]) == 2
     assert f"{tmp_path}/checkpoints has no *.pt files" in capsys.readouterr().err
+
+
+def test_dead_channels_any_sign_and_memory_format() -> None:
+    """Dead = exactly zero everywhere: a negative-only channel (a non-ReLU activation) is alive,
+    and a channels-last tensor gives the same answer as a contiguous one."""
+    a = torch.zeros(2, 4, 5, 6)
+    a[0, 1, 2, 3] = 0.5  # input 0: channel 1 alive
+    a[0, 2] = -1.0  # input 0: channel 2 negative everywhere: alive
+    a[1, 3, 0, 0], a[1, 3, 4, 5] = -2.0, 2.0  # input 1: channel 3 alive
+    want = torch.tensor([[True, False, False, True], [True, True, True, False]])
+    assert torch.equal(am.dead_channels(a), want)
+    assert torch.equal(am.dead_channels(a.to(memory_format=torch.channels_last)), want)
+    np.testing.assert_allclose(am.dead_channel_fraction(a).numpy(), [0.5, 0.75])
+    assert torch.equal(am.dead_channels(torch.tensor([[0.0, -1.0]])), torch.tensor([[True, False]]))

@@ -275,10 +275,10 @@ def forward_pass(run: Run, patches: np.ndarray, in_train: np.ndarray, batch: int
     from train.analysis_math import SparsityAccumulator, post_activation_modules
     from train.models import last_conv, normalization, to_input
 
-    model = load_model(run)
+    model = load_model(run).to(memory_format=torch.channels_last)  # ~1.8x faster on the CPU
     mean, std = normalization(run.ckpt["arch"])
     t0 = time.perf_counter()
-    layers = post_activation_modules(model, to_input(patches[:1], mean, std))
+    layers = post_activation_modules(model, to_input(patches[:1], mean, std, channels_last=True))
     modules = dict(model.named_modules())
     acc = SparsityAccumulator()
     active = {"on": True}
@@ -298,7 +298,7 @@ def forward_pass(run: Run, patches: np.ndarray, in_train: np.ndarray, batch: int
     try:
         with torch.no_grad():
             for s in range(0, len(patches), batch):
-                x = to_input(patches[s : s + batch], mean, std)
+                x = to_input(patches[s : s + batch], mean, std, channels_last=True)
                 train_part = in_train[s : s + batch]
                 # hooks count only the training patches; the others still give representations
                 for on in (True, False):

@@ -63,12 +63,24 @@ def dead_channel_fraction(activation: torch.Tensor) -> torch.Tensor:
 
     ``activation`` is a post-ReLU ``[B, C, H, W]`` (or ``[B, C]``) tensor; returns float64 ``[B]``.
     """
+    return dead_channels(activation).double().mean(dim=1)
+
+
+def dead_channels(activation: torch.Tensor) -> torch.Tensor:
+    """Bool ``[B, C]``: channel c of input b is exactly zero everywhere.
+
+    Two read-only reductions (max and min over the spatial axes) in the tensor's own memory
+    format: the former ``(flat == 0).all()`` copied channels-last activations and allocated a
+    mask the size of each, which made the analysis forward pass 2.5x slower (193 vs 77 ms per
+    lite0 patch on one shared core)."""
     if activation.ndim < 2:
         msg = f"activation must be [B, C, ...], got shape {tuple(activation.shape)}"
         raise AnalysisError(msg)
-    flat = activation.detach().reshape(activation.shape[0], activation.shape[1], -1)
-    dead = (flat == 0).all(dim=2)
-    return dead.double().mean(dim=1)
+    a = activation.detach()
+    if a.ndim == 2:
+        return a == 0
+    dims = tuple(range(2, a.ndim))
+    return (a.amax(dim=dims) == 0) & (a.amin(dim=dims) == 0)
 
 
 @dataclass
@@ -86,13 +98,13 @@ class SparsityAccumulator:
     dead_per_channel: dict[str, np.ndarray] = field(default_factory=dict)
 
     def update(self, name: str, activation: torch.Tensor) -> None:
-        frac = dead_channel_fraction(activation)
+        per_input = dead_channels(activation)
+        frac = per_input.double().mean(dim=1)
         c = int(activation.shape[1])
         if self.channels.setdefault(name, c) != c:
             msg = f"layer {name!r}: {c} channels now, {self.channels[name]} before"
             raise AnalysisError(msg)
-        flat = activation.detach().reshape(activation.shape[0], c, -1)
-        dead = (flat == 0).all(dim=2).sum(dim=0).cpu().numpy().astype(np.int64)
+        dead = per_input.sum(dim=0).cpu().numpy().astype(np.int64)
         self.dead_per_channel[name] = self.dead_per_channel.get(name, 0) + dead
         self.sums[name] = self.sums.get(name, 0.0) + float(frac.sum())
         self.counts[name] = self.counts.get(name, 0) + int(frac.shape[0])
