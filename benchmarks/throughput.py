@@ -14,6 +14,7 @@ stream >= 90% of that, and stream > plain.
 
     .venv/bin/python benchmarks/throughput.py                 # students on ONNX Runtime
     .venv/bin/python benchmarks/throughput.py --backend openvino --frames 500
+    .venv/bin/python benchmarks/throughput.py --backend auto --gray   # the direct student engine
 
 Writes ``benchmarks/results/throughput-<host>-<date>.json`` (or ``--json PATH``) and the Markdown
 report beside it (``.md``), and prints the report.
@@ -26,6 +27,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,26 +68,28 @@ def write_video(path: Path, frames: list[np.ndarray], fourcc: str = "MJPG") -> P
     return path
 
 
-def decode_all(video: Path) -> list[np.ndarray]:
+def frames_of(video: Path, gray: bool) -> Iterator[np.ndarray]:
+    """Decoded frames, converted to gray when a mono camera is simulated (the conversion is
+    part of the decode stage, as it would be in the user's loop)."""
     cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    return frames
+    try:
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) if gray else f
+    finally:
+        cap.release()
 
 
-def rate_decode(video: Path) -> float:
-    cap = cv2.VideoCapture(str(video))
-    n, t0 = 0, time.perf_counter()
-    while cap.read()[0]:
-        n += 1
-    dt = time.perf_counter() - t0
-    cap.release()
-    return n / dt
+def decode_all(video: Path, gray: bool = False) -> list[np.ndarray]:
+    return list(frames_of(video, gray))
+
+
+def rate_decode(video: Path, gray: bool) -> float:
+    t0 = time.perf_counter()
+    n = sum(1 for _ in frames_of(video, gray))
+    return n / (time.perf_counter() - t0)
 
 
 def rate_inspect(insp: Any, frames: list[np.ndarray]) -> float:
@@ -95,28 +99,25 @@ def rate_inspect(insp: Any, frames: list[np.ndarray]) -> float:
     return len(frames) / (time.perf_counter() - t0)
 
 
-def rate_plain(insp: Any, video: Path) -> float:
-    cap = cv2.VideoCapture(str(video))
+def rate_plain(insp: Any, video: Path, gray: bool) -> float:
     n, t0 = 0, time.perf_counter()
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
+    for f in frames_of(video, gray):
         insp.run(f)
         n += 1
-    dt = time.perf_counter() - t0
-    cap.release()
-    return n / dt
+    return n / (time.perf_counter() - t0)
 
 
-def rate_stream(insp: Any, video: Path, depth: int) -> float:
-    cap = cv2.VideoCapture(str(video))
+def rate_stream(insp: Any, video: Path, depth: int, gray: bool) -> float:
+    # BGR: the VideoCapture itself, as a user passes it; gray: the converting generator
+    cap = None if gray else cv2.VideoCapture(str(video))
+    source = frames_of(video, True) if cap is None else cap
     n, errors, t0 = 0, 0, time.perf_counter()
-    for r in insp.stream(cap, depth=depth):
+    for r in insp.stream(source, depth=depth):
         n += 1
         errors += r.error is not None
     dt = time.perf_counter() - t0
-    cap.release()
+    if cap is not None:
+        cap.release()
     if errors:
         msg = f"stream gave {errors} error results on {video}"
         raise RuntimeError(msg)
@@ -127,20 +128,26 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
           args: argparse.Namespace) -> dict[str, Any]:
     from pyinspect import Inspector
 
+    gray = args.gray
+    if gray:
+        frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     with Inspector(model.path, backend=backend, threads=args.threads) as insp:
+        engine = insp.engine
         for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
             insp.run(f)
         rates: dict[str, list[float]] = {"decode": [], "inspect": [], "plain": [], "stream": []}
         for _ in range(args.repeats):
-            rates["decode"].append(rate_decode(video))
+            rates["decode"].append(rate_decode(video, gray))
             rates["inspect"].append(rate_inspect(insp, frames))
-            rates["plain"].append(rate_plain(insp, video))
-            rates["stream"].append(rate_stream(insp, video, args.depth))
+            rates["plain"].append(rate_plain(insp, video, gray))
+            rates["stream"].append(rate_stream(insp, video, args.depth, gray))
     fps = {k: float(np.median(v)) for k, v in rates.items()}
     slowest = min(fps["decode"], fps["inspect"])
     return {
         "model": model.key,
         "backend": backend,
+        "engine": engine,
+        "input": "gray" if gray else "BGR",
         "frames": len(frames),
         "repeats": args.repeats,
         "depth": args.depth,
@@ -167,14 +174,15 @@ def markdown(result: dict[str, Any]) -> str:
         f" ({v['bytes'] / 1e6:.1f} MB), decoded by OpenCV {cv2.__version__}; frames/s, median of"
         f" {result['repeats']} passes; stream depth {result['depth']}.",
         "",
-        "| model | backend | decode | inspect | slowest stage | plain loop | stream |"
-        " stream / slowest | stream / plain |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | backend (engine) | input | decode | inspect | slowest stage | plain loop |"
+        " stream | stream / slowest | stream / plain |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         f = r["fps"]
         out.append(
-            f"| {titles[r['model']]} | {r['backend']} | {f['decode']:.0f} | {f['inspect']:.0f} |"
+            f"| {titles[r['model']]} | {r['backend']} ({r.get('engine', 'backend')}) |"
+            f" {r.get('input', 'BGR')} | {f['decode']:.0f} | {f['inspect']:.0f} |"
             f" {r['slowest_stage_fps']:.0f} | {f['plain']:.0f} | {f['stream']:.0f} |"
             f" {100 * r['stream_of_slowest']:.0f}% | {r['stream_over_plain']:.2f}x |"
         )
@@ -204,6 +212,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--depth", type=int, default=2, help="stream depth (default 2)")
     ap.add_argument("--fourcc", default="MJPG", help="video codec (default MJPG, in .avi)")
     ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    ap.add_argument("--gray", action="store_true",
+                    help="convert decoded frames to gray (a mono camera; lets backend 'auto'"
+                    " use the direct student engine)")
     ap.add_argument("--models", type=Path, default=latency.MODELS,
                     help="folder of the exported models (default benchmarks/models)")
     ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/"

@@ -140,6 +140,11 @@ def test_throughput_smoke(
     assert all(v > 0 for v in row["fps"].values())
     assert result["video"]["frames"] == 6
     assert " stream / slowest | stream / plain |" in capsys.readouterr().out
+    assert (row["input"], row["engine"]) == ("BGR", "backend")
+    gray_out = tmp_path / "gray.json"
+    assert throughput.main([*argv[:-1], str(gray_out), "--gray"]) == 0
+    (row,) = json.loads(gray_out.read_text())["rows"]
+    assert row["input"] == "gray" and all(v > 0 for v in row["fps"].values())
 
 
 def test_dagm_like_video_round_trips(tmp_path: Path) -> None:
