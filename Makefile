@@ -39,12 +39,13 @@ $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/p
 	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
 	touch $@
 
-# demo: runtime only (no torch): creates .venv if absent, installs pyinspect without extras when
-# its core is missing, then inspects a fresh synthetic sample with the shipped models/student.onnx.
+# demo: runtime only (no torch): creates .venv if absent, installs pyinspect (with OpenVINO, so
+# the direct C++ student engine is built) when its core is missing, then inspects a fresh
+# synthetic sample with the shipped models/student.onnx.
 demo: | $(BIN)/python
 	@$(BIN)/python -c "import pyinspect._core, onnxruntime, cv2, tqdm, pydantic" 2>/dev/null || \
-	  { $(BIN)/pip install scikit-build-core pybind11 && \
-	    $(BIN)/pip install --no-build-isolation -e . ; }
+	  { $(BIN)/pip install scikit-build-core pybind11 $(OPENVINO) && \
+	    $(BIN)/pip install --no-build-isolation -e '.[openvino]' ; }
 	$(BIN)/python scripts/demo.py
 
 clean-venv:

@@ -149,6 +149,13 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--overlay", type=Path, metavar="DIR", help="write a PNG per image here")
     p.add_argument("--threads", type=int, default=None, help="backend threads (physical cores)")
+    p.add_argument(
+        "--engine",
+        choices=("auto", "student", "backend"),
+        default="auto",
+        help="gray frames of the paper's student: the direct C++ engine when available (auto),"
+        " always (student) or never (backend)",
+    )
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
@@ -171,8 +178,15 @@ def _run_inspect(args: argparse.Namespace) -> int:
     times: list[float] = []
     defective = errors = known = correct = 0
     with Inspector(
-        args.model, args.backend, threshold=args.threshold, threads=args.threads
+        args.model,
+        args.backend,
+        threshold=args.threshold,
+        threads=args.threads,
+        engine=args.engine,
     ) as inspector:
+        ran_on = inspector.backend_name + (
+            " + direct student engine" if inspector.engine == "student-engine" else ""
+        )
         bar = tqdm(paths, unit="img", file=sys.stderr, disable=not any_dir, leave=False)
         for path in bar:
             try:
@@ -216,6 +230,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
         "median_ms": round(statistics.median(times), 3) if times else None,
         "accuracy": round(correct / known, 6) if known else None,
         "with_truth": known,
+        "backend": inspector.backend_name,
+        "engine": inspector.engine,
     }
     if args.json:
         print(json.dumps({"summary": summary}))
@@ -227,7 +243,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
             text += f", accuracy {correct / known:.2%} ({correct}/{known} with DAGM truth)"
         if errors:
             text += f", {errors} failed"
-        print(text)
+        print(f"{text} [{ran_on}]")
     return 1 if errors else 0
 
 

@@ -111,6 +111,8 @@ def test_inspect_json_lines(tiny: TinyBundle, dagm_tree: Path, capsys) -> None:
         "median_ms": summary["median_ms"],
         "accuracy": round(correct / 3, 6),
         "with_truth": 3,
+        "backend": "onnxruntime",
+        "engine": "backend",  # the tiny model is not the paper's student
     }
     assert summary["median_ms"] > 0
 
@@ -148,7 +150,7 @@ def test_inspect_reports_bad_images_and_goes_on(
     assert main(["inspect", str(folder), "--model", str(tiny.model_path)]) == 1
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2
-    assert captured.out.splitlines()[-1].endswith(", 2 failed")
+    assert captured.out.splitlines()[-1].endswith(", 2 failed [onnxruntime]")
     assert f"pyinspect: error: {folder / 'b.png'}: cannot decode image" in captured.err
     assert f"pyinspect: error: {folder / 'c.png'}: frame of 100x100 (HxW)" in captured.err
 
