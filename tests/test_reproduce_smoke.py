@@ -52,6 +52,14 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     report = (out / "REPORT.md").read_text()
     assert "Table 2" in report and "Table 3" in report and "Table 5" in report
     assert (out / "fig4_accuracy_vs_iteration.png").stat().st_size > 1000
+    # rewriting the report (a later run, --report-only) keeps what `train analyze` spliced in
+    from train.analysis import END_MARK, START_MARK, splice_report
+    from train.reproduce import write_report
+
+    (out / "REPORT.md").write_text(splice_report(report, "Fig. 5: analysed"))
+    write_report(res, out)
+    again = (out / "REPORT.md").read_text()
+    assert f"{START_MARK}\nFig. 5: analysed\n{END_MARK}" in again and "Table 5" in again
 
 
 def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path) -> None:

@@ -441,7 +441,12 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     if tim:
         lines += ["", "## Stage timings (s)", "", ", ".join(f"{k}: {v}" for k, v in tim.items())]
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    if path.is_file():  # keep the section `python -m train analyze` spliced in
+        from train.analysis import carry_section
+
+        text = carry_section(path.read_text(), text)
+    path.write_text(text)
     return path
 
 
