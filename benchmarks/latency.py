@@ -68,7 +68,7 @@ MAX_RUNS = 20_000
 ROUNDS = 10  # interleaved rounds per model and backend
 RANDOM_NOTE = "random weights (timing only)"
 NATIVE = "openvino-native"  # pyinspect.backends.openvino_native: C++ tile -> OpenVINO -> vote
-FAST = "fast-student"  # pyinspect.fast_student: the direct C++ student engine (students only)
+FAST = "fast-student"  # Inspector(engine="student"): the direct C++ student engine (students only)
 FRAME_RUNNERS = (NATIVE, FAST)  # whole-frame paths: end to end only, no separate inference
 
 
@@ -325,10 +325,10 @@ def bench_runner(path: str, model: Model, frame: np.ndarray, args: argparse.Name
         from pyinspect.backends.openvino_native import native_runner
 
         runner = native_runner(model.path, threads=args.threads, frame_shape=frame.shape[:2])
-    else:
-        from pyinspect.fast_student import FastStudentRunner
+    else:  # what users get: Inspector.run dispatching gray frames to the engine
+        from pyinspect import Inspector
 
-        runner = FastStudentRunner(model.path, threads=args.threads)
+        runner = Inspector(model.path, threads=args.threads, engine="student")
     with runner:
         timer, timer_name = host_timer(args)
         task = Task("e2e", 9, functools.partial(runner.run, frame))
