@@ -29,7 +29,7 @@ from pyinspect.backends.base import Backend, physical_cores
 from pyinspect.backends.openvino import check_model_file, first_line
 from pyinspect.backends.openvino_native import load_native
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, SpecError
-from pyinspect.result import InspectionResult, Timings
+from pyinspect.result import InspectionResult, result_from_native
 from pyinspect.spec import ModelSpec
 
 WIDTHS = (4, 8, 16, 4, 4)
@@ -287,29 +287,12 @@ class FastStudentRunner:
             r = self._runner.run(frame, boxes, -1.0 if thr is None else float(thr))
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        for key in ("patch_class", "patch_score", "patch_defect_prob", "texture_votes"):
-            r[key].flags.writeable = False
-        defective_patches = np.flatnonzero(r["patch_defective"])
-        defective_patches.flags.writeable = False
-        texture, defective = int(r["texture"]), bool(r["defective"])
         self.last_stages = {
             "layers_ms": list(r["layers_ms"]),
             "fc_ms": r["fc_ms"],
             "shared": bool(r["shared"]),
         }
-        return InspectionResult(
-            texture=texture,
-            texture_name=self.spec.textures[texture],
-            defective=defective,
-            label=self.spec.label(texture, defective),
-            boxes=boxes,
-            patch_class=r["patch_class"],
-            patch_score=r["patch_score"],
-            patch_defect_prob=r["patch_defect_prob"],
-            defective_patches=defective_patches,
-            timings=Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"]),
-            texture_votes=r["texture_votes"],
-        )
+        return result_from_native(r, self.spec, boxes)
 
     def boxes(self, height: int, width: int) -> np.ndarray:
         """The patch grid for an H×W frame (cached, read-only), as ``Inspector.boxes``."""

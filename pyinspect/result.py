@@ -113,3 +113,26 @@ class InspectionResult:
             f" defective_patches={self.defective_patches.tolist()},"
             f" max_defect_prob={self.max_defect_prob:.3f}, total_ms={self.timings.total_ms:.3f})"
         )
+
+
+def result_from_native(r: dict[str, Any], spec: Any, boxes: np.ndarray) -> InspectionResult:
+    """The ``InspectionResult`` of one frame from the dict a whole-frame C++ runner returns
+    (``pyinspect._fastcpu``: the native OpenVINO runner and the direct student engine)."""
+    for key in ("patch_class", "patch_score", "patch_defect_prob", "texture_votes"):
+        r[key].flags.writeable = False
+    defective_patches = np.flatnonzero(r["patch_defective"])
+    defective_patches.flags.writeable = False
+    texture, defective = int(r["texture"]), bool(r["defective"])
+    return InspectionResult(
+        texture=texture,
+        texture_name=spec.textures[texture],
+        defective=defective,
+        label=spec.label(texture, defective),
+        boxes=boxes,
+        patch_class=r["patch_class"],
+        patch_score=r["patch_score"],
+        patch_defect_prob=r["patch_defect_prob"],
+        defective_patches=defective_patches,
+        timings=Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"]),
+        texture_votes=r["texture_votes"],
+    )

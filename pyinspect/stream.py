@@ -307,4 +307,3 @@ def _get(
                 msg = "stream worker thread ended without a result (internal error)"
                 raise RuntimeError(msg) from None
     return None
-

@@ -29,7 +29,7 @@ from pyinspect.backends.openvino import (
     require_precision,
 )
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, ModelFileError
-from pyinspect.result import InspectionResult, Timings
+from pyinspect.result import InspectionResult, result_from_native
 from pyinspect.spec import ModelSpec
 
 REBUILD_HINT = "rebuild pyinspect with openvino installed: pip install --no-build-isolation -e ."
@@ -146,24 +146,7 @@ class NativeFrameRunner:
             raise InputError(str(exc)) from exc
         except RuntimeError as exc:
             raise BackendError(str(exc)) from exc
-        for key in ("patch_class", "patch_score", "patch_defect_prob", "texture_votes"):
-            r[key].flags.writeable = False
-        defective_patches = np.flatnonzero(r["patch_defective"])
-        defective_patches.flags.writeable = False
-        texture, defective = int(r["texture"]), bool(r["defective"])
-        return InspectionResult(
-            texture=texture,
-            texture_name=self.spec.textures[texture],
-            defective=defective,
-            label=self.spec.label(texture, defective),
-            boxes=runner.boxes,
-            patch_class=r["patch_class"],
-            patch_score=r["patch_score"],
-            patch_defect_prob=r["patch_defect_prob"],
-            defective_patches=defective_patches,
-            timings=Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"]),
-            texture_votes=r["texture_votes"],
-        )
+        return result_from_native(r, self.spec, runner.boxes)
 
     def logits(self, frame_shape: tuple[int, int] = (512, 512)) -> np.ndarray:
         """A copy of the logits [N, K] of the last frame of that size (for parity checks)."""
