@@ -85,10 +85,26 @@ class HostBuffers:
         """Forget every runtime object that points into the current arrays."""
         raise NotImplementedError
 
+    def _run(self, rows: int, batch: int) -> None:
+        """Run the runtime on the first ``rows`` rows (``batch`` is what the caller asked for,
+        for errors); raise ``BackendError`` naming the model on failure."""
+        raise NotImplementedError
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
+
     def input_buffer(self, batch: int) -> np.ndarray:
         """Writable C-contiguous [batch, C, P, P] view that the next ``infer(batch)`` reads."""
         self._ensure(batch)
         return self._input[:batch]
+
+    def infer(self, batch: int) -> np.ndarray:
+        """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
+        that the next call overwrites. A model with a fixed batch always runs all its rows."""
+        self._ensure(batch)
+        self._run(self._fixed_batch or batch, batch)
+        return self._logits(batch)
 
     def _ensure(self, batch: int) -> None:
         """Check ``batch`` and grow the buffers so that ``batch`` rows fit."""

@@ -17,7 +17,6 @@ import numpy as np
 from pyinspect.backends.base import (
     BackendInfo,
     HostBuffers,
-    TensorSpec,
     physical_cores,
     register_backend,
 )
@@ -90,16 +89,8 @@ class OnnxRuntimeBackend(HostBuffers):
         self._run_options = ort.RunOptions()
         self._init_buffers()
 
-    # ---- Backend protocol ----------------------------------------------------------------------
-    @property
-    def input_spec(self) -> TensorSpec:
-        return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
-
-    def infer(self, batch: int) -> np.ndarray:
-        """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
-        that the next call overwrites."""
-        self._ensure(batch)
-        rows = self._fixed_batch or batch
+    # ---- Backend protocol (input_spec, input_buffer, infer: HostBuffers) -----------------------
+    def _run(self, rows: int, batch: int) -> None:
         binding = self._bindings.get(rows)
         if binding is None:
             binding = self._bind(rows)
@@ -108,7 +99,6 @@ class OnnxRuntimeBackend(HostBuffers):
         except Exception as exc:
             msg = f"onnxruntime failed on {self.model_path} (batch {batch}): {exc}"
             raise BackendError(msg) from exc
-        return self._logits(batch)
 
     def close(self) -> None:
         """Drop the session and buffers; idempotent."""

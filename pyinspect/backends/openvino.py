@@ -24,7 +24,6 @@ import numpy as np
 from pyinspect.backends.base import (
     BackendInfo,
     HostBuffers,
-    TensorSpec,
     physical_cores,
     register_backend,
 )
@@ -124,16 +123,8 @@ class OpenVinoBackend(HostBuffers):
         self._ensure(first)
         self._request(first)
 
-    # ---- Backend protocol ----------------------------------------------------------------------
-    @property
-    def input_spec(self) -> TensorSpec:
-        return TensorSpec(self.spec.input.name, tuple(self.spec.input.shape), self._in_dtype)
-
-    def infer(self, batch: int) -> np.ndarray:
-        """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
-        that the next call overwrites."""
-        self._ensure(batch)
-        rows = self._fixed_batch or batch
+    # ---- Backend protocol (input_spec, input_buffer, infer: HostBuffers) -----------------------
+    def _run(self, rows: int, batch: int) -> None:
         request = self._requests.get(rows)
         if request is None:
             request = self._request(rows)
@@ -142,7 +133,6 @@ class OpenVinoBackend(HostBuffers):
         except Exception as exc:
             msg = f"openvino failed on {self.model_path} (batch {batch}): {first_line(exc)}"
             raise BackendError(msg) from exc
-        return self._logits(batch)
 
     def close(self) -> None:
         """Drop the compiled models and buffers; idempotent."""
