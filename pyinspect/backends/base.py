@@ -56,6 +56,21 @@ class Backend(Protocol):
 BackendFactory = Callable[..., Backend]
 
 
+def check_cpu_options(
+    name: str, devices: tuple[str, ...], device: str, threads: int | None, max_batch: int
+) -> None:
+    """The constructor arguments every CPU backend takes, checked with one wording."""
+    if device not in (*devices, "auto"):
+        msg = f"{name} backend runs on {list(devices)}, got device={device!r}"
+        raise InputError(msg)
+    if threads is not None and threads < 1:
+        msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
+        raise InputError(msg)
+    if max_batch < 1:
+        msg = f"max_batch must be >= 1, got {max_batch}"
+        raise InputError(msg)
+
+
 class HostBuffers:
     """The host input/output arrays of a CPU backend whose runtime reads and writes them in place
     (ONNX Runtime IOBinding, OpenVINO tensors wrapping NumPy memory).

@@ -17,10 +17,11 @@ import numpy as np
 from pyinspect.backends.base import (
     BackendInfo,
     HostBuffers,
+    check_cpu_options,
     physical_cores,
     register_backend,
 )
-from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
+from pyinspect.errors import BackendError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
 _ORT_DTYPES: dict[str, np.dtype[Any]] = {
@@ -48,15 +49,7 @@ class OnnxRuntimeBackend(HostBuffers):
         device: str = "cpu",
         max_batch: int = 64,
     ) -> None:
-        if device not in (*_DEVICES, "auto"):
-            msg = f"onnxruntime backend runs on {list(_DEVICES)}, got device={device!r}"
-            raise InputError(msg)
-        if threads is not None and threads < 1:
-            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
-            raise InputError(msg)
-        if max_batch < 1:
-            msg = f"max_batch must be >= 1, got {max_batch}"
-            raise InputError(msg)
+        check_cpu_options("onnxruntime", _DEVICES, device, threads, max_batch)
         self.device = "cpu"
         self.model_path = Path(model_path)
         self.spec = spec

@@ -24,6 +24,7 @@ import numpy as np
 from pyinspect.backends.base import (
     BackendInfo,
     HostBuffers,
+    check_cpu_options,
     physical_cores,
     register_backend,
 )
@@ -73,17 +74,9 @@ class OpenVinoBackend(HostBuffers):
         max_batch: int = 64,
         config: dict[str, Any] | None = None,
     ) -> None:
-        if device not in (*_DEVICES, "auto"):
-            msg = f"openvino backend runs on {list(_DEVICES)}, got device={device!r}"
-            raise InputError(msg)
+        check_cpu_options("openvino", _DEVICES, device, threads, max_batch)
         if precision not in PRECISIONS:
             msg = f"precision must be one of {list(PRECISIONS)}, got {precision!r}"
-            raise InputError(msg)
-        if threads is not None and threads < 1:
-            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
-            raise InputError(msg)
-        if max_batch < 1:
-            msg = f"max_batch must be >= 1, got {max_batch}"
             raise InputError(msg)
         self.device = "cpu"
         self.model_path = Path(model_path)
