@@ -68,3 +68,20 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert events.count("resume") == 1 and events[-1] == "done"
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert [json.loads(s)["iteration"] for s in lines if '"eval"' in s] == [2, 4]
+
+
+def test_data_fraction_subset_is_stratified_and_deterministic() -> None:
+    """Fig. 8's smaller training sets keep every label's share (5,520 → 1,104 at 0.2)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from train.fit import subset_records
+
+    sizes = {k: 460 if k % 2 == 0 else 60 for k in range(12)}  # good / defective per texture
+    recs = [SimpleNamespace(label=k, i=i) for k in range(12) for i in range(sizes[k])]
+    sub = subset_records(recs, 0.2, seed=0)
+    counts = Counter(r.label for r in sub)
+    assert all(counts[k] == (92 if k % 2 == 0 else 12) for k in range(12))
+    assert [r.i for r in sub] == [r.i for r in subset_records(recs, 0.2, seed=0)]
+    assert [r.i for r in sub] != [r.i for r in subset_records(recs, 0.2, seed=1)]
+    assert subset_records(recs, 1.0, seed=0) == recs

@@ -60,6 +60,17 @@ def convergence_iteration(points: Sequence[tuple[int, float]], tol: float = 0.00
     return next(it for it, acc in points if acc >= best - tol)
 
 
+def subset_records(records: list[Any], fraction: float, seed: int) -> list[Any]:
+    """A stratified ``fraction`` of ``records`` (every label keeps its share), deterministic per
+    seed: 5,520 training images at 0.2 → 1,104, the paper's smallest Fig. 8 point."""
+    if fraction >= 1.0:
+        return list(records)
+    from train.patches import split_records
+
+    keep, _ = split_records(records, test_fraction=1.0 - fraction, seed=seed + 8)
+    return keep
+
+
 def summary_from_checkpoint(checkpoint: str | Path) -> dict[str, Any]:
     """The summary ``fit`` returns, rebuilt from a finished checkpoint's meta (a run trained by
     ``python -m train fit`` and then picked up by ``reproduce``)."""
@@ -242,16 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
     ap.add_argument("--out", default="results/manual", help="output directory")
     ap.add_argument("--run", default=None, help="run name (default: <arch>-<init>-<patches>)")
+    ap.add_argument("--data-fraction", type=float, default=1.0,
+                    help="train on this stratified fraction of the training split (Fig. 8: the"
+                    " paper goes from 1.0 down to 0.2); the test split is unchanged")
     args = ap.parse_args(argv)
+    if not 0.0 < args.data_fraction <= 1.0:
+        ap.error(f"--data-fraction must be in (0, 1], got {args.data_fraction}")
 
     from train.evaluate import load_split
     from train.torchdata import patch_set
 
     run = args.run or f"{args.arch}-{args.init}-{args.patches}"
     out = Path(args.out)
-    train_recs = load_split(args.data, "train", args.seed)
+    train_recs = subset_records(load_split(args.data, "train", args.seed), args.data_fraction,
+                                args.seed)
     eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
-    cache = out / "data" / f"{args.patches}-{args.seed}"
+    frac = "" if args.data_fraction == 1.0 else f"-frac{args.data_fraction:g}"
+    cache = out / "data" / f"{args.patches}-{args.seed}{frac}"
     x, y = patch_set(args.patches, train_recs, args.seed, cache,
                      max_patches=args.max_patches)
     kwargs: dict[str, Any] = {} if args.arch == "student" else {"init": args.init}
@@ -260,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = FitConfig(arch=args.arch, arch_kwargs=kwargs, iters=args.iters, batch=args.batch,
                     lr=args.lr, momentum=args.momentum, eval_at=log_iters(args.iters, args.evals),
                     seed=args.seed, threads=args.threads)
+    meta = {"data_fraction": args.data_fraction, "train_images": len(train_recs)}
     summary = fit(cfg, x, y, eval_recs, out / "checkpoints" / f"{run}.pt",
-                  out / "logs" / f"{run}.jsonl", run=run)
+                  out / "logs" / f"{run}.jsonl", run=run, meta=meta)
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
     return 0
