@@ -190,7 +190,9 @@ class Inspector:
         self, frames: Sequence[Frame], *, threshold: float | None = None
     ) -> list[InspectionResult]:
         """Inspect several frames, packing as many as fit into one ``infer`` (up to
-        ``max_batch`` patches). Results are in input order; ``infer_ms`` is each frame's share."""
+        ``max_batch`` patches). Results are in input order; ``infer_ms`` is each frame's share.
+        With the direct student engine every frame runs on its own (gray ones on the engine,
+        which beats any batch on the backend)."""
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         loaded = [_load(f) for f in frames]
         boxes = [self._grid_for(img, src) for img, src in loaded]
