@@ -64,3 +64,18 @@ def test_distill_regresses_the_teacher_logits(tmp_path: Path) -> None:
     ]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert out["widths"] == [2, 2, 2, 2, 2] and (tmp_path / "s.pt").is_file()
+
+
+def test_hard_label_term_changes_training_and_needs_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 256, (16, 224, 224), dtype=np.uint8)
+    targets = rng.normal(0, 1, (16, 12)).astype(np.float32)
+    kw = {"c": (2, 2, 2, 2, 2), "fc": 8, "epochs": 1, "batch": 8, "progress": False}
+    with pytest.raises(ValueError, match="needs the patches' labels"):
+        distill(patches, targets, [], tmp_path / "a.pt", tmp_path / "a.jsonl", hard_weight=1.0,
+                **kw)
+    labels = rng.integers(0, 12, 16)
+    plain = distill(patches, targets, [], tmp_path / "p.pt", tmp_path / "p.jsonl", **kw)
+    mixed = distill(patches, targets, [], tmp_path / "m.pt", tmp_path / "m.jsonl",
+                    labels=labels, hard_weight=5.0, **kw)
+    assert mixed["final_loss"] > plain["final_loss"]  # the CE term is added to Eq. 1

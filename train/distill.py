@@ -112,8 +112,17 @@ def distill(
     run: str = "student",
     progress: bool = True,
     meta: dict[str, Any] | None = None,
+    labels: np.ndarray | None = None,
+    hard_weight: float = 0.0,
 ) -> dict[str, Any]:
-    """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch."""
+    """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch.
+
+    ``hard_weight`` > 0 adds ``hard_weight × cross-entropy(student, labels)`` to Eq. 1 (not in
+    the paper: the classic distillation mix of soft and hard targets), for a teacher whose
+    logits the narrow student cannot fit well enough by regression alone."""
+    if hard_weight and labels is None:
+        msg = "hard_weight > 0 needs the patches' labels"
+        raise ValueError(msg)
     import torch
 
     from train.evaluate import evaluate_model
@@ -150,7 +159,11 @@ def distill(
         t = torch.as_tensor(np.asarray(targets[idx]))
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = 0.5 * ((model(x) - t) ** 2).sum(1).mean()  # Eq. 1
+        out = model(x)
+        loss = 0.5 * ((out - t) ** 2).sum(1).mean()  # Eq. 1
+        if hard_weight:
+            y = torch.as_tensor(np.asarray(labels[idx]))  # type: ignore[index]
+            loss = loss + hard_weight * torch.nn.functional.cross_entropy(out, y)
         loss.backward()
         opt.step()
         if sched is not None:

@@ -96,8 +96,10 @@ def measure_latency(model_path: Path, records: list[Any], frames: int) -> dict[s
         t0 = time.perf_counter()
         insp.run(img)
         times.append((time.perf_counter() - t0) * 1e3)
+    path = insp.backend_name + (" + student engine" if insp.engine == "student-engine" else "")
+    insp.close()
     return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)),
-            "frames": len(times)}
+            "frames": len(times), "path": path}
 
 
 def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
@@ -416,8 +418,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                      f"{PAPER_TABLE2.get(name, ('', ''))[1]} | 57.43 |")
     lat = exp.get("latency_folded", {})
     for name, r in s.items():
-        ms = f"{lat['median_ms']:.2f} (ORT, folded, whole frame)" if lat and name == \
-            results["config"].get("ship") else ""
+        ms = (f"{lat['median_ms']:.2f} (Inspector.run: {lat.get('path', 'onnxruntime')}, folded,"
+              " whole frame)") if lat and name == results["config"].get("ship") else ""
         lines.append(f"| student of {name} {tuple(r['widths'])} | {r['parameters']:,} | "
                      f"{_pct(r['test']['accuracy'])} | {ms} | 858,380 | "
                      f"{PAPER_TABLE5['student_acc'].get(name, '')} | 1.46 |")
