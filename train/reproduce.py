@@ -376,8 +376,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         f"images (split seed {d.get('split_seed')}). Machine: {results['machine']['platform']}, "
         f"{results['machine']['torch_threads']} torch threads. Wall time: "
         f"{results.get('wall_seconds_main', 0) / 60:.1f} min to the shipped student"
-        + (f", {results['wall_seconds'] / 60:.1f} min with the sweep." if "wall_seconds" in results
-           else "."),
+        + (f", {results['wall_seconds'] / 60:.1f} min in all"
+           + (" with the sweep." if results.get("sweep") else " (no sweep).")
+           if "wall_seconds" in results else "."),
         "",
         "## Table 2: teachers (accuracy over 12 classes, §4 protocol, held-out 20 %)",
         "",
