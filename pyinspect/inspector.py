@@ -53,11 +53,11 @@ class Inspector:
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
         engine: how gray frames of the paper's student run. ``"auto"`` (with ``backend="auto"``
-            on the CPU): the direct C++ student engine (``pyinspect.fast_student``, ~8x faster
-            than ONNX Runtime here, verified against OpenVINO f32 at load) when the model is
-            that student and the engine is built; else the backend. ``"student"``: require the
-            engine (error saying why not). ``"backend"``: always the backend. Colour frames and
-            multi-frame batches of other models always use the backend.
+            on the CPU): the direct C++ student engine (``pyinspect.fast_student``, ~5x faster
+            than ONNX Runtime here, verified against this Inspector's backend at load) when the
+            model is that student and the engine is built; else the backend. ``"student"``:
+            require the engine (error saying why not). ``"backend"``: always the backend.
+            Colour frames always use the backend.
         **backend_options: passed to the backend (``device``, ``max_batch``, ...); ``None``
             values are dropped.
 
@@ -196,11 +196,11 @@ class Inspector:
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         loaded = [_load(f) for f in frames]
         boxes = [self._grid_for(img, src) for img, src in loaded]
+        if self._engine is not None:  # the engine runs one frame at a time, faster than a batch
+            return [self._run_group([i], loaded, boxes, thr)[0] for i in range(len(loaded))]
         results: list[InspectionResult] = []
         group: list[int] = []
         patches = 0
-        if self._engine is not None:  # the engine runs one frame at a time, faster than a batch
-            return [self._run_group([i], loaded, boxes, thr)[0] for i in range(len(loaded))]
         for i, b in enumerate(boxes):
             if group and patches + len(b) > self._max_batch:
                 results.extend(self._run_group(group, loaded, boxes, thr))
@@ -360,8 +360,6 @@ class Inspector:
 
 
 ENGINES = ("auto", "student", "backend")
-#: Widths (C1..C5) of the Table 1 student, the network the direct engine runs.
-STUDENT_WIDTHS = (4, 8, 16, 4, 4)
 
 
 def _pick_engine(
@@ -387,9 +385,11 @@ def _pick_engine(
             return None, f"backend {backend_name!r} was chosen explicitly or is not a CPU backend"
         if not device.startswith("cpu"):
             return None, f"device {device!r} is not the CPU"
+        from pyinspect.fast_student import WIDTHS  # OpenVINO itself is imported only later
+
         prov = spec.provenance  # a cheap hint first: the engine's own check needs OpenVINO
-        widths = (prov.model_extra or {}).get("arch_kwargs", {}).get("c", STUDENT_WIDTHS)
-        if prov.model != "student" or tuple(widths) != STUDENT_WIDTHS:
+        widths = (prov.model_extra or {}).get("arch_kwargs", {}).get("c", WIDTHS)
+        if prov.model != "student" or tuple(widths) != WIDTHS:
             return None, "the sidecar's provenance does not name the paper's (4,8,16,4,4) student"
     try:
         from pyinspect.fast_student import FastStudentRunner
