@@ -53,7 +53,7 @@ class Inspector:
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
         engine: how gray frames of the paper's student run. ``"auto"`` (with ``backend="auto"``
-            on the CPU): the direct C++ student engine (``pyinspect.fast_student``, ~5x faster
+            on the CPU): the direct C++ student engine (``pyinspect.fast_student``, 4-7x faster
             than ONNX Runtime here, verified against this Inspector's backend at load) when the
             model is that student and the engine is built; else the backend. ``"student"``:
             require the engine (error saying why not). ``"backend"``: always the backend.
