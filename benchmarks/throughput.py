@@ -124,15 +124,19 @@ def rate_stream(insp: Any, video: Path, depth: int, gray: bool) -> float:
     return n / dt
 
 
+SPIN = {"auto": None, "on": True, "off": False}
+
+
 def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarray],
-          args: argparse.Namespace) -> dict[str, Any]:
+          args: argparse.Namespace, spin: str = "auto") -> dict[str, Any]:
     from pyinspect import Inspector
 
     gray = args.gray
     if gray:
         frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
-    with Inspector(model.path, backend=backend, threads=args.threads) as insp:
+    with Inspector(model.path, backend=backend, threads=args.threads, spin=SPIN[spin]) as insp:
         engine = insp.engine
+        spinning = getattr(insp.backend, "spin", None)
         for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
             insp.run(f)
         rates: dict[str, list[float]] = {"decode": [], "inspect": [], "plain": [], "stream": []}
@@ -147,6 +151,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
         "model": model.key,
         "backend": backend,
         "engine": engine,
+        "spin": spinning,
         "input": "gray" if gray else "BGR",
         "frames": len(frames),
         "repeats": args.repeats,
@@ -159,6 +164,12 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
         "meets_target": fps["stream"] >= TARGET_OF_SLOWEST * slowest
         and fps["stream"] > fps["plain"],
     }
+
+
+def _backend_label(row: dict[str, Any]) -> str:
+    spin = row.get("spin")
+    tail = "" if spin is None else f", spin {'on' if spin else 'off'}"
+    return f"{row['backend']} ({row.get('engine', 'backend')}{tail})"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -181,7 +192,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         f = r["fps"]
         out.append(
-            f"| {titles[r['model']]} | {r['backend']} ({r.get('engine', 'backend')}) |"
+            f"| {titles[r['model']]} | {_backend_label(r)} |"
             f" {r.get('input', 'BGR')} | {f['decode']:.0f} | {f['inspect']:.0f} |"
             f" {r['slowest_stage_fps']:.0f} | {f['plain']:.0f} | {f['stream']:.0f} |"
             f" {100 * r['stream_of_slowest']:.0f}% | {r['stream_over_plain']:.2f}x |"
@@ -190,7 +201,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         verdict = "PASS" if r["meets_target"] else "FAIL"
         out.append(
-            f"- {verdict}: {titles[r['model']]} on {r['backend']}: stream"
+            f"- {verdict}: {titles[r['model']]} on {_backend_label(r)}: stream"
             f" {r['fps']['stream']:.0f} frames/s = {100 * r['stream_of_slowest']:.0f}% of the"
             f" slowest stage (target >= {100 * TARGET_OF_SLOWEST:.0f}%),"
             f" {r['stream_over_plain']:.2f}x the plain loop (target > 1)"
@@ -212,6 +223,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--depth", type=int, default=2, help="stream depth (default 2)")
     ap.add_argument("--fourcc", default="MJPG", help="video codec (default MJPG, in .avi)")
     ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
+    ap.add_argument("--spin", action="append", choices=sorted(SPIN), metavar="MODE",
+                    help="ONNX Runtime thread spinning: auto (off when its threads fill every"
+                    " core), on, off; repeatable to compare (default auto)")
     ap.add_argument("--gray", action="store_true",
                     help="convert decoded frames to gray (a mono camera; lets backend 'auto'"
                     " use the direct student engine)")
@@ -252,10 +266,12 @@ def main(argv: list[str] | None = None) -> int:
         video_info = {"frames": len(frames), "size": 512, "fourcc": args.fourcc,
                       "bytes": video.stat().st_size}
         for model in models:
-            for be in backends:
-                log(f"{model.key} on {be} ...")
+            for be, spin in ((b, s) for b in backends for s in args.spin or ["auto"]):
+                if spin != "auto" and be not in ("onnxruntime", "auto"):
+                    continue  # spinning is an ONNX Runtime option
+                log(f"{model.key} on {be} (spin {spin}) ...")
                 try:
-                    row = bench(model, be, video, frames, args)
+                    row = bench(model, be, video, frames, args, spin)
                 except PyInspectError as exc:
                     skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
                     log(f"  skipped: {exc}")

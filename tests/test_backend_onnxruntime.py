@@ -17,7 +17,7 @@ from pyinspect.backends.base import (
     physical_cores,
     pick_backend,
 )
-from pyinspect.backends.onnxruntime import OnnxRuntimeBackend
+from pyinspect.backends.onnxruntime import OnnxRuntimeBackend, default_spin
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
@@ -125,12 +125,34 @@ def test_threads_default_to_physical_cores(tiny: TinyBundle) -> None:
         ({"threads": 0}, "threads must be >= 1 (or None for the physical core count), got 0"),
         ({"device": "cuda"}, "onnxruntime backend runs on ['cpu'], got device='cuda'"),
         ({"max_batch": 0}, "max_batch must be >= 1, got 0"),
+        ({"spin": "no"}, "spin must be True, False or None, got 'no'"),
     ],
 )
 def test_bad_options(tiny: TinyBundle, kwargs: dict, message: str) -> None:
     with pytest.raises(InputError) as info:
         OnnxRuntimeBackend(tiny.model_path, tiny.spec, **kwargs)
     assert str(info.value) == message
+
+
+def test_spin_default_leaves_a_core_for_the_caller() -> None:
+    assert default_spin(threads=2, cpus=2) is False  # ORT fills every core: no busy-wait
+    assert default_spin(threads=1, cpus=2) is True
+    assert default_spin(threads=4, cpus=16) is True
+
+
+@pytest.mark.parametrize("spin", [True, False, None])
+def test_spin_reaches_the_session(tiny: TinyBundle, spin: bool | None) -> None:
+    be = OnnxRuntimeBackend(tiny.model_path, tiny.spec, threads=1, spin=spin)
+    expected = default_spin(1) if spin is None else spin
+    assert be.spin is expected
+    entry = be._session.get_session_options().get_session_config_entry(
+        "session.intra_op.allow_spinning"
+    )
+    assert entry == ("1" if expected else "0")
+    assert f"spin={expected}" in repr(be)
+    buf = be.input_buffer(2)
+    buf[...] = 0.5
+    assert np.isfinite(be.infer(2)).all()
 
 
 def test_close_is_idempotent_and_final(tiny: TinyBundle) -> None:

@@ -145,6 +145,11 @@ def test_throughput_smoke(
     assert throughput.main([*argv[:-1], str(gray_out), "--gray"]) == 0
     (row,) = json.loads(gray_out.read_text())["rows"]
     assert row["input"] == "gray" and all(v > 0 for v in row["fps"].values())
+    spin_out = tmp_path / "spin.json"
+    assert throughput.main([*argv[:-1], str(spin_out), "--spin", "on", "--spin", "off"]) == 0
+    rows = json.loads(spin_out.read_text())["rows"]
+    assert [r["spin"] for r in rows] == [True, False]
+    assert "(backend, spin off)" in capsys.readouterr().out
 
 
 def test_dagm_like_video_round_trips(tmp_path: Path) -> None:

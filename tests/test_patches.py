@@ -10,6 +10,7 @@ import pytest
 
 from train.dagm import DagmError, DagmRecord, Ellipse, defect_bbox, defect_mask
 from train.patches import (
+    AXIS_PRESERVING,
     PATCH,
     PatchBatch,
     collect,
@@ -162,6 +163,31 @@ def test_aug_all_orientations_and_no_rotation() -> None:
     assert len(plain.labels) == 26 and not plain.orientation.any()
 
 
+def test_aug_orientations_drawn_only_from_members() -> None:
+    recs = _records()
+    axis = collect(sample_aug(recs, np.random.default_rng(3), members=AXIS_PRESERVING,
+                              loader=_painted))
+    assert set(axis.orientation.tolist()) == set(AXIS_PRESERVING)
+    img = _painted(recs[0])
+    for p, i, (x, y), k in zip(axis.patches, axis.record_index, axis.corner, axis.orientation,
+                               strict=True):
+        if i == 0:  # the emitted pixels are the crop turned/flipped by the recorded member
+            assert np.array_equal(p, dihedral(img[y : y + 224, x : x + 224], int(k)))
+    all4 = collect(sample_aug(recs[:1], np.random.default_rng(3), members=AXIS_PRESERVING,
+                              orientations=4, loader=_painted))
+    assert sorted(all4.orientation.tolist()) == sorted(AXIS_PRESERVING * 3)
+    # the default draws exactly what it drew before ``members`` existed (caches stay valid)
+    a = collect(sample_aug(recs, np.random.default_rng(4), loader=_painted))
+    b = collect(sample_aug(recs, np.random.default_rng(4), members=range(8), loader=_painted))
+    assert np.array_equal(a.orientation, b.orientation) and np.array_equal(a.patches, b.patches)
+    for bad, message in (((0, 0), "distinct"), ((8,), "0..7"), ((), "0..7")):
+        with pytest.raises(ValueError, match=message):
+            list(sample_aug(recs, np.random.default_rng(0), members=bad, loader=_painted))
+    with pytest.raises(ValueError, match=r"orientations must be in 1..4, got 5"):
+        list(sample_aug(recs, np.random.default_rng(0), members=AXIS_PRESERVING, orientations=5,
+                        loader=_painted))
+
+
 def test_samplers_are_deterministic_and_capped() -> None:
     recs = _records()
     a = collect(sample_aug(recs, np.random.default_rng(5), loader=_painted, max_patches=100))
@@ -217,3 +243,12 @@ def test_patch_set_cache_is_keyed_by_its_cap(tmp_path) -> None:
     again, _ = patch_set("aug", recs, 0, tmp_path / "aug-0", max_patches=40, loader=_painted)
     assert (len(small), len(large)) == (40, 90)
     assert np.array_equal(again, small)  # read back from its own cache
+
+
+def test_orientation_tag_names_restricted_sets() -> None:
+    pytest.importorskip("torch", reason="train.torchdata needs the [train] extra")
+    from train.torchdata import orientation_tag
+
+    assert orientation_tag(range(8)) == ""  # the paper's set keeps its old cache names
+    assert orientation_tag(AXIS_PRESERVING) == "-d0246"
+    assert orientation_tag((6, 0)) == "-d06"

@@ -77,6 +77,7 @@ def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path
                          "sec_per_iter": 2.0}}, ck)
     first = logits_cache(tmp_path, ck, 6000)
     assert first != logits_cache(tmp_path, ck, 24000)  # another aug set size
+    assert first != logits_cache(tmp_path, ck, 6000, "-d0246")  # other orientations
     s = summary_from_checkpoint(ck)
     assert (s["iterations"], s["convergence_iteration"]) == (500, 100)
     torch.save({"meta": {"run": "teacher-transfer", "iteration": 2000,

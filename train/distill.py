@@ -45,12 +45,15 @@ def checkpoint_iteration(checkpoint: str | Path) -> int | None:
     return torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"].get("iteration")
 
 
-def logits_cache(cache_dir: str | Path, teacher: str | Path, patches: int) -> Path:
-    """Where a teacher's logits on an aug set are cached: named by the teacher's iteration and the
-    set's size, so a teacher trained further or a larger set never reads stale logits."""
+def logits_cache(
+    cache_dir: str | Path, teacher: str | Path, patches: int, orientations: str = ""
+) -> Path:
+    """Where a teacher's logits on an aug set are cached: named by the teacher's iteration, the
+    set's size and its orientation tag (``orientation_tag``), so a teacher trained further or
+    another set never reads stale logits."""
     teacher = Path(teacher)
     it = checkpoint_iteration(teacher)
-    return Path(cache_dir) / f"{teacher.stem}-it{it}-aug{patches}.logits.npy"
+    return Path(cache_dir) / f"{teacher.stem}-it{it}-aug{orientations}{patches}.logits.npy"
 
 
 def teacher_logits(
@@ -204,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fc", type=int, default=4096)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--max-patches", type=int, default=16000)
+    ap.add_argument("--orientations", default="0,1,2,3,4,5,6,7",
+                    help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
+                         "each texture's axes)")
     ap.add_argument("--eval-images", type=int, default=None, help="test images per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
@@ -211,15 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from train.evaluate import load_split
-    from train.torchdata import patch_set
+    from train.torchdata import orientation_tag, patch_set
 
     out = Path(args.out)
+    members = tuple(int(k) for k in args.orientations.split(","))
+    tag = orientation_tag(members)
     train_recs = load_split(args.data, "train", args.seed)
     eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
-    x, _ = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}",
-                     max_patches=args.max_patches)
+    x, _ = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}{tag}",
+                     max_patches=args.max_patches, members=members)
     tname = Path(args.teacher).stem
-    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x)))
+    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x), tag))
     widths = (sweep_widths() if args.widths == "sweep"
               else [tuple(int(v) for v in args.widths.split(","))])
     for c in widths:

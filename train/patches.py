@@ -150,6 +150,12 @@ def _image_patches(
     return list(zip(xs.tolist(), ys.tolist(), strict=True))
 
 
+#: The 8 rotations/flips, and the 4 of them that keep a texture's axes where they were (identity,
+#: half turn, left-right flip, up-down flip): a quarter turn makes vertical fibres horizontal.
+ALL_ORIENTATIONS = tuple(range(8))
+AXIS_PRESERVING = (0, 2, 4, 6)
+
+
 def dihedral(p: np.ndarray, k: int) -> np.ndarray:
     """One of the 8 rotations/flips: ``k % 4`` quarter turns, then a left-right flip if k >= 4."""
     p = np.rot90(p, k % 4)
@@ -164,6 +170,7 @@ def _sample(
     defect_per_image: int,
     rotate: bool,
     orientations: int,
+    members: Sequence[int] = ALL_ORIENTATIONS,
     batch_size: int,
     max_patches: int | None,
     window: int,
@@ -173,8 +180,12 @@ def _sample(
     if batch_size < 1 or window < 1:
         msg = f"batch_size and window must be >= 1, got {batch_size} and {window}"
         raise ValueError(msg)
-    if not 1 <= orientations <= 8:
-        msg = f"orientations must be in 1..8, got {orientations}"
+    members = tuple(int(k) for k in members)
+    if not members or len(set(members)) != len(members) or not set(members) <= set(range(8)):
+        msg = f"members must be distinct dihedral indices in 0..7, got {members}"
+        raise ValueError(msg)
+    if not 1 <= orientations <= len(members):
+        msg = f"orientations must be in 1..{len(members)}, got {orientations}"
         raise ValueError(msg)
     limit = np.inf if max_patches is None else max_patches
     emitted = 0
@@ -191,7 +202,8 @@ def _sample(
             count = defect_per_image if rec.defective else good_per_image
             for x, y in _image_patches(rec, img, count, rng, patch):
                 crop = img[y : y + patch, x : x + patch]
-                ks = rng.permutation(8)[:orientations].tolist() if rotate else [0]
+                pick = rng.permutation(len(members))[:orientations].tolist() if rotate else []
+                ks = [members[j] for j in pick] if rotate else [0]
                 chunk += [(dihedral(crop, k), rec.label, i, x, y, k) for k in ks]
         pending += [chunk[j] for j in rng.permutation(len(chunk))]
         while len(pending) >= batch_size or (pending and start + window >= len(order)):
@@ -246,6 +258,7 @@ def sample_aug(
     defect_per_image: int = 20,
     rotate_flip: bool = True,
     orientations: int = 1,
+    members: Sequence[int] = ALL_ORIENTATIONS,
     batch_size: int = 256,
     max_patches: int | None = None,
     window: int = 256,
@@ -256,8 +269,10 @@ def sample_aug(
     ``defect_per_image`` defect-containing patches per defective image.
 
     With ``rotate_flip`` every patch is emitted in ``orientations`` distinct random members of the
-    8 rotations/flips (1: a fresh random orientation per pass; 8: all copies, the paper's enlarged
-    set). Without it, patches keep their orientation. Shuffled within windows of ``window`` images.
+    rotations/flips in ``members`` (default all 8; 1: a fresh random orientation per pass; 8: all
+    copies, the paper's enlarged set; ``AXIS_PRESERVING`` for textures whose orientation is part of
+    their class). Without it, patches keep their orientation. Shuffled within windows of
+    ``window`` images.
     """
     return _sample(
         records,
@@ -266,6 +281,7 @@ def sample_aug(
         defect_per_image=defect_per_image,
         rotate=rotate_flip,
         orientations=orientations if rotate_flip else 1,
+        members=members,
         batch_size=batch_size,
         max_patches=max_patches,
         window=window,

@@ -130,7 +130,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     from train.export import export
     from train.fit import FitConfig, fit, log_iters, summary_from_checkpoint
     from train.models import count_parameters, load_checkpoint, normalization
-    from train.torchdata import patch_set
+    from train.torchdata import orientation_tag, patch_set
 
     torch.set_num_threads(threads)
     t_start = time.perf_counter()
@@ -202,6 +202,14 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         recs = load_split(root, "test", p.seed, limit=p.teacher_test_images) if first else test_recs
         entry = {"fit": summary, "init": tr.init, "patches": tr.patches, "train_patches": len(x),
                  "arch": p.teacher_arch}
+        prev_entry = results["teachers"].get(tr.name) or {}
+        if (done and prev_entry.get("test_is_full")
+                and (prev_entry.get("fit") or {}).get("iterations") == tr.iters
+                and prev_entry.get("train_patches") == len(x)):
+            # the same checkpoint was already evaluated on the full split (~3 min saved)
+            print(f"   teacher {tr.name}: full test evaluation reused "
+                  f"({100 * prev_entry['test']['accuracy']:.2f}%)", flush=True)
+            return
         evaluate_teacher(tr.name, ck, recs, entry)
 
     def evaluate_teacher(name: str, ck: Path, recs: list[Any], entry: dict[str, Any]) -> None:
@@ -220,20 +228,26 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
 
     # ---------------------------------------------------------------- distillation
     aug_x: Any = None
+    aug_tag = orientation_tag(p.aug_orientations)
+
+    def aug_patches() -> Any:
+        x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}{aug_tag}",
+                         max_patches=p.aug_max_patches, members=p.aug_orientations)
+        return x
 
     def do_student(tname: str) -> None:
         nonlocal aug_x
         stage(f"distil student {p.student_widths} from teacher {tname}")
         t0 = time.perf_counter()
         if aug_x is None:
-            aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
-                                 max_patches=p.aug_max_patches)
+            aug_x = aug_patches()
         tck = ckdir / f"teacher-{tname}.pt"
-        logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x)))
+        logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x), aug_tag))
         sck = ckdir / f"student-{tname}.pt"
         run = f"student-{tname}"
         # a student is reused only if it was distilled from this teacher with these settings
         key = {"teacher_iteration": checkpoint_iteration(tck), "patches": len(aug_x),
+               "orientations": list(p.aug_orientations),
                "epochs": p.distill_epochs, "schedule": p.distill_schedule,
                "widths": list(p.student_widths), "fc": p.student_fc}
         if not sck.is_file() or torch.load(sck, weights_only=False)["meta"].get(
@@ -315,16 +329,17 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     if p.sweep and not skip_sweep:
         results.setdefault("sweep", {})
         if aug_x is None:
-            aug_x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}",
-                                 max_patches=p.aug_max_patches)
+            aug_x = aug_patches()
         for tname in p.distill_from:
             tck = ckdir / f"teacher-{tname}.pt"
-            logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x)))
+            logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x),
+                                                             aug_tag))
             t_it = checkpoint_iteration(tck)
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"
                 prev = results["sweep"].get(key, {})
-                if (prev.get("teacher_iteration"), prev.get("patches")) == (t_it, len(aug_x)):
+                if (prev.get("teacher_iteration"), prev.get("patches"),
+                        prev.get("orientations")) == (t_it, len(aug_x), list(p.aug_orientations)):
                     continue
                 stage(f"sweep {key}")
                 run = f"sweep-{tname}-{'x'.join(map(str, c))}"
@@ -337,7 +352,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                          "accuracy": r.accuracy,
                                          "parameters": count_parameters(model),
                                          "epochs": p.sweep_epochs, "teacher_iteration": t_it,
-                                         "patches": len(aug_x)}
+                                         "patches": len(aug_x),
+                                         "orientations": list(p.aug_orientations)}
                 print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
                 save()
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)

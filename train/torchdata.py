@@ -43,6 +43,13 @@ def materialize(
     return np.stack(patches).astype(np.uint8, copy=False), np.asarray(labels, dtype=np.int64)
 
 
+def orientation_tag(members: Sequence[int]) -> str:
+    """"" for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a patch set's
+    cache name, so sets drawn with different orientations never share a file."""
+    ks = tuple(sorted(int(k) for k in members))
+    return "" if ks == tuple(range(8)) else "-d" + "".join(map(str, ks))
+
+
 def patch_set(
     kind: str,
     records: Sequence[Any],

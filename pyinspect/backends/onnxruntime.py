@@ -3,6 +3,11 @@
 One session, intra-op threads = physical cores, all graph optimisations, sequential execution.
 Input and output live in numpy buffers bound once per batch size through IOBinding, so ``infer``
 allocates nothing: the tiler writes the input in place and ORT writes the logits in place.
+
+ORT's pool threads spin (busy-wait) after each parallel section so the next one starts sooner.
+When those threads fill every core the process may use, the spin takes the core from the
+caller's other threads (a camera loop's decoder, the tiler), so by default it is off then and
+on when a core is left over (``spin=None``); ``spin=True/False`` forces it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pyinspect.backends.base import (
     physical_cores,
     register_backend,
 )
-from pyinspect.errors import BackendError, ModelFileError, SpecError
+from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
 _ORT_DTYPES: dict[str, np.dtype[Any]] = {
@@ -48,12 +53,17 @@ class OnnxRuntimeBackend(HostBuffers):
         threads: int | None = None,
         device: str = "cpu",
         max_batch: int = 64,
+        spin: bool | None = None,
     ) -> None:
         check_cpu_options("onnxruntime", _DEVICES, device, threads, max_batch)
+        if spin is not None and not isinstance(spin, bool):
+            msg = f"spin must be True, False or None, got {spin!r}"
+            raise InputError(msg)
         self.device = "cpu"
         self.model_path = Path(model_path)
         self.spec = spec
         self.threads = threads or physical_cores()
+        self.spin = default_spin(self.threads) if spin is None else spin
         _check_model_file(self.model_path)
 
         import onnxruntime as ort
@@ -64,6 +74,7 @@ class OnnxRuntimeBackend(HostBuffers):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: ORT's warnings go to stderr, not to callers
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path), opts, providers=["CPUExecutionProvider"]
@@ -102,7 +113,7 @@ class OnnxRuntimeBackend(HostBuffers):
     def __repr__(self) -> str:
         return (
             f"OnnxRuntimeBackend({str(self.model_path)!r}, threads={self.threads},"
-            f" max_batch={self.max_batch}, dtype={self._in_dtype.name})"
+            f" spin={self.spin}, max_batch={self.max_batch}, dtype={self._in_dtype.name})"
         )
 
     # ---- buffers -------------------------------------------------------------------------------
@@ -125,6 +136,17 @@ class OnnxRuntimeBackend(HostBuffers):
     def _find(self, tensors: list[Any], which: str) -> Any:
         name = getattr(self.spec, which).name
         return next(t for t in tensors if t.name == name)
+
+
+def default_spin(threads: int, cpus: int | None = None) -> bool:
+    """Spin only when ``threads`` leave at least one of the ``cpus`` this process may use (its
+    affinity; default: measured) for the caller's other threads."""
+    if cpus is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cpus = os.cpu_count() or 1
+    return threads < cpus
 
 
 def _check_model_file(path: Path) -> None:
