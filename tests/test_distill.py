@@ -64,6 +64,11 @@ def test_distill_regresses_the_teacher_logits(tmp_path: Path) -> None:
     ]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert out["widths"] == [2, 2, 2, 2, 2] and (tmp_path / "s.pt").is_file()
+    # the checkpoint carries its own summary (reproduce reports it when it reuses the student)
+    import torch
+
+    saved = torch.load(tmp_path / "s.pt", weights_only=False)["meta"]["summary"]
+    assert saved["final_loss"] == out["final_loss"] and saved["curve"] == out["curve"]
 
 
 def test_hard_label_term_changes_training_and_needs_labels(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def logits_cache(
     another set never reads stale logits."""
     teacher = Path(teacher)
     it = checkpoint_iteration(teacher)
-    return Path(cache_dir) / f"{teacher.stem}-it{it}-aug{orientations}{patches}.logits.npy"
+    return Path(cache_dir) / f"{teacher.stem}-it{it}-aug{patches}{orientations}.logits.npy"
 
 
 def teacher_logits(
@@ -187,12 +187,14 @@ def distill(
                           f"{100 * res.accuracy:.2f}% on {len(res.labels)} images")
     if bar is not None:
         bar.close()
-    save_checkpoint(checkpoint, model.to(memory_format=torch.contiguous_format), "student",
-                    kwargs, init_state,
-                    {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed})
     summary = {"run": run, "widths": list(c), "curve": curve,
                "sec_per_iter": t_train / max(1, per_epoch * epochs),
                "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
+    # the summary travels with the weights, so a reused checkpoint reports its own numbers
+    save_checkpoint(checkpoint, model.to(memory_format=torch.contiguous_format), "student",
+                    kwargs, init_state,
+                    {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
+                     "summary": summary})
     jlog.write(event="done", **summary)
     return summary
 

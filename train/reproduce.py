@@ -257,8 +257,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                               schedule=p.distill_schedule, seed=p.seed, threads=threads, run=run,
                               meta={"preset": p.name, "teacher": f"teacher-{tname}",
                                     "distill_key": key})
-        else:
-            summary = results["students"].get(tname, {}).get("distill", {})
+        else:  # the checkpoint's own summary; results.json may hold an older student's
+            summary = torch.load(sck, weights_only=False)["meta"].get("summary") or {}
         model, _ = load_checkpoint(sck)
         res = evaluate_model(model, test_recs, *normalization("student"), progress=True,
                              desc=run)
