@@ -68,7 +68,8 @@ def test_distill_regresses_the_teacher_logits(tmp_path: Path) -> None:
     import torch
 
     saved = torch.load(tmp_path / "s.pt", weights_only=False)["meta"]["summary"]
-    assert saved["final_loss"] == out["final_loss"] and saved["curve"] == out["curve"]
+    assert saved["final_loss"] == out["final_loss"]
+    assert [i for i, _ in saved["curve"]] == [i for i, _ in out["curve"]] == [2, 4, 6, 8]
 
 
 def test_hard_label_term_changes_training_and_needs_labels(tmp_path: Path) -> None:
