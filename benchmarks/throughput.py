@@ -136,7 +136,8 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
         frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     with Inspector(model.path, backend=backend, threads=args.threads, spin=SPIN[spin]) as insp:
         engine = insp.engine
-        spinning = getattr(insp.backend, "spin", None)
+        # spinning is a property of the backend's pool; the engine's rows do not use it
+        spinning = getattr(insp.backend, "spin", None) if engine == "backend" else None
         for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
             insp.run(f)
         rates: dict[str, list[float]] = {"decode": [], "inspect": [], "plain": [], "stream": []}
