@@ -85,3 +85,27 @@ def test_hard_label_term_changes_training_and_needs_labels(tmp_path: Path) -> No
     mixed = distill(patches, targets, [], tmp_path / "m.pt", tmp_path / "m.jsonl",
                     labels=labels, hard_weight=5.0, **kw)
     assert mixed["final_loss"] > plain["final_loss"]  # the CE term is added to Eq. 1
+
+
+def test_batchnorm_distillation_saves_the_plain_student(tmp_path: Path) -> None:
+    """Trained with BN, saved folded: the checkpoint is the Table 1 network (that folding keeps
+    the eval-mode function is tested in test_models)."""
+    from train.models import load_checkpoint, normalization, to_input
+
+    rng = np.random.default_rng(1)
+    patches = rng.integers(0, 256, (32, 224, 224), dtype=np.uint8)
+    targets = rng.normal(0, 3, (32, 12)).astype(np.float32)
+    out = distill(patches, targets, [], tmp_path / "bn.pt", tmp_path / "bn.jsonl",
+                  c=(2, 2, 2, 2, 2), fc=16, epochs=2, batch=16, progress=False, batchnorm=True)
+    model, ckpt = load_checkpoint(tmp_path / "bn.pt")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert ckpt["arch_kwargs"] == {"c": [2, 2, 2, 2, 2], "fc": 16}
+    assert ckpt["meta"]["trained_with_batchnorm"] is True
+    assert set(ckpt["init_state_dict"]) == set(ckpt["state_dict"])  # w0 in the same form
+    assert out["final_loss"] is not None
+    # the saved network is not the untrained one
+    w0 = ckpt["init_state_dict"]["features.0.weight"]
+    assert not torch.equal(w0, ckpt["state_dict"]["features.0.weight"])
+    with torch.no_grad():
+        logits = model(to_input(patches[:4], *normalization("student")))
+    assert torch.isfinite(logits).all()

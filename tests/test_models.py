@@ -15,6 +15,7 @@ from train.models import (  # noqa: E402
     build_model,
     conv_layers,
     count_parameters,
+    fold_batchnorm,
     last_conv,
     load_checkpoint,
     save_checkpoint,
@@ -46,6 +47,34 @@ def test_vgg16_with_12_way_head_has_exactly_134309708_parameters() -> None:
 )
 def test_student_parameter_formula(c: tuple[int, ...], fc: int, expected: int) -> None:
     assert count_parameters(build_model("student", c=c, fc=fc)) == expected
+
+
+def test_batchnorm_student_folds_into_the_plain_table1_network() -> None:
+    torch.manual_seed(0)
+    net = build_model("student", batchnorm=True)
+    assert count_parameters(net) == 858_380 + 2 * (4 + 8 + 16 + 4 + 4)  # BN scale + shift
+    # give every BN non-trivial statistics and affine terms, as training would
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.randn(4, 3, 224, 224) * 2 + 0.5)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.5, 0.5)
+    net.eval()
+    plain = fold_batchnorm(net)
+    assert count_parameters(plain) == 858_380
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    x = torch.randn(5, 3, 224, 224)
+    with torch.no_grad():
+        want, got = net(x), plain(x)
+    assert float((want - got).abs().max()) < 1e-4 * float(want.abs().max() + 1)
+    assert last_conv(plain)[0] == "features.13"  # the analysis' hook point is unchanged
+    untouched = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
+    same = fold_batchnorm(untouched.eval())  # no BN: a copy of the same function
+    with torch.no_grad():
+        assert torch.equal(same(x[:2]), untouched(x[:2]))
 
 
 def test_student_forward_shape_and_bad_widths() -> None:

@@ -117,8 +117,13 @@ def distill(
     meta: dict[str, Any] | None = None,
     labels: np.ndarray | None = None,
     hard_weight: float = 0.0,
+    batchnorm: bool = False,
 ) -> dict[str, Any]:
     """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch.
+
+    ``batchnorm`` trains with a BatchNorm after each conv and saves the folded, plain Table 1
+    network (same eval outputs, 858,380 parameters at the default widths), so export, the C++
+    engine and the analysis see the paper's architecture.
 
     ``hard_weight`` > 0 adds ``hard_weight × cross-entropy(student, labels)`` to Eq. 1 (not in
     the paper: the classic distillation mix of soft and hard targets), for a teacher whose
@@ -130,13 +135,21 @@ def distill(
 
     from train.evaluate import evaluate_model
     from train.fit import JsonLog, seed_everything
-    from train.models import build_model, normalization, save_checkpoint, to_input
+    from train.models import (
+        build_model,
+        fold_batchnorm,
+        normalization,
+        save_checkpoint,
+        to_input,
+    )
     from train.torchdata import batch_indices
 
     seed_everything(seed, threads)
     kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
-    model = build_model("student", **kwargs).to(memory_format=torch.channels_last)
-    init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model = build_model("student", **kwargs, batchnorm=batchnorm).to(
+        memory_format=torch.channels_last)
+    init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
+    init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     mean, std = normalization("student")
     jlog = JsonLog(log)
@@ -191,10 +204,11 @@ def distill(
                "sec_per_iter": t_train / max(1, per_epoch * epochs),
                "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
     # the summary travels with the weights, so a reused checkpoint reports its own numbers
-    save_checkpoint(checkpoint, model.to(memory_format=torch.contiguous_format), "student",
+    final = fold_batchnorm(model.eval()) if batchnorm else model
+    save_checkpoint(checkpoint, final.to(memory_format=torch.contiguous_format), "student",
                     kwargs, init_state,
                     {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
-                     "summary": summary})
+                     "summary": summary, "trained_with_batchnorm": batchnorm})
     jlog.write(event="done", **summary)
     return summary
 
@@ -208,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", default="4,8,16,4,4", help="C1..C5, or 'sweep' for Fig. 10")
     ap.add_argument("--fc", type=int, default=4096)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batchnorm", action="store_true",
+                    help="train with BatchNorm after each conv (folded away in the checkpoint)")
     ap.add_argument("--max-patches", type=int, default=16000)
     ap.add_argument("--orientations", default="0,1,2,3,4,5,6,7",
                     help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
@@ -236,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         run = f"student-{'x'.join(map(str, c))}-from-{tname}"
         summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
                           out / "logs" / f"{run}.jsonl", c=c, fc=args.fc, epochs=args.epochs,
+                          batchnorm=args.batchnorm,
                           seed=args.seed, threads=args.threads, run=run,
                           meta={"teacher": tname})
         print(json.dumps({k: v for k, v in summary.items() if k != "curve"}

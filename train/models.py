@@ -51,6 +51,9 @@ class Student(nn.Module):
     """Table 1: ``[conv3-C_i -> ReLU -> maxpool2] x 5 -> FC-4096 -> ReLU -> FC-12``.
 
     At the default widths (4, 8, 16, 4, 4) it has exactly 858,380 parameters (paper, Table 5).
+    ``batchnorm=True`` adds a BatchNorm after each conv for *training* only (a 4-channel stack
+    without it sits on a plateau where it learns texture but no defect); ``fold_batchnorm``
+    turns the trained net back into the plain Table 1 network.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Student(nn.Module):
         fc: int = 4096,
         num_classes: int = NUM_CLASSES,
         in_channels: int = 3,
+        batchnorm: bool = False,
     ) -> None:
         super().__init__()
         widths = tuple(int(v) for v in c)
@@ -68,9 +72,12 @@ class Student(nn.Module):
         layers: list[nn.Module] = []
         prev = in_channels
         for width in widths:
-            layers += [nn.Conv2d(prev, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            norm: list[nn.Module] = [nn.BatchNorm2d(width)] if batchnorm else []
+            layers += [nn.Conv2d(prev, width, 3, padding=1), *norm, nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
             prev = width
         self.c = widths
+        self.batchnorm = batchnorm
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
@@ -86,6 +93,31 @@ class Student(nn.Module):
 def student(c: Sequence[int] = STUDENT_DEFAULT, **kwargs: Any) -> Student:
     """The paper's student; ``c`` = (C1..C5)."""
     return Student(c, **kwargs)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: Student) -> Student:
+    """The plain Table 1 student computing what ``model`` computes in eval mode: each
+    BatchNorm's scale and shift (running statistics) folded into the conv before it."""
+    fc = model.classifier[1]
+    plain = Student(model.c, fc=fc.out_features, num_classes=model.classifier[3].out_features,
+                    in_channels=model.features[0].in_channels)
+    plain.classifier.load_state_dict(model.classifier.state_dict())
+    src = [m for m in model.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    dst = [m for m in plain.features if isinstance(m, nn.Conv2d)]
+    i = 0
+    for conv in dst:
+        c_in = src[i]
+        bn = src[i + 1] if i + 1 < len(src) and isinstance(src[i + 1], nn.BatchNorm2d) else None
+        w, b = c_in.weight.clone(), c_in.bias.clone()
+        if bn is not None:
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w = w * scale[:, None, None, None]
+            b = (b - bn.running_mean) * scale + bn.bias
+        conv.weight.copy_(w)
+        conv.bias.copy_(b)
+        i += 2 if bn is not None else 1
+    return plain.eval()
 
 
 # --------------------------------------------------------------------------- VGG16 teacher

@@ -47,6 +47,8 @@ class Preset:
     aug_max_patches_teacher: int | None = None  # cap of the aug set a scratch-aug teacher uses
     student_widths: tuple[int, ...] = (4, 8, 16, 4, 4)
     student_fc: int = 4096
+    # train the student with BatchNorm after each conv, folded away before it is saved
+    student_batchnorm: bool = False
     distill_epochs: int = 6
     distill_schedule: str = "constant"  # Adam lr 1e-3: "constant" or "cosine" (decay to 0)
     distill_from: tuple[str, ...] = ("transfer", "scratch")

@@ -249,12 +249,14 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         key = {"teacher_iteration": checkpoint_iteration(tck), "patches": len(aug_x),
                "orientations": list(p.aug_orientations),
                "epochs": p.distill_epochs, "schedule": p.distill_schedule,
-               "widths": list(p.student_widths), "fc": p.student_fc}
+               "widths": list(p.student_widths), "fc": p.student_fc,
+               "batchnorm": p.student_batchnorm}
         if not sck.is_file() or torch.load(sck, weights_only=False)["meta"].get(
                 "distill_key") != key:
             summary = distill(aug_x, logits, sub_recs, sck, logdir / f"{run}.jsonl",
                               c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
                               schedule=p.distill_schedule, seed=p.seed, threads=threads, run=run,
+                              batchnorm=p.student_batchnorm,
                               meta={"preset": p.name, "teacher": f"teacher-{tname}",
                                     "distill_key": key})
         else:  # the checkpoint's own summary; results.json may hold an older student's
@@ -345,7 +347,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                 run = f"sweep-{tname}-{'x'.join(map(str, c))}"
                 distill(aug_x, logits, sub_recs, ckdir / f"{run}.pt", logdir / f"{run}.jsonl",
                         c=c, fc=p.student_fc, epochs=p.sweep_epochs, seed=p.seed,
-                        threads=threads, run=run, progress=False)
+                        threads=threads, run=run, progress=False,
+                        batchnorm=p.student_batchnorm)
                 model, _ = load_checkpoint(ckdir / f"{run}.pt")
                 r = evaluate_model(model, test_recs, *normalization("student"))
                 results["sweep"][key] = {"teacher": tname, "widths": list(c),

@@ -1,0 +1,30 @@
+"""scripts/student_diagnostics.py: the AUC the report's student diagnosis rests on."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy", reason="the AUC uses scipy.stats.rankdata")
+_PATH = Path(__file__).resolve().parents[1] / "scripts" / "student_diagnostics.py"
+_spec = importlib.util.spec_from_file_location("student_diagnostics", _PATH)
+diag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(diag)
+
+
+def test_auc_extremes_ties_and_a_hand_count() -> None:
+    y = np.array([0, 0, 1, 1])
+    assert diag.auc(np.array([0.1, 0.2, 0.8, 0.9]), y) == 1.0
+    assert diag.auc(np.array([0.9, 0.8, 0.2, 0.1]), y) == 0.0
+    assert diag.auc(np.zeros(4), y) == 0.5  # a constant score says nothing
+    # positives 0.5, 0.3 vs negatives 0.4, 0.1: pairs won 2 + 1 of 4
+    assert diag.auc(np.array([0.4, 0.1, 0.5, 0.3]), y) == 0.75
+
+
+def test_cli_rejects_an_unknown_loss(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        diag.main(["train", "mse"])
+    assert "invalid choice: 'mse'" in capsys.readouterr().err
