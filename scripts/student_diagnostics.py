@@ -3,6 +3,7 @@
 
     python scripts/student_diagnostics.py orientations    # teacher on turned/flipped test patches
     python scripts/student_diagnostics.py auc CKPT...      # per-texture defect AUC of patch margins
+    python scripts/student_diagnostics.py oracle           # Eq. 1 of texture-/class-mean guesses
     python scripts/student_diagnostics.py train ce --batchnorm --epochs 4 --threads 1
 
 ``train`` fits a (4, 8, 16, 4, 4) student on the run's cached distillation set with Eq. 1
@@ -96,6 +97,25 @@ def cmd_auc(args: argparse.Namespace) -> None:
               flush=True)
 
 
+def group_mean_loss(targets: np.ndarray, groups: np.ndarray) -> float:
+    """Eq. 1 of the predictor that outputs each group's mean target (the best that knows only
+    the group)."""
+    total = 0.0
+    for g in np.unique(groups):
+        t = targets[groups == g]
+        total += float(((t - t.mean(0)) ** 2).sum())
+    return 0.5 * total / len(targets)
+
+
+def cmd_oracle(args: argparse.Namespace) -> None:
+    run = Path(args.run)
+    y = np.load(run / "data" / f"{args.set}.labels.npy")
+    t = np.load(run / "cache" / args.logits).astype(np.float64)
+    print(json.dumps({"nothing": round(group_mean_loss(t, np.zeros_like(y)), 1),
+                      "texture_only": round(group_mean_loss(t, y // 2), 1),
+                      "class": round(group_mean_loss(t, y), 1)}))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     import torch
 
@@ -147,16 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("orientations", help="teacher texture accuracy per rotation/flip")
     a = sub.add_parser("auc", help="per-texture defect AUC of checkpoints")
     a.add_argument("checkpoints", nargs="+")
+    o = sub.add_parser("oracle", help="Eq. 1 of group-mean predictors on the cached set")
     tr = sub.add_parser("train", help="fit a student on the cached distillation set")
     tr.add_argument("loss", choices=["eq1", "ce"])
     tr.add_argument("--batchnorm", action="store_true")
     tr.add_argument("--epochs", type=int, default=4)
     tr.add_argument("--threads", type=int, default=2)
-    tr.add_argument("--set", default="aug-0-d0246-max24000", help="patch set name in RUN/data")
-    tr.add_argument("--logits", default="teacher-transfer-it2000-aug24000-d0246.logits.npy",
-                    help="teacher logits file in RUN/cache")
+    for sp in (o, tr):
+        sp.add_argument("--set", default="aug-0-d0246-max24000", help="patch set name in RUN/data")
+        sp.add_argument("--logits", default="teacher-transfer-it2000-aug24000-d0246.logits.npy",
+                        help="teacher logits file in RUN/cache")
     args = ap.parse_args(argv)
-    {"orientations": cmd_orientations, "auc": cmd_auc, "train": cmd_train}[args.cmd](args)
+    commands = {"orientations": cmd_orientations, "auc": cmd_auc, "oracle": cmd_oracle,
+                "train": cmd_train}
+    commands[args.cmd](args)
     return 0
 
 

@@ -28,3 +28,10 @@ def test_cli_rejects_an_unknown_loss(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit):
         diag.main(["train", "mse"])
     assert "invalid choice: 'mse'" in capsys.readouterr().err
+
+
+def test_group_mean_loss_is_eq1_of_the_group_means() -> None:
+    targets = np.array([[1.0, 0.0], [3.0, 0.0], [10.0, 2.0], [10.0, 4.0]])
+    # groups {0,1}: means (2,0), squared errors 1+1; {2,3}: means (10,3), errors 1+1 -> 0.5*4/4
+    assert diag.group_mean_loss(targets, np.array([0, 0, 1, 1])) == 0.5
+    assert diag.group_mean_loss(targets, np.arange(4)) == 0.0  # every point its own group
