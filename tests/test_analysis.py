@@ -312,6 +312,30 @@ def test_classify_roles_and_kinds() -> None:
     assert classify("mystery", {"arch": "student", "meta": {}}, {}) is None
 
 
+def test_the_preset_teacher_is_analysed_not_a_fig8_run() -> None:
+    """A Fig. 8 run on 100 % of the data (shorter, no patch info in its meta) must not replace
+    the preset's teacher in Figs. 5-7, 9 and Table 4."""
+    from train.analysis import classify, pick_teacher
+
+    info = {"transfer": {"init": "imagenet", "patches": "noaug"}}
+    main = classify("teacher-transfer", {"arch": "lite0", "arch_kwargs": {"init": "imagenet"},
+                                         "meta": {"iteration": 2000}}, info)
+    full = classify("teacher-transfer-frac1.0", {"arch": "lite0",
+                                                 "arch_kwargs": {"init": "imagenet"},
+                                                 "meta": {"iteration": 300,
+                                                          "data_fraction": 1.0}}, info)
+    assert main is not None and full is not None and full.fraction == 1.0
+    assert pick_teacher([full, main]).name == "teacher-transfer"
+    imagenet = {"arch": "lite0", "arch_kwargs": {"init": "imagenet"}}
+    longer = classify("teacher-transfer-long", {**imagenet, "meta": {"iteration": 5000}}, info)
+    assert longer is not None and pick_teacher([main, longer, full]).name == "teacher-transfer-long"
+    aug = classify("teacher-scratch-aug", {"arch": "lite0", "arch_kwargs": {"init": "scratch"},
+                                           "meta": {"iteration": 10}}, {})
+    plain = classify("teacher-scratch", {"arch": "lite0", "arch_kwargs": {"init": "scratch"},
+                                         "meta": {"iteration": 500}}, {})
+    assert pick_teacher([plain, aug]).name == "teacher-scratch-aug"  # the paper's comparison
+
+
 def _tiny_run(tmp_path):  # type: ignore[no-untyped-def]
     """A run directory shaped like ``reproduce``'s: tiny synthetic data, 2 teachers, 2 students."""
     import json

@@ -116,6 +116,17 @@ def classify(
     return None if kind is None else Run(name, Path(), ckpt, "student", kind)
 
 
+def pick_teacher(cands: list[Run]) -> Run:
+    """The teacher a kind is analysed with: a run that names no data fraction (the preset's own)
+    before a Fig. 8 run, even a 100 % one; then aug patches (the paper's scratch comparison);
+    then the longest-trained; then the name."""
+    def rank(r: Run) -> tuple[int, int, int, str]:
+        iteration = int((r.ckpt.get("meta") or {}).get("iteration") or 0)
+        return (r.fraction is not None, r.patches != "aug", -iteration, r.name)
+
+    return min(cands, key=rank)
+
+
 @dataclass
 class RunSet:
     teachers: dict[str, Run]  # kind -> the teacher analysed
@@ -155,16 +166,11 @@ def discover(run_dir: Path) -> RunSet:
             t = str((r.ckpt.get("meta") or {}).get("teacher", ""))
             r.kind = teacher_info.get(t, {}).get("kind", r.kind)
 
-    def teacher_rank(r: Run) -> tuple[int, int, str]:
-        full = r.fraction is None or r.fraction >= 1.0
-        return (0 if full else 1, 0 if r.patches in ("aug", None) else 1, r.name)
-
     teachers: dict[str, Run] = {}
     for kind in ("transfer", "scratch"):
-        cands = sorted((r for r in runs if r.role == "teacher" and r.kind == kind),
-                       key=teacher_rank)
+        cands = [r for r in runs if r.role == "teacher" and r.kind == kind]
         if cands:
-            teachers[kind] = cands[0]
+            teachers[kind] = pick_teacher(cands)
     students: dict[str, Run] = {}
     for kind in ("transfer", "scratch"):
         cands = [r for r in runs if r.role == "student" and r.kind == kind]
@@ -817,7 +823,8 @@ def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample
     fig.savefig(fig_dir / "fig8_datasize.png", dpi=110)
     plt.close(fig)
     out["datasize"] = rows
-    return ("**Fig. 8 (target data size)** — `figures/fig8_datasize.png`: "
+    return ("**Fig. 8 (target data size)** — `figures/fig8_datasize.png` (accuracy = each "
+            "run's last intermediate evaluation, on its fit's `--eval-images` test subset): "
             + "; ".join(f"{100 * (x['fraction'] or 0):.0f}%: accuracy {100 * x['accuracy']:.2f}%, "
                         f"mean γ {x['gamma_mean']:.3g}, last-layer sparsity "
                         f"{_pct(x['last_sparsity'])}" for x in rows)
