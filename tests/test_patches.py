@@ -245,6 +245,20 @@ def test_patch_set_cache_is_keyed_by_its_cap(tmp_path) -> None:
     assert np.array_equal(again, small)  # read back from its own cache
 
 
+def test_patch_set_caches_of_fractions_never_collide(tmp_path) -> None:
+    """Fig. 8's sets are cached as ``noaug-0-frac0.2`` and ``noaug-0-frac0.5``: the dot must not
+    be taken for a suffix (both once landed in ``noaug-0-frac0.patches.npy``)."""
+    pytest.importorskip("torch", reason="train.torchdata needs the [train] extra")
+    from train.torchdata import patch_set
+
+    recs = _records()
+    a, _ = patch_set("noaug", recs[:2], 0, tmp_path / "noaug-0-frac0.2", loader=_painted)
+    b, _ = patch_set("noaug", recs, 0, tmp_path / "noaug-0-frac0.5", loader=_painted)
+    assert (len(a), len(b)) == (2, len(recs))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "noaug-0-frac0.2.patches.npy" in names and "noaug-0-frac0.5.patches.npy" in names
+
+
 def test_orientation_tag_names_restricted_sets() -> None:
     pytest.importorskip("torch", reason="train.torchdata needs the [train] extra")
     from train.torchdata import orientation_tag

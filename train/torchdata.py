@@ -64,7 +64,10 @@ def patch_set(
         cache = Path(cache)
         if max_patches is not None:
             cache = cache.with_name(f"{cache.name}-max{max_patches}")
-        px, py = cache.with_suffix(".patches.npy"), cache.with_suffix(".labels.npy")
+        # appended, not with_suffix: "noaug-0-frac0.2" must not lose its ".2" (0.2 and 0.5 would
+        # share one file)
+        px, py = (cache.with_name(cache.name + ".patches.npy"),
+                  cache.with_name(cache.name + ".labels.npy"))
         if px.is_file() and py.is_file():
             return np.load(px, mmap_mode="r"), np.load(py)
     from train import patches as sp
