@@ -47,13 +47,10 @@ def test_patches(data: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with midranks for ties)."""
-    from scipy.stats import rankdata
+    """Area under the ROC curve (scikit-learn; ties count half)."""
+    from sklearn.metrics import roc_auc_score
 
-    r = rankdata(score)
-    n1 = int(positive.sum())
-    n0 = len(positive) - n1
-    return float((r[positive == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return float(roc_auc_score(positive, score))
 
 
 def texture_aucs(model: object, arch: str, sample: tuple[np.ndarray, ...]) -> list[float]:
