@@ -46,8 +46,10 @@ def materialize(
 def orientation_tag(members: Sequence[int]) -> str:
     """"" for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a patch set's
     cache name, so sets drawn with different orientations never share a file."""
+    from train.patches import ALL_ORIENTATIONS
+
     ks = tuple(sorted(int(k) for k in members))
-    return "" if ks == tuple(range(8)) else "-d" + "".join(map(str, ks))
+    return "" if ks == ALL_ORIENTATIONS else "-d" + "".join(map(str, ks))
 
 
 def patch_set(
