@@ -107,12 +107,12 @@ def rate_plain(insp: Any, video: Path, gray: bool) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def rate_stream(insp: Any, video: Path, depth: int, gray: bool) -> float:
+def rate_stream(insp: Any, video: Path, depth: int, gray: bool, nice: int | None = None) -> float:
     # BGR: the VideoCapture itself, as a user passes it; gray: the converting generator
     cap = None if gray else cv2.VideoCapture(str(video))
     source = frames_of(video, True) if cap is None else cap
     n, errors, t0 = 0, 0, time.perf_counter()
-    for r in insp.stream(source, depth=depth):
+    for r in insp.stream(source, depth=depth, reader_nice=nice):
         n += 1
         errors += r.error is not None
     dt = time.perf_counter() - t0
@@ -128,8 +128,9 @@ SPIN = {"auto": None, "on": True, "off": False}
 
 
 def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarray],
-          args: argparse.Namespace, spin: str = "auto") -> dict[str, Any]:
+          args: argparse.Namespace, spin: str = "auto", nice: str = "auto") -> dict[str, Any]:
     from pyinspect import Inspector
+    from pyinspect.stream import auto_reader_nice
 
     gray = args.gray
     if gray:
@@ -138,6 +139,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
         engine = insp.engine
         # spinning is a property of the backend's pool; the engine's rows do not use it
         spinning = getattr(insp.backend, "spin", None) if engine == "backend" else None
+        reader_nice = auto_reader_nice(insp, frames[0]) if nice == "auto" else int(nice)
         for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
             insp.run(f)
         rates: dict[str, list[float]] = {"decode": [], "inspect": [], "plain": [], "stream": []}
@@ -145,7 +147,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
             rates["decode"].append(rate_decode(video, gray))
             rates["inspect"].append(rate_inspect(insp, frames))
             rates["plain"].append(rate_plain(insp, video, gray))
-            rates["stream"].append(rate_stream(insp, video, args.depth, gray))
+            rates["stream"].append(rate_stream(insp, video, args.depth, gray, reader_nice))
     fps = {k: float(np.median(v)) for k, v in rates.items()}
     slowest = min(fps["decode"], fps["inspect"])
     return {
@@ -153,6 +155,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
         "backend": backend,
         "engine": engine,
         "spin": spinning,
+        "reader_nice": reader_nice,
         "input": "gray" if gray else "BGR",
         "frames": len(frames),
         "repeats": args.repeats,
@@ -170,6 +173,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
 def _backend_label(row: dict[str, Any]) -> str:
     spin = row.get("spin")
     tail = "" if spin is None else f", spin {'on' if spin else 'off'}"
+    tail += f", reader nice {row['reader_nice']}" if row.get("reader_nice") else ""
     return f"{row['backend']} ({row.get('engine', 'backend')}{tail})"
 
 
@@ -227,6 +231,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--spin", action="append", choices=sorted(SPIN), metavar="MODE",
                     help="ONNX Runtime thread spinning: auto (off when its threads fill every"
                     " core), on, off; repeatable to compare (default auto)")
+    ap.add_argument("--reader-nice", action="append", metavar="N", dest="reader_nice",
+                    help="stream reader's nice increment: auto (10 when inference threads fill"
+                    " every CPU and sleep when idle, else 0) or 0..19; repeatable to compare"
+                    " (default auto)")
     ap.add_argument("--gray", action="store_true",
                     help="convert decoded frames to gray (a mono camera; lets backend 'auto'"
                     " use the direct student engine)")
@@ -235,6 +243,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/"
                     "throughput-<host>-<date>.json)")
     args = ap.parse_args(argv)
+    for value in args.reader_nice or []:
+        if value != "auto" and not (value.isdigit() and int(value) <= 19):
+            ap.error(f"--reader-nice must be auto or 0..19, got {value!r}")
     for name in ("frames", "repeats", "depth"):
         if getattr(args, name) < 1:
             ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -267,12 +278,14 @@ def main(argv: list[str] | None = None) -> int:
         video_info = {"frames": len(frames), "size": 512, "fourcc": args.fourcc,
                       "bytes": video.stat().st_size}
         for model in models:
-            for be, spin in ((b, s) for b in backends for s in args.spin or ["auto"]):
+            combos = [(b, s, n) for b in backends for s in args.spin or ["auto"]
+                      for n in args.reader_nice or ["auto"]]
+            for be, spin, nice in combos:
                 if spin != "auto" and be not in ("onnxruntime", "auto"):
                     continue  # spinning is an ONNX Runtime option
-                log(f"{model.key} on {be} (spin {spin}) ...")
+                log(f"{model.key} on {be} (spin {spin}, reader nice {nice}) ...")
                 try:
-                    row = bench(model, be, video, frames, args, spin)
+                    row = bench(model, be, video, frames, args, spin, nice)
                 except PyInspectError as exc:
                     skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
                     log(f"  skipped: {exc}")

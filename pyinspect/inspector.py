@@ -22,7 +22,13 @@ from typing import Any, TypeAlias
 import cv2
 import numpy as np
 
-from pyinspect.backends.base import Backend, backend_info, create_backend, pick_backend
+from pyinspect.backends.base import (
+    Backend,
+    backend_info,
+    create_backend,
+    pick_backend,
+    usable_cpus,
+)
 from pyinspect.errors import (
     BackendError,
     InputError,
@@ -138,6 +144,18 @@ class Inspector:
     def max_batch(self) -> int:
         return self._max_batch
 
+    def inference_pool(self, image: np.ndarray) -> tuple[int, bool]:
+        """``(CPU threads, busy-waits)`` of the compute that ``image`` would run on: the student
+        engine for a gray frame when it is on (its pool spins ~0.5 ms after each frame), else
+        the backend (a CPU pool without a size counts as every CPU); ``(0, False)`` on a GPU.
+        ``stream`` uses it to decide whether its reader should step back."""
+        if self._engine is not None and (image.ndim == 2 or image.shape[2] == 1):
+            return int(self._engine.threads), True
+        if getattr(self._backend, "device", "cpu") != "cpu":
+            return 0, False
+        threads = getattr(self._backend, "threads", None) or usable_cpus()
+        return int(threads), bool(getattr(self._backend, "spin", True))
+
     def boxes(self, height: int, width: int) -> np.ndarray:
         """The patch grid (x, y, w, h) this model uses on an H×W frame (cached, read-only)."""
         return patch_grid(height, width, self._spec.patch, self._rows, self._cols)
@@ -212,16 +230,23 @@ class Inspector:
         return results
 
     def stream(
-        self, frames: Any, *, depth: int = 2, threshold: float | None = None
+        self,
+        frames: Any,
+        *,
+        depth: int = 2,
+        threshold: float | None = None,
+        reader_nice: int | None = None,
     ) -> Generator[InspectionResult, None, None]:
         """Inspect a camera/video/folder in order, acquiring frame n+1 while frame n is inferred.
 
         ``frames``: a ``cv2.VideoCapture`` or an iterable of arrays / image paths; a frame that
-        fails yields a result with ``error`` set and the stream goes on. See ``pyinspect.stream``.
+        fails yields a result with ``error`` set and the stream goes on. ``reader_nice``: how far
+        the reader thread steps back for inference (``None``: when inference fills every CPU).
+        See ``pyinspect.stream``.
         """
         from pyinspect.stream import stream
 
-        return stream(self, frames, depth=depth, threshold=threshold)
+        return stream(self, frames, depth=depth, threshold=threshold, reader_nice=reader_nice)
 
     def close(self) -> None:
         """Release the backend (idempotent). The Inspector cannot run afterwards."""

@@ -13,6 +13,14 @@ and on the CPU it takes 0.1-0.2 ms against ~5 ms of inference for the student (m
 ``benchmarks/throughput.py``), so moving it to the reader would need a second input buffer per
 backend and would save little.
 
+Sharing the cores: when inference's threads fill every CPU the process may use and sleep when
+idle (ONNX Runtime with spinning off, its default then), a reader at the same priority preempts
+them mid-frame, and the slowest inference thread sets the pace. So by default the reader then
+runs at a lower OS priority (``reader_nice``, Linux only): it decodes in the gaps where inference
+threads wait for each other, and still gets a core whenever inference waits for a frame. A pool
+that busy-waits (the student engine) would starve a low-priority reader, so there, and with a
+core to spare, the reader keeps its priority. Measured in ``benchmarks/throughput.py``.
+
 Reliability: a frame that cannot be inspected (``None``, a failed ``VideoCapture.read``, wrong
 dtype/shape, an undecodable file, a backend error) yields ``InspectionResult.failed(...)`` naming
 the frame index, and the stream goes on. Closing the generator (``break``, ``.close()``, or an
@@ -26,6 +34,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Generator, Iterable, Iterator
@@ -40,11 +49,20 @@ from pyinspect.result import InspectionResult
 if TYPE_CHECKING:
     from pyinspect.inspector import Inspector
 
-__all__ = ["MAX_READ_FAILURES", "VideoSource", "stream"]
+__all__ = [
+    "MAX_READ_FAILURES",
+    "READER_NICE",
+    "VideoSource",
+    "auto_reader_nice",
+    "default_reader_nice",
+    "stream",
+]
 
 #: Consecutive failed ``VideoCapture.read`` calls (each yields an error result) after which a
 #: capture that does not report its end (cameras, some containers) is treated as finished.
 MAX_READ_FAILURES = 5
+#: Nice increment of the reader thread when inference threads fill every CPU (see module doc).
+READER_NICE = 10
 _POLL_S = 0.05  # how often a blocked worker re-checks the stop flag
 _JOIN_S = 2.0  # how long close() waits for a worker (one blocked in the caller's iterator may not)
 _ids = itertools.count()
@@ -91,6 +109,7 @@ def stream(
     depth: int = 2,
     threshold: float | None = None,
     max_read_failures: int = MAX_READ_FAILURES,
+    reader_nice: int | None = None,
 ) -> Generator[InspectionResult, None, None]:
     """Yield one ``InspectionResult`` per frame of ``frames``, in order (see the module doc).
 
@@ -102,6 +121,10 @@ def stream(
         depth: frames queued between stages (>= 1); 2 double-buffers each hand-over.
         threshold: defect rule for this stream (``None``: the Inspector's).
         max_read_failures: consecutive failed reads after which a capture counts as ended.
+        reader_nice: nice increment for the reader thread, 0-19 (Linux; elsewhere ignored).
+            ``None``: :data:`READER_NICE` when the inference that the first frame takes fills
+            every CPU this process may use with threads that sleep when idle, else 0
+            (:func:`default_reader_nice`).
 
     Arrays are referenced, not copied, until their result is yielded: an iterable must hand
     out a new array per frame, not refill one buffer.
@@ -114,6 +137,14 @@ def stream(
         raise InputTypeError(msg)
     if max_read_failures < 1:
         msg = f"max_read_failures must be >= 1, got {max_read_failures}"
+        raise InputError(msg)
+    if reader_nice is not None and (
+        isinstance(reader_nice, bool) or not isinstance(reader_nice, int)
+    ):
+        msg = f"reader_nice must be an int in 0..19 or None, got {reader_nice!r}"
+        raise InputTypeError(msg)
+    if reader_nice is not None and not 0 <= reader_nice <= 19:
+        msg = f"reader_nice must be in 0..19 (a nice increment), got {reader_nice}"
         raise InputError(msg)
     from pyinspect.inspector import _check_threshold
 
@@ -139,11 +170,28 @@ def stream(
                 f" got {type(frames).__name__}"
             )
             raise InputTypeError(msg) from None
-    return _pipeline(inspector, acquire, depth, thr)
+    return _pipeline(inspector, acquire, depth, thr, reader_nice)
+
+
+def default_reader_nice(inference_threads: int, spins: bool, cpus: int) -> int:
+    """:data:`READER_NICE` when inference's threads take every CPU and sleep when idle, else 0
+    (a busy-waiting pool would hold the CPUs a low-priority reader needs)."""
+    return READER_NICE if inference_threads >= cpus and not spins else 0
+
+
+def auto_reader_nice(inspector: Inspector, image: np.ndarray) -> int:
+    """The default ``reader_nice`` for frames like ``image`` (gray frames may take the engine)."""
+    from pyinspect.backends.base import usable_cpus
+
+    return default_reader_nice(*inspector.inference_pool(image), usable_cpus())
 
 
 def _pipeline(
-    inspector: Inspector, acquire: Iterator[Any], depth: int, threshold: float | None
+    inspector: Inspector,
+    acquire: Iterator[Any],
+    depth: int,
+    threshold: float | None,
+    reader_nice: int | None = 0,
 ) -> Generator[InspectionResult, None, None]:
     """The generator proper: threads start at the first ``next()`` and stop in ``finally``."""
     stop = threading.Event()
@@ -153,7 +201,7 @@ def _pipeline(
     workers = [
         threading.Thread(
             target=_read_loop,
-            args=(inspector, acquire, prepared, stop),
+            args=(inspector, acquire, prepared, stop, reader_nice),
             name=f"pyinspect-stream-{n}-read",
             daemon=True,
         ),
@@ -182,9 +230,16 @@ def _pipeline(
 
 # ---- stages --------------------------------------------------------------------------------------
 def _read_loop(
-    inspector: Inspector, acquire: Iterator[Any], out: queue.Queue[Any], stop: threading.Event
+    inspector: Inspector,
+    acquire: Iterator[Any],
+    out: queue.Queue[Any],
+    stop: threading.Event,
+    nice: int | None = 0,
 ) -> None:
-    """Acquire and validate frames until the source ends, a put is refused, or stop is set."""
+    """Acquire and validate frames until the source ends, a put is refused, or stop is set.
+    ``nice``: the reader's nice increment; ``None`` decides it at the first valid frame."""
+    if nice:
+        lower_thread_priority(nice)
     for index in itertools.count():
         if stop.is_set():
             return
@@ -196,6 +251,10 @@ def _read_loop(
             _put(out, _Raise(exc), stop)
             return
         item = _prepare(inspector, index, raw)
+        if nice is None and isinstance(item, _Frame):
+            nice = auto_reader_nice(inspector, item.image)
+            if nice:
+                lower_thread_priority(nice)
         if not _put(out, item, stop):
             return
     _put(out, _END, stop)
@@ -253,6 +312,21 @@ def _inspect(
         return InspectionResult.failed(f"frame {frame.index}: {exc}")
     except Exception as exc:
         return _Raise(exc)
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Add ``increment`` to the calling thread's nice value (Linux: a thread is a task with its
+    own nice). Returns whether it changed; elsewhere, or when refused, nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return False  # PRIO_PROCESS with a thread id would renice another process there
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(
+            os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+        )
+    except OSError:
+        return False
+    return True
 
 
 # ---- sources -------------------------------------------------------------------------------------

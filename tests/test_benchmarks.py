@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 from modelzoo import TinyBundle, write_tiny
 
+from pyinspect.backends.base import physical_cores, usable_cpus
+from pyinspect.stream import default_reader_nice
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import _machine  # noqa: E402
@@ -149,7 +152,23 @@ def test_throughput_smoke(
     assert throughput.main([*argv[:-1], str(spin_out), "--spin", "on", "--spin", "off"]) == 0
     rows = json.loads(spin_out.read_text())["rows"]
     assert [r["spin"] for r in rows] == [True, False]
-    assert "(backend, spin off)" in capsys.readouterr().out
+    assert "(backend, spin off" in capsys.readouterr().out
+    nice_out = tmp_path / "nice.json"
+    argv_nice = [*argv[:-1], str(nice_out), "--spin", "off", "--reader-nice", "0",
+                 "--reader-nice", "3", "--reader-nice", "auto"]
+    assert throughput.main(argv_nice) == 0
+    rows = json.loads(nice_out.read_text())["rows"]
+    # auto: the backend's default pool (physical cores, spinning off) against this machine's CPUs
+    auto = default_reader_nice(physical_cores(), False, usable_cpus())
+    assert [r["reader_nice"] for r in rows] == [0, 3, auto]
+    text = capsys.readouterr().out
+    assert "(backend, spin off) |" in text and "(backend, spin off, reader nice 3) |" in text
+
+
+def test_throughput_refuses_a_bad_reader_nice(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        throughput.parse_args(["--reader-nice", "20"])
+    assert "--reader-nice must be auto or 0..19, got '20'" in capsys.readouterr().err
 
 
 def test_dagm_like_video_round_trips(tmp_path: Path) -> None:

@@ -279,7 +279,8 @@ def _as_student(path: Path, widths: tuple[int, ...] = WIDTHS) -> Path:
     sidecar = ModelSpec.sidecar_path(path)
     doc = json.loads(sidecar.read_text())
     doc.setdefault("provenance", {}).update(
-        {"model": "student", "arch_kwargs": {"c": list(widths), "fc": 256}})
+        {"model": "student", "arch_kwargs": {"c": list(widths), "fc": 256}}
+    )
     sidecar.write_text(json.dumps(doc))
     return path
 
@@ -289,6 +290,19 @@ def marked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("marked") / "student.onnx"
     student_onnx(path, seed=7)
     return _as_student(path)
+
+
+def test_stream_reader_keeps_its_priority_beside_the_busy_waiting_engine(marked: Path) -> None:
+    """The engine's pool spins after a frame: a low-priority reader would starve (measured)."""
+    from pyinspect.stream import auto_reader_nice
+
+    with Inspector(marked, threads=2) as insp:
+        gray = np.zeros((512, 512), np.uint8)
+        assert insp.engine == "student-engine"
+        assert insp.inference_pool(gray) == (2, True)
+        assert auto_reader_nice(insp, gray) == 0
+        # a colour frame takes the backend: ONNX Runtime's pool, spinning off when it fills the CPUs
+        assert insp.inference_pool(np.zeros((512, 512, 3), np.uint8)) == (2, insp.backend.spin)
 
 
 def test_inspector_auto_uses_the_engine_with_the_backends_verdicts(marked: Path) -> None:
@@ -301,8 +315,11 @@ def test_inspector_auto_uses_the_engine_with_the_backends_verdicts(marked: Path)
         assert "engine='student-engine'" in repr(fast)
         for frame in frames((512, 512), 3) + frames((600, 600), 1):
             got, want = fast.run(frame), plain.run(frame)
-            assert (got.texture, got.defective, got.label) == (want.texture, want.defective,
-                                                               want.label)
+            assert (got.texture, got.defective, got.label) == (
+                want.texture,
+                want.defective,
+                want.label,
+            )
             np.testing.assert_array_equal(got.patch_class, want.patch_class)
             np.testing.assert_array_equal(got.boxes, want.boxes)
             np.testing.assert_allclose(got.patch_score, want.patch_score, atol=1e-5)
@@ -321,8 +338,7 @@ def test_inspector_engine_batch_and_stream_keep_order_and_colour_frames(marked: 
         assert [r.patch_class.tolist() for r in fast.run_batch(batch)] == want
         assert [r.patch_class.tolist() for r in fast.stream(batch)] == want
         # the colour frame went to the backend (it tiles), the gray ones to the engine
-        assert [r.timings.tile_ms > 0 for r in fast.run_batch(batch)] == [
-            False, True, False, False]
+        assert [r.timings.tile_ms > 0 for r in fast.run_batch(batch)] == [False, True, False, False]
 
 
 def test_inspector_named_backend_or_other_network_keeps_the_backend(

@@ -4,6 +4,7 @@ acquisition and inference, prompt shutdown (no leaked threads), bounded memory."
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,8 +16,15 @@ import pytest
 from modelzoo import TinyBundle, textured_frame
 
 from pyinspect import Inspector
+from pyinspect.backends.base import usable_cpus
 from pyinspect.errors import BackendError, InputError, InputTypeError
-from pyinspect.stream import MAX_READ_FAILURES
+from pyinspect.stream import (
+    MAX_READ_FAILURES,
+    READER_NICE,
+    auto_reader_nice,
+    default_reader_nice,
+    lower_thread_priority,
+)
 
 
 @pytest.fixture
@@ -114,8 +122,12 @@ def test_bad_frames_yield_errors_and_the_stream_goes_on(
         f"frame 6: {junk}: cannot decode image (empty, truncated or not a format OpenCV reads)",
     ]
     failed = got[1]
-    assert (failed.label, failed.texture, failed.defective, failed.num_patches) == ("error", -1,
-                                                                                    False, 0)
+    assert (failed.label, failed.texture, failed.defective, failed.num_patches) == (
+        "error",
+        -1,
+        False,
+        0,
+    )
     reference = inspector.run(good)
     for r in (got[0], got[7], got[8]):
         same_verdict(r, reference)
@@ -171,6 +183,18 @@ def test_closing_the_inspector_mid_stream_raises(inspector: Inspector) -> None:
         ({"depth": 0}, InputError, "depth must be an int >= 1, got 0"),
         ({"depth": 1.5}, InputError, "depth must be an int >= 1, got 1.5"),
         ({"threshold": 2.0}, InputError, "threshold must be in [0, 1] or None"),
+        (
+            {"reader_nice": -1},
+            InputError,
+            "reader_nice must be in 0..19 (a nice increment), got -1",
+        ),
+        ({"reader_nice": 20}, InputError, "reader_nice must be in 0..19"),
+        ({"reader_nice": True}, InputTypeError, "reader_nice must be an int in 0..19 or None"),
+        (
+            {"reader_nice": "5"},
+            InputTypeError,
+            "reader_nice must be an int in 0..19 or None, got '5'",
+        ),
     ],
 )
 def test_bad_arguments(inspector: Inspector, kwargs: dict, error: type, message: str) -> None:
@@ -342,3 +366,84 @@ def test_acquisition_overlaps_inference(
     assert len(list(inspector.stream(camera()))) == n
     piped = time.perf_counter() - t0
     assert piped < 0.8 * plain, f"stream {piped:.3f} s vs plain loop {plain:.3f} s: no overlap"
+
+
+# ---- sharing the cores: the reader steps back when inference fills them --------------------------
+@pytest.mark.parametrize(
+    ("threads", "spins", "cpus", "nice"),
+    [
+        (2, False, 2, READER_NICE),
+        (4, False, 2, READER_NICE),
+        (1, False, 1, READER_NICE),
+        (1, False, 2, 0),  # a CPU to spare
+        (3, False, 4, 0),
+        (0, False, 2, 0),  # a GPU
+        (2, True, 2, 0),  # a busy-waiting pool would starve a low-priority reader
+    ],
+)
+def test_default_reader_nice_steps_back_only_for_a_sleeping_pool_on_every_cpu(
+    threads: int, spins: bool, cpus: int, nice: int
+) -> None:
+    assert default_reader_nice(threads, spins, cpus) == nice
+
+
+def thread_nice() -> int:
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature"
+)
+
+
+@linux_only
+def test_lower_thread_priority_changes_only_the_calling_thread() -> None:
+    main_before, seen = thread_nice(), []
+
+    def worker() -> None:
+        before = thread_nice()
+        changed = lower_thread_priority(3)
+        seen.append((before, changed, thread_nice()))
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    before, changed, after = seen[0]
+    assert changed and after == min(19, before + 3)
+    assert thread_nice() == main_before
+
+
+def nice_seen_by_source(inspector: Inspector, **kwargs: object) -> list[int]:
+    """The reader thread's nice value, as the frame source sees it while producing frames."""
+    seen: list[int] = []
+
+    def source() -> Iterator[np.ndarray]:
+        for i in range(3):
+            seen.append(thread_nice())
+            yield textured_frame(seed=i)
+
+    results = list(inspector.stream(source(), **kwargs))
+    assert len(results) == 3 and all(r.ok for r in results)
+    return seen
+
+
+@linux_only
+@pytest.mark.parametrize("nice", [0, 4])
+def test_stream_runs_its_reader_at_the_nice_asked_for(inspector: Inspector, nice: int) -> None:
+    base = thread_nice()
+    assert nice_seen_by_source(inspector, reader_nice=nice) == [min(19, base + nice)] * 3
+    assert thread_nice() == base  # the caller's thread keeps its priority
+
+
+@linux_only
+@pytest.mark.parametrize("threads", [1, 2])
+def test_stream_default_nice_follows_the_inference_pool(tiny: TinyBundle, threads: int) -> None:
+    base = thread_nice()
+    with Inspector(tiny.model_path, threads=threads) as insp:
+        frame = textured_frame(seed=0)
+        assert insp.inference_pool(frame) == (threads, insp.backend.spin)
+        expected = default_reader_nice(threads, insp.backend.spin, usable_cpus())
+        assert auto_reader_nice(insp, frame) == expected
+        assert nice_seen_by_source(insp)[1:] == [min(19, base + expected)] * 2

@@ -263,6 +263,14 @@ def _planned_suffixes() -> set[str]:
     return {s for _, _, suffixes in _PLANNED.values() for s in suffixes}
 
 
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask; what its threads compete for)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def physical_cores() -> int:
     """Physical cores this process may run on (hyper-threads share a core's FP units, so more
     intra-op threads than cores only adds contention). Falls back to the logical count."""

@@ -25,6 +25,7 @@ from pyinspect.backends.base import (
     check_cpu_options,
     physical_cores,
     register_backend,
+    usable_cpus,
 )
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
@@ -141,12 +142,7 @@ class OnnxRuntimeBackend(HostBuffers):
 def default_spin(threads: int, cpus: int | None = None) -> bool:
     """Spin only when ``threads`` leave at least one of the ``cpus`` this process may use (its
     affinity; default: measured) for the caller's other threads."""
-    if cpus is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cpus = os.cpu_count() or 1
-    return threads < cpus
+    return threads < (usable_cpus() if cpus is None else cpus)
 
 
 def _check_model_file(path: Path) -> None:
