@@ -55,6 +55,7 @@ __all__ = [
     "VideoSource",
     "auto_reader_nice",
     "default_reader_nice",
+    "lower_thread_priority",
     "stream",
 ]
 

@@ -35,3 +35,12 @@ def test_group_mean_loss_is_eq1_of_the_group_means() -> None:
     # groups {0,1}: means (2,0), squared errors 1+1; {2,3}: means (10,3), errors 1+1 -> 0.5*4/4
     assert diag.group_mean_loss(targets, np.array([0, 0, 1, 1])) == 0.5
     assert diag.group_mean_loss(targets, np.arange(4)) == 0.0  # every point its own group
+
+
+def test_texture_subset_picks_both_classes_of_each_texture() -> None:
+    labels = np.arange(12).repeat(2)  # texture k (1-based) = classes 2k-2 (good), 2k-1 (defective)
+    keep = diag.texture_subset(labels, [3, 5])
+    assert sorted(set(labels[keep])) == [4, 5, 8, 9] and len(keep) == 8
+    assert len(diag.texture_subset(labels, None)) == len(labels)
+    with pytest.raises(ValueError, match=r"textures are 1..6, got \[0, 7\]"):
+        diag.texture_subset(labels, [0, 3, 7])
