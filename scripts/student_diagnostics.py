@@ -168,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     model.eval()
     aucs = texture_aucs(model, "student", test_patches(args.data))
     report = {"loss": args.loss, "batchnorm": args.batchnorm, "epochs": args.epochs,
-              "patches": len(x), "train_loss": float(np.mean(losses[-750:]))}
+              "patches": len(x), "train_loss": float(np.mean(losses[-(len(x) // 32):]))}
     if args.textures:  # a net that knows some textures only: their AUC, no 12-class accuracy
         report |= {"textures": args.textures, "auc": {k: aucs[k - 1] for k in args.textures}}
     else:

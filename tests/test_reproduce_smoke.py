@@ -51,6 +51,7 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
         assert r.num_patches == 9
     report = (out / "REPORT.md").read_text()
     assert "Table 2" in report and "Table 3" in report and "Table 5" in report
+    assert f"{res['wall_seconds'] / 60:.1f} min in all" in report  # the total, once it is known
     assert (out / "fig4_accuracy_vs_iteration.png").stat().st_size > 1000
     # rewriting the report (a later run, --report-only) keeps what `train analyze` spliced in
     from train.analysis import END_MARK, START_MARK, splice_report

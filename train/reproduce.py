@@ -362,9 +362,10 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         save()
         write_report(results, out)
-    else:
+    else:  # the report above was written before the total was known
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         save()
+        write_report(results, out)
     return results
 
 
