@@ -149,7 +149,7 @@ class Inspector:
         engine for a gray frame when it is on (its pool spins ~0.5 ms after each frame), else
         the backend (a CPU pool without a size counts as every CPU); ``(0, False)`` on a GPU.
         ``stream`` uses it to decide whether its reader should step back."""
-        if self._engine is not None and (image.ndim == 2 or image.shape[2] == 1):
+        if self._takes_engine(image):
             return int(self._engine.threads), True
         if getattr(self._backend, "device", "cpu") != "cpu":
             return 0, False
@@ -176,7 +176,7 @@ class Inspector:
         t0: int,
     ) -> InspectionResult:
         n = len(boxes)
-        if self._engine is not None and (image.ndim == 2 or image.shape[2] == 1):
+        if self._takes_engine(image):
             with self._lock:
                 self._check_open()
                 try:
@@ -241,8 +241,8 @@ class Inspector:
 
         ``frames``: a ``cv2.VideoCapture`` or an iterable of arrays / image paths; a frame that
         fails yields a result with ``error`` set and the stream goes on. ``reader_nice``: how far
-        the reader thread steps back for inference (``None``: when inference fills every CPU).
-        See ``pyinspect.stream``.
+        the reader thread steps back for inference (``None``: only when inference's threads
+        fill every CPU and sleep when idle). See ``pyinspect.stream``.
         """
         from pyinspect.stream import stream
 
@@ -273,6 +273,10 @@ class Inspector:
         )
 
     # ---- steps (kept separate so a pipelined ``stream()`` can reuse them) -------------------
+    def _takes_engine(self, image: np.ndarray) -> bool:
+        """Gray frames run on the direct student engine when it is on; the rest on the backend."""
+        return self._engine is not None and (image.ndim == 2 or image.shape[2] == 1)
+
     def _check_open(self) -> None:
         if self._closed:
             msg = f"Inspector for {self.model_path} is closed"
