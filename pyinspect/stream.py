@@ -317,7 +317,7 @@ def _inspect(
 
 def lower_thread_priority(increment: int) -> bool:
     """Add ``increment`` to the calling thread's nice value (Linux: a thread is a task with its
-    own nice). Returns whether it changed; elsewhere, or when refused, nothing changes."""
+    own nice, capped at 19). Returns False where it could not be set (not Linux, or refused)."""
     if not sys.platform.startswith("linux"):
         return False  # PRIO_PROCESS with a thread id would renice another process there
     tid = threading.get_native_id()
