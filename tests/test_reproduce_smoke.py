@@ -86,3 +86,36 @@ def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path
     assert logits_cache(tmp_path, ck, 6000) != first
     s = summary_from_checkpoint(ck)
     assert (s["iterations"], s["convergence_iteration"]) == (2000, 2000)
+
+
+def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
+    """``distill_restarts``: one checkpoint per seed, the lowest final Eq. 1 loss is the student,
+    every restart's numbers are recorded, and a second run reuses them all."""
+    import torch
+
+    from train.presets import get_preset
+    from train.reproduce import run_preset
+
+    out = tmp_path / "smoke"
+    preset = get_preset("smoke", distill_restarts=2, teacher_test_images=None)
+    res = run_preset(preset, out, threads=1, skip_sweep=True)
+    restarts = res["students"]["scratch"]["restarts"]
+    assert [r["seed"] for r in restarts] == [0, 1]
+    assert sum(r["chosen"] for r in restarts) == 1
+    chosen = next(r for r in restarts if r["chosen"])
+    assert chosen["final_loss"] == min(r["final_loss"] for r in restarts)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in restarts)
+    ck = out / "checkpoints"
+    kept = torch.load(ck / "student-scratch.pt", map_location="cpu", weights_only=False)
+    picked = torch.load(ck / chosen["checkpoint"], map_location="cpu", weights_only=False)
+    assert all(torch.equal(kept["state_dict"][k], v) for k, v in picked["state_dict"].items())
+    assert kept["meta"]["distill_seed"] == chosen["seed"]
+    logs = {p.name: p.read_text() for p in (out / "logs").glob("student-scratch-r*.jsonl")}
+    assert sorted(logs) == ["student-scratch-r0.jsonl", "student-scratch-r1.jsonl"]
+    again = run_preset(preset, out, threads=1, skip_sweep=True)
+    assert {p.name: p.read_text() for p in (out / "logs").glob("student-scratch-r*.jsonl")} == logs
+    assert again["students"]["scratch"]["restarts"] == restarts
+    kept = torch.load(ck / "student-scratch.pt", map_location="cpu", weights_only=False)
+    assert kept["meta"]["distill_seed"] == chosen["seed"]  # not the split seed, after a reuse
+    first, second = res["students"]["scratch"]["test"], again["students"]["scratch"]["test"]
+    assert (second["accuracy"], second["confusion"]) == (first["accuracy"], first["confusion"])

@@ -5,11 +5,16 @@ The teacher runs once per patch set: its logits are cached next to the patches (
 student epoch (and every student width of the compression sweep) costs only the student. The paper
 does not name the student's optimiser; Adam (lr 1e-3) is used because it fits the 4096-wide FC
 layer of a narrow student in a few epochs, where SGD at 1e-3 needs many times more.
+
+On a GPU the student trains in full FP32 (TF32 off, as on the CPU): a (4,8,16,4,4) student is
+bound by kernel launches, not arithmetic, so TF32 buys nothing there, and the regression of
+12 logits keeps the same precision on every device.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -40,9 +45,9 @@ def sweep_widths(
 
 def checkpoint_iteration(checkpoint: str | Path) -> int | None:
     """The training iteration a checkpoint was saved at (its meta), or None."""
-    import torch
+    from train.models import checkpoint_meta
 
-    return torch.load(checkpoint, map_location="cpu", weights_only=False)["meta"].get("iteration")
+    return checkpoint_meta(checkpoint).get("iteration")
 
 
 def logits_cache(
@@ -62,6 +67,7 @@ def teacher_logits(
     cache: str | Path | None = None,
     batch: int = 128,
     progress: bool = True,
+    device: str = "cpu",
 ) -> np.ndarray:
     """Logits [N, 12] of the frozen teacher on ``patches``; read from/written to ``cache``."""
     if cache is not None and Path(cache).is_file():
@@ -70,10 +76,11 @@ def teacher_logits(
             return cached
     import torch
 
-    from train.models import load_checkpoint, normalization, to_input
+    from train.models import load_checkpoint, normalization, resolve_device, to_input
 
+    dev = resolve_device(device)
     model, ckpt = load_checkpoint(checkpoint)
-    model = model.to(memory_format=torch.channels_last).eval()
+    model = model.to(dev, memory_format=torch.channels_last).eval()
     mean, std = normalization(ckpt["arch"])
     out = np.zeros((len(patches), 12), np.float32)
     bar = None
@@ -86,7 +93,7 @@ def teacher_logits(
         for start in range(0, len(patches), batch):
             chunk = np.asarray(patches[start : start + batch])
             out[start : start + len(chunk)] = model(
-                to_input(chunk, mean, std, channels_last=True)).numpy()
+                to_input(chunk, mean, std, channels_last=True, device=dev)).float().cpu().numpy()
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
@@ -118,6 +125,7 @@ def distill(
     labels: np.ndarray | None = None,
     hard_weight: float = 0.0,
     batchnorm: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch.
 
@@ -131,12 +139,62 @@ def distill(
     if hard_weight and labels is None:
         msg = "hard_weight > 0 needs the patches' labels"
         raise ValueError(msg)
+    from train.models import resolve_device
+
+    dev = resolve_device(device)
+    with full_fp32(dev):
+        return _distill(patches, targets, eval_records, checkpoint, log, c=c, fc=fc,
+                        epochs=epochs, batch=batch, lr=lr, schedule=schedule, seed=seed,
+                        threads=threads, run=run, progress=progress, meta=meta, labels=labels,
+                        hard_weight=hard_weight, batchnorm=batchnorm, dev=dev)
+
+
+@contextlib.contextmanager
+def full_fp32(dev: Any) -> Any:
+    """Turn TF32 off for CUDA convolutions and matmuls inside the block; restore on exit."""
+    import torch
+
+    if getattr(dev, "type", "cpu") != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _distill(
+    patches: np.ndarray,
+    targets: np.ndarray,
+    eval_records: Sequence[Any],
+    checkpoint: str | Path,
+    log: str | Path,
+    *,
+    c: Sequence[int],
+    fc: int,
+    epochs: int,
+    batch: int,
+    lr: float,
+    schedule: str,
+    seed: int,
+    threads: int,
+    run: str,
+    progress: bool,
+    meta: dict[str, Any] | None,
+    labels: np.ndarray | None,
+    hard_weight: float,
+    batchnorm: bool,
+    dev: Any,
+) -> dict[str, Any]:
     import torch
 
     from train.evaluate import evaluate_model
     from train.fit import JsonLog, seed_everything
     from train.models import (
         build_model,
+        device_name,
         fold_batchnorm,
         normalization,
         save_checkpoint,
@@ -150,6 +208,7 @@ def distill(
         memory_format=torch.channels_last)
     init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
     init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
+    model = model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     mean, std = normalization("student")
     jlog = JsonLog(log)
@@ -171,14 +230,14 @@ def distill(
     for it in range(per_epoch * epochs):
         model.train()
         idx = np.sort(batch_indices(len(patches), batch, seed, it))
-        x = to_input(np.asarray(patches[idx]), mean, std, channels_last=True)
-        t = torch.as_tensor(np.asarray(targets[idx]))
+        x = to_input(np.asarray(patches[idx]), mean, std, channels_last=True, device=dev)
+        t = torch.as_tensor(np.asarray(targets[idx])).to(dev)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         out = model(x)
         loss = 0.5 * ((out - t) ** 2).sum(1).mean()  # Eq. 1
         if hard_weight:
-            y = torch.as_tensor(np.asarray(labels[idx]))  # type: ignore[index]
+            y = torch.as_tensor(np.asarray(labels[idx])).to(dev)  # type: ignore[index]
             loss = loss + hard_weight * torch.nn.functional.cross_entropy(out, y)
         loss.backward()
         opt.step()
@@ -208,7 +267,8 @@ def distill(
     save_checkpoint(checkpoint, final.to(memory_format=torch.contiguous_format), "student",
                     kwargs, init_state,
                     {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
-                     "summary": summary, "trained_with_batchnorm": batchnorm})
+                     "summary": summary, "trained_with_batchnorm": batchnorm,
+                     "device": device_name(dev)})
     jlog.write(event="done", **summary)
     return summary
 
@@ -222,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", default="4,8,16,4,4", help="C1..C5, or 'sweep' for Fig. 10")
     ap.add_argument("--fc", type=int, default=4096)
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                    help="Adam's learning rate: constant 1e-3, or cosine-decayed to 0")
+    ap.add_argument("--hard-weight", type=float, default=0.0,
+                    help="add this × cross-entropy on the patch labels to Eq. 1 (0: the paper)")
     ap.add_argument("--batchnorm", action="store_true",
                     help="train with BatchNorm after each conv (folded away in the checkpoint)")
     ap.add_argument("--max-patches", type=int, default=16000)
@@ -229,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
                          "each texture's axes)")
     ap.add_argument("--eval-images", type=int, default=None, help="test images per evaluation")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="split and patch-set seed")
+    ap.add_argument("--student-seed", type=int, default=None,
+                    help="the student's init and batch order (default: --seed)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--out", default="results/manual")
     args = ap.parse_args(argv)
 
@@ -242,18 +309,23 @@ def main(argv: list[str] | None = None) -> int:
     tag = orientation_tag(members)
     train_recs = load_split(args.data, "train", args.seed)
     eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
-    x, _ = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}{tag}",
+    x, y = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}{tag}",
                      max_patches=args.max_patches, members=members)
     tname = Path(args.teacher).stem
-    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x), tag))
+    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x), tag),
+                       device=args.device)
     widths = (sweep_widths() if args.widths == "sweep"
               else [tuple(int(v) for v in args.widths.split(","))])
+    sseed = args.seed if args.student_seed is None else args.student_seed
     for c in widths:
         run = f"student-{'x'.join(map(str, c))}-from-{tname}"
+        if args.student_seed is not None:
+            run += f"-s{sseed}"
         summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
                           out / "logs" / f"{run}.jsonl", c=c, fc=args.fc, epochs=args.epochs,
-                          batchnorm=args.batchnorm,
-                          seed=args.seed, threads=args.threads, run=run,
+                          schedule=args.schedule, batchnorm=args.batchnorm, device=args.device,
+                          labels=y if args.hard_weight else None, hard_weight=args.hard_weight,
+                          seed=sseed, threads=args.threads, run=run,
                           meta={"teacher": tname})
         print(json.dumps({k: v for k, v in summary.items() if k != "curve"}
                          | {"accuracy": summary["curve"][-1][1] if summary["curve"] else None}))

@@ -98,14 +98,16 @@ def predict_logits(
     """Logits [N, 12] of uint8 patches [N, 224, 224] (eval mode, no grad)."""
     import torch
 
-    from train.models import to_input
+    from train.models import model_device, to_input
 
     model.eval()
+    device = model_device(model)  # inputs follow the model (CPU or GPU)
     out = []
     with torch.inference_mode():
         for start in range(0, len(patches), batch):
-            x = to_input(patches[start : start + batch], mean, std, channels_last=channels_last)
-            out.append(model(x).float().numpy())
+            x = to_input(patches[start : start + batch], mean, std, channels_last=channels_last,
+                         device=device)
+            out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
@@ -231,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity", help="also run this exported model and compare verdicts")
     ap.add_argument("--json", help="write the metrics here")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu",
+                    help="where the checkpoint runs: cpu, cuda, cuda:N or auto")
     args = ap.parse_args(argv)
 
     records = load_split(args.data, args.split, args.seed, args.test_fraction, args.limit)
@@ -238,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.checkpoint:
         import torch
 
-        from train.models import load_checkpoint, normalization
+        from train.models import load_checkpoint, normalization, resolve_device
 
         torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
         model, ckpt = load_checkpoint(args.checkpoint)
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(device, memory_format=torch.channels_last)
         mean, std = normalization(ckpt["arch"])
         res = evaluate_model(model, records, mean, std, progress=True)
         report["torch"] = res.metrics()

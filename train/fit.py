@@ -7,7 +7,9 @@ and 0.9 is the standard companion of that learning rate for VGG-style fine-tunin
 
 The run evaluates with the §4 protocol at log-spaced iterations (Fig. 4's x-axis), writes one JSON
 line per event, checkpoints at every evaluation and resumes from the checkpoint. Data order is a
-pure function of (seed, iteration), so a resumed CPU run equals an uninterrupted one.
+pure function of (seed, iteration), so a resumed CPU run equals an uninterrupted one. ``--device
+cuda`` trains on a GPU (same data order; cuDNN's kernels are not bit-reproducible, so a GPU run is
+repeatable in its numbers, not in its bits).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class FitConfig:
     seed: int = 0
     threads: int = 2
     channels_last: bool = True
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (train.models.resolve_device)
 
 
 def log_iters(total: int, count: int = 8, first: int = 10) -> list[int]:
@@ -135,19 +138,29 @@ def fit(
     from torch.nn import functional as F
 
     from train.evaluate import evaluate_model
-    from train.models import build_model, load_checkpoint, normalization, save_checkpoint, to_input
+    from train.models import (
+        build_model,
+        load_checkpoint,
+        normalization,
+        resolve_device,
+        save_checkpoint,
+        to_input,
+    )
     from train.torchdata import batch_indices
 
+    device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.threads)
     checkpoint, jlog = Path(checkpoint), JsonLog(log)
     model = build_model(cfg.arch, **cfg.arch_kwargs)
     init_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model = model.to(device)
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
     )
     start, curve, prior_sec = 0, [], None
     if checkpoint.is_file():
         model, ckpt = load_checkpoint(checkpoint)
+        model = model.to(device)
         opt = torch.optim.SGD(
             model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
@@ -174,8 +187,9 @@ def fit(
     for it in range(start, cfg.iters):
         model.train()
         idx = np.sort(batch_indices(len(train_x), cfg.batch, cfg.seed, it))
-        x = to_input(np.asarray(train_x[idx]), mean, std, channels_last=cfg.channels_last)
-        y = torch.as_tensor(np.asarray(train_y[idx]))
+        x = to_input(np.asarray(train_x[idx]), mean, std, channels_last=cfg.channels_last,
+                     device=device)
+        y = torch.as_tensor(np.asarray(train_y[idx])).to(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(x), y)
@@ -251,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-images", type=int, default=120, help="test images per evaluation")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--out", default="results/manual", help="output directory")
     ap.add_argument("--run", default=None, help="run name (default: <arch>-<init>-<patches>)")
     ap.add_argument("--data-fraction", type=float, default=1.0,
@@ -277,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         kwargs["weights"] = args.weights
     cfg = FitConfig(arch=args.arch, arch_kwargs=kwargs, iters=args.iters, batch=args.batch,
                     lr=args.lr, momentum=args.momentum, eval_at=log_iters(args.iters, args.evals),
-                    seed=args.seed, threads=args.threads)
+                    seed=args.seed, threads=args.threads, device=args.device)
     meta = {"data_fraction": args.data_fraction, "train_images": len(train_recs)}
     summary = fit(cfg, x, y, eval_recs, out / "checkpoints" / f"{run}.pt",
                   out / "logs" / f"{run}.jsonl", run=run, meta=meta)

@@ -313,6 +313,12 @@ def load_checkpoint(
     return model, ckpt
 
 
+def checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's ``meta`` (iteration, curve, provenance), read onto the CPU: a checkpoint
+    written on a GPU machine (its optimiser state holds CUDA tensors) reads anywhere."""
+    return dict(torch.load(path, map_location="cpu", weights_only=False)["meta"])
+
+
 # --------------------------------------------------------------------------- introspection
 def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     """Every ``nn.Conv2d`` in forward (registration) order, with its qualified name."""
@@ -335,15 +341,60 @@ def last_conv(model: nn.Module) -> tuple[str, nn.Module]:
 
 
 # --------------------------------------------------------------------------- input glue
+def resolve_device(name: str | None = "cpu") -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when torch sees a GPU) -> a torch device.
+
+    Asking for CUDA where torch cannot use it is an error that says why, not a silent CPU run."""
+    name = (name or "cpu").strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        msg = f"unknown device {name!r}; expected cpu, cuda, cuda:N or auto"
+        raise ModelError(msg) from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = torch.version.cuda or "none (a CPU-only build)"
+            msg = (f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                   f"(its CUDA: {build}); use --device cpu")
+            raise ModelError(msg)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            msg = f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)"
+            raise ModelError(msg)
+    elif dev.type != "cpu":
+        msg = f"unsupported device {name!r}; expected cpu, cuda, cuda:N or auto"
+        raise ModelError(msg)
+    return dev
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device a model's weights live on (CPU for a model without parameters)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def device_name(dev: torch.device) -> str:
+    """What a results file records as the training device: the GPU's name, or ``cpu``."""
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
 def to_input(
     patches: np.ndarray | torch.Tensor,
     mean: Sequence[float],
     std: Sequence[float],
     channels_last: bool = False,
+    device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """uint8 patches ``[N, H, W]`` (gray) or ``[N, H, W, 3]`` -> float ``[N, 3, H, W]`` normalised
-    as ``(x/255 - mean) / std``; gray is replicated to 3 channels (the paper's RGB input)."""
+    as ``(x/255 - mean) / std``; gray is replicated to 3 channels (the paper's RGB input).
+
+    With ``device``, the uint8 pixels travel there before the conversion (a quarter of the
+    bytes of the float tensor)."""
     t = torch.as_tensor(patches)
+    if device is not None:
+        t = t.to(device, non_blocking=True)
     if t.dtype != torch.uint8:
         msg = f"patches must be uint8, got {t.dtype}"
         raise ModelError(msg)
@@ -354,7 +405,7 @@ def to_input(
     else:
         msg = f"patches must be [N,H,W] or [N,H,W,3], got shape {tuple(t.shape)}"
         raise ModelError(msg)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=t.device).view(1, 3, 1, 1)
     x = (t.float() / 255.0 - m) / s
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

@@ -66,14 +66,57 @@ def estimate_seconds(p: Preset, sec_teacher: float, sec_student: float, sec_eval
     return t
 
 
+def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[str, Any]:
+    """What a distilled student depends on: ``reproduce`` reuses a student checkpoint only when
+    its recorded key equals this one (same teacher iteration, patch set and settings)."""
+    key: dict[str, Any] = {
+        "teacher_iteration": teacher_iteration, "patches": patches,
+        "orientations": list(p.aug_orientations), "epochs": p.distill_epochs,
+        "schedule": p.distill_schedule, "widths": list(p.student_widths), "fc": p.student_fc,
+        "batchnorm": p.student_batchnorm}
+    # absent at their defaults, so students distilled before these fields existed still match
+    if p.distill_hard_weight:
+        key["hard_weight"] = p.distill_hard_weight
+    if p.distill_restarts > 1:
+        key["restarts"] = p.distill_restarts
+    return key
+
+
+def remember_earlier_run(results: dict[str, Any], machine: dict[str, Any]) -> None:
+    """A resumed run on another machine (a GPU run finished on the CPU, say) keeps the earlier
+    machine and its wall times under ``earlier_runs``, so the report can say where each part ran."""
+    old = results.get("machine")
+    if not old or old == machine:
+        return
+    entry = {"machine": old, **{k: results[k] for k in
+                                ("wall_seconds_main", "wall_seconds_before_sweep", "wall_seconds")
+                                if k in results}}
+    earlier = results.setdefault("earlier_runs", [])
+    if entry not in earlier:
+        earlier.append(entry)
+
+
+def pick_restart(final_losses: list[float | None]) -> int:
+    """The restart a student is taken from: the lowest final training loss (Eq. 1 over its last
+    epoch). It is the objective the student is trained on, so the choice never looks at test
+    images; a restart without a loss ranks last."""
+    if not final_losses:
+        msg = "no restarts to choose from"
+        raise ValueError(msg)
+    return min(range(len(final_losses)),
+               key=lambda i: (final_losses[i] is None, final_losses[i] or 0.0, i))
+
+
 def ensure_data(p: Preset, root: Path) -> None:
     if root.is_dir() and any(root.glob("Class*")):
         return
+    from pyinspect.backends.base import usable_cpus
     from train.synth import synthesize
 
     print(f"generating synthetic DAGM into {root} (seed {p.synth_seed})", flush=True)
+    # every image is a pure function of its seed and index: the worker count changes no pixel
     synthesize(root, good=p.synth_good, defective=p.synth_defective, seed=p.synth_seed,
-               workers=2, progress=False)
+               workers=max(1, usable_cpus()), progress=False)
 
 
 def teacher_kwargs(p: Preset, init: str) -> dict[str, Any]:
@@ -122,16 +165,27 @@ def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
     return float(np.median(times))
 
 
-def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False) -> dict:
+def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False,
+               device: str = "cpu") -> dict:
+    """Run ``p`` into ``out``; ``device`` trains, distils and evaluates the PyTorch models there
+    (``cpu``, ``cuda``, ``auto``); exports and ``Inspector`` runs stay on the CPU."""
     import torch
 
     from train.distill import checkpoint_iteration, distill, logits_cache, teacher_logits
     from train.evaluate import evaluate_inspector, evaluate_model, load_split, parity
     from train.export import export
     from train.fit import FitConfig, fit, log_iters, summary_from_checkpoint
-    from train.models import count_parameters, load_checkpoint, normalization
+    from train.models import (
+        checkpoint_meta,
+        count_parameters,
+        device_name,
+        load_checkpoint,
+        normalization,
+        resolve_device,
+    )
     from train.torchdata import orientation_tag, patch_set
 
+    dev = resolve_device(device)
     torch.set_num_threads(threads)
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -154,12 +208,14 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                       len(train_recs))
     results_path = out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    machine = {"platform": platform.platform(), "processor": platform.processor(),
+               "torch_threads": threads, "cpu_count": os.cpu_count(),
+               "torch": torch.__version__, "device": device_name(dev)}
+    remember_earlier_run(results, machine)
     results.update({
         "preset": p.name,
         "config": _jsonable(p.__dict__),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch_threads": threads, "cpu_count": os.cpu_count(),
-                    "torch": torch.__version__},
+        "machine": machine,
         "data": {"root": str(root), "train_images": len(train_recs),
                  "test_images": len(test_recs), "split_seed": p.seed},
     })
@@ -183,9 +239,9 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         cfg = FitConfig(arch=p.teacher_arch, arch_kwargs=teacher_kwargs(p, tr.init),
                         iters=tr.iters, lr=p.teacher_lr,
                         eval_at=log_iters(tr.iters, p.eval_points),
-                        seed=p.seed, threads=threads)
+                        seed=p.seed, threads=threads, device=str(dev))
         done = (ck.is_file()
-                and torch.load(ck, weights_only=False)["meta"].get("iteration") == tr.iters)
+                and checkpoint_meta(ck).get("iteration") == tr.iters)
         if done:  # the recorded summary, unless it belongs to an earlier, shorter budget
             prev = results["teachers"].get(tr.name, {}).get("fit") or {}
             summary = prev if prev.get("iterations") == tr.iters else summary_from_checkpoint(ck)
@@ -216,7 +272,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         stage(f"teacher {name}: test evaluation ({len(recs)} of {len(test_recs)} images)")
         t0 = time.perf_counter()
         model, _ = load_checkpoint(ck)
-        res = evaluate_model(model.to(memory_format=torch.channels_last), recs,
+        res = evaluate_model(model.to(dev, memory_format=torch.channels_last), recs,
                              *normalization(p.teacher_arch), progress=True, desc=name)
         stage.record(f"teacher-{name}-eval-{len(recs)}", time.perf_counter() - t0)
         m = res.metrics()
@@ -228,54 +284,95 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
 
     # ---------------------------------------------------------------- distillation
     aug_x: Any = None
+    aug_y: Any = None
     aug_tag = orientation_tag(p.aug_orientations)
 
-    def aug_patches() -> Any:
-        x, _ = patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}{aug_tag}",
+    def aug_patches() -> tuple[Any, Any]:
+        return patch_set("aug", train_recs, p.seed, out / "data" / f"aug-{p.seed}{aug_tag}",
                          max_patches=p.aug_max_patches, members=p.aug_orientations)
-        return x
 
     def do_student(tname: str) -> None:
-        nonlocal aug_x
+        nonlocal aug_x, aug_y
         stage(f"distil student {p.student_widths} from teacher {tname}")
         t0 = time.perf_counter()
         if aug_x is None:
-            aug_x = aug_patches()
+            aug_x, aug_y = aug_patches()
         tck = ckdir / f"teacher-{tname}.pt"
-        logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x), aug_tag))
+        logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x), aug_tag),
+                                device=str(dev))
         sck = ckdir / f"student-{tname}.pt"
         run = f"student-{tname}"
-        # a student is reused only if it was distilled from this teacher with these settings
-        key = {"teacher_iteration": checkpoint_iteration(tck), "patches": len(aug_x),
-               "orientations": list(p.aug_orientations),
-               "epochs": p.distill_epochs, "schedule": p.distill_schedule,
-               "widths": list(p.student_widths), "fc": p.student_fc,
-               "batchnorm": p.student_batchnorm}
-        if not sck.is_file() or torch.load(sck, weights_only=False)["meta"].get(
-                "distill_key") != key:
-            summary = distill(aug_x, logits, sub_recs, sck, logdir / f"{run}.jsonl",
-                              c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
-                              schedule=p.distill_schedule, seed=p.seed, threads=threads, run=run,
-                              batchnorm=p.student_batchnorm,
-                              meta={"preset": p.name, "teacher": f"teacher-{tname}",
-                                    "distill_key": key})
-        else:  # the checkpoint's own summary; results.json may hold an older student's
-            summary = torch.load(sck, weights_only=False)["meta"].get("summary") or {}
+        t_it = checkpoint_iteration(tck)
+        key = distill_key(p, t_it, len(aug_x))
+        restarts: list[dict[str, Any]] = []
+        if sck.is_file() and checkpoint_meta(sck).get("distill_key") == key:
+            # the checkpoint's own summary; results.json may hold an older student's
+            meta = checkpoint_meta(sck)
+            summary, restarts = meta.get("summary") or {}, meta.get("restarts") or []
+        else:
+            # each restart is its own checkpoint (reused when its key matches), so an
+            # interrupted run keeps the restarts it finished
+            n = max(1, p.distill_restarts)
+            for r in range(n):
+                rseed = p.seed + r
+                rrun = run if n == 1 else f"{run}-r{r}"
+                rck = ckdir / f"{rrun}.pt"
+                rkey = key if n == 1 else {**key, "seed": rseed}
+                if not rck.is_file() or checkpoint_meta(rck).get("distill_key") != rkey:
+                    stage(f"distil {rrun} (seed {rseed})")
+                    distill(aug_x, logits, sub_recs, rck, logdir / f"{rrun}.jsonl",
+                            c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
+                            schedule=p.distill_schedule, seed=rseed, threads=threads, run=rrun,
+                            batchnorm=p.student_batchnorm, device=str(dev),
+                            labels=aug_y if p.distill_hard_weight else None,
+                            hard_weight=p.distill_hard_weight,
+                            meta={"preset": p.name, "teacher": f"teacher-{tname}",
+                                  "distill_key": rkey})
+                rmeta = checkpoint_meta(rck)
+                restarts.append({"seed": rseed, "checkpoint": rck.name,
+                                 "final_loss": (rmeta.get("summary") or {}).get("final_loss"),
+                                 "summary": rmeta.get("summary") or {},
+                                 "device": rmeta.get("device")})
+            best = pick_restart([r["final_loss"] for r in restarts])
+            for i, r in enumerate(restarts):
+                r["chosen"] = i == best
+            blob = torch.load(ckdir / restarts[best]["checkpoint"], map_location="cpu",
+                              weights_only=False)
+            blob["meta"].update({"distill_key": key, "run": run,
+                                 "restarts": [{k: v for k, v in r.items() if k != "summary"}
+                                              for r in restarts]})
+            summary = blob["meta"].get("summary") or {}
+            torch.save(blob, sck)
+        if len(restarts) > 1:  # every restart's test accuracy, for the record (not the choice)
+            for r in restarts:
+                if "test_accuracy" not in r and (ckdir / r["checkpoint"]).is_file():
+                    rmodel, _ = load_checkpoint(ckdir / r["checkpoint"])
+                    r["test_accuracy"] = evaluate_model(
+                        rmodel.to(dev), test_recs, *normalization("student")).accuracy
+            print("   restarts (seed, final Eq. 1 loss, test accuracy): " + ", ".join(
+                f"({r['seed']}, {r['final_loss']}, {_pct(r.get('test_accuracy'))} %)"
+                + (" chosen" if r["chosen"] else "") for r in restarts), flush=True)
         model, _ = load_checkpoint(sck)
-        res = evaluate_model(model, test_recs, *normalization("student"), progress=True,
+        res = evaluate_model(model.to(dev), test_recs, *normalization("student"), progress=True,
                              desc=run)
         m = res.metrics()
         print(f"   student from {tname}: accuracy {100 * m['accuracy']:.2f}%", flush=True)
         results["students"][tname] = {"distill": summary, "test": m,
                                       "parameters": count_parameters(model),
                                       "widths": list(p.student_widths),
-                                      "aug_patches": len(aug_x)}
+                                      "aug_patches": len(aug_x),
+                                      "restarts": [{k: v for k, v in r.items() if k != "summary"}
+                                                   for r in restarts]}
         stage.record(f"student-{tname}", time.perf_counter() - t0)
         # the checkpoint carries its measured accuracy into the export's provenance
-        blob = torch.load(sck, weights_only=False)
+        blob = torch.load(sck, map_location="cpu", weights_only=False)
+        blob["meta"].setdefault("distill_seed", blob["meta"].get("seed"))  # before "seed" below
         blob["meta"].update({"accuracy": m["accuracy"], "dataset": f"{root} (test 20%, seed "
                              f"{p.seed}, {len(test_recs)} images)", "seed": p.seed,
                              "preset": p.name})
+        if restarts:  # with their test accuracies, so a reused student need not recompute them
+            blob["meta"]["restarts"] = [{k: v for k, v in r.items() if k != "summary"}
+                                        for r in restarts]
         torch.save(blob, sck)
         save()
 
@@ -289,7 +386,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             path = out / "models" / f"student-{p.ship}{'' if folded else '-rgb'}.onnx"
             exp[variant] = export(sck, path, folded=folded)
         model, _ = load_checkpoint(sck)
-        torch_res = evaluate_model(model, test_recs, *normalization("student"))
+        torch_res = evaluate_model(model.to(dev), test_recs, *normalization("student"))
         dep = {}
         for variant in ("folded", "rgb"):
             r = evaluate_inspector(exp[variant]["onnx"], test_recs, progress=True)
@@ -331,11 +428,11 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     if p.sweep and not skip_sweep:
         results.setdefault("sweep", {})
         if aug_x is None:
-            aug_x = aug_patches()
+            aug_x, aug_y = aug_patches()
         for tname in p.distill_from:
             tck = ckdir / f"teacher-{tname}.pt"
             logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x),
-                                                             aug_tag))
+                                                             aug_tag), device=str(dev))
             t_it = checkpoint_iteration(tck)
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"
@@ -348,9 +445,11 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                 distill(aug_x, logits, sub_recs, ckdir / f"{run}.pt", logdir / f"{run}.jsonl",
                         c=c, fc=p.student_fc, epochs=p.sweep_epochs, seed=p.seed,
                         threads=threads, run=run, progress=False,
-                        batchnorm=p.student_batchnorm)
+                        batchnorm=p.student_batchnorm, device=str(dev),
+                        labels=aug_y if p.distill_hard_weight else None,
+                        hard_weight=p.distill_hard_weight)
                 model, _ = load_checkpoint(ckdir / f"{run}.pt")
-                r = evaluate_model(model, test_recs, *normalization("student"))
+                r = evaluate_model(model.to(dev), test_recs, *normalization("student"))
                 results["sweep"][key] = {"teacher": tname, "widths": list(c),
                                          "accuracy": r.accuracy,
                                          "parameters": count_parameters(model),
@@ -394,11 +493,18 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         "",
         f"Data: `{d.get('root')}`: {d.get('train_images')} train / {d.get('test_images')} test "
         f"images (split seed {d.get('split_seed')}). Machine: {results['machine']['platform']}, "
-        f"{results['machine']['torch_threads']} torch threads. Wall time: "
+        f"{results['machine']['torch_threads']} torch threads"
+        + (f", PyTorch on {results['machine']['device']}"
+           if results["machine"].get("device", "cpu") != "cpu" else "")
+        + ". Wall time: "
         f"{results.get('wall_seconds_main', 0) / 60:.1f} min to the shipped student"
         + (f", {results['wall_seconds'] / 60:.1f} min in all"
            + (" with the sweep." if results.get("sweep") else " (no sweep).")
            if "wall_seconds" in results else "."),
+        *[f"Resumed from an earlier run on {e['machine'].get('platform')} (PyTorch on "
+          f"{e['machine'].get('device', 'cpu')}, {e['machine'].get('torch_threads')} torch "
+          f"threads; {e.get('wall_seconds', 0) / 60:.1f} min): its checkpoints were reused where "
+          "their settings match." for e in results.get("earlier_runs", [])],
         "",
         "## Table 2: teachers (accuracy over 12 classes, §4 protocol, held-out 20 %)",
         "",
@@ -524,6 +630,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="output directory (default results/<preset>)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
     ap.add_argument("--data", help="dataset root (overrides the preset's)")
+    ap.add_argument("--device", default="cpu",
+                    help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
+                         "(exports and Inspector runs stay on the CPU)")
     ap.add_argument("--skip-sweep", action="store_true")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild REPORT.md from results.json")
@@ -539,7 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {"data_root": args.data} if args.data else {}
     preset = get_preset(args.preset, **overrides)
-    results = run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep)
+    results = run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep,
+                         device=args.device)
     if args.ship_to:
         print("\n".join(map(str, ship(results, args.ship_to))))
     print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}", file=sys.stderr)
