@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: {args.model} not found (the shipped student); run "
               "`python -m train reproduce --preset cpu` or check out models/", file=sys.stderr)
         return 2
-    sample = make_sample(args.out / f"sample-seed{args.seed}", args.per_class, args.seed)
+    from train.synth import generator_fingerprint
+
+    # named by the generator's fingerprint: a sample an older generator wrote is never reused
+    sample = make_sample(args.out / f"sample-seed{args.seed}-{generator_fingerprint(args.seed)}",
+                         args.per_class, args.seed)
     # the files themselves (not the folder): one clean line per image, no progress bar
     files = [os.path.relpath(p, ROOT) for p in sorted(sample.glob("Class*/*.png"))]
     cmd = [sys.executable, "-m", "pyinspect", "inspect", *files, "--model", str(args.model)]

@@ -119,3 +119,13 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     assert kept["meta"]["distill_seed"] == chosen["seed"]  # not the split seed, after a reuse
     first, second = res["students"]["scratch"]["test"], again["students"]["scratch"]["test"]
     assert (second["accuracy"], second["confusion"]) == (first["accuracy"], first["confusion"])
+    # a run directory made from other data refuses to resume (its checkpoints do not fit)
+    from train.dagm import DagmError
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["data"]["fingerprint"]
+    saved["data"]["fingerprint"] = "0000000000000000"
+    (out / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(DagmError, match="holds a run on other data"):
+        run_preset(preset, out, threads=1, skip_sweep=True)
+    assert json.loads((out / "results.json").read_text()) == saved  # left as it was

@@ -183,3 +183,43 @@ def test_defects_stand_out_of_their_texture(texture: int) -> None:
         img = synth._MODELS[texture](np.random.default_rng([0, texture, index, 1]), True)[0]
         peaks.append(np.abs(img - clean).max() / clean.std())
     assert np.median(peaks) >= 2.0, f"median defect peak {np.median(peaks):.2f} σ"
+
+
+def test_a_set_records_its_generator_and_a_changed_one_is_named_stale(tmp_path: Path) -> None:
+    import json
+
+    from train.synth import RECIPE, generator_fingerprint, stale_set
+
+    out = tmp_path / "set"
+    synthesize(out, classes=1, good=1, defective=1, seed=4, workers=1, progress=False)
+    recipe = json.loads((out / RECIPE).read_text())
+    assert recipe["seed"] == 4 and recipe["fingerprint"] == generator_fingerprint(4)
+    assert generator_fingerprint(4) != generator_fingerprint(5)
+    assert stale_set(out) is None
+    (out / RECIPE).write_text(json.dumps({**recipe, "fingerprint": "0123456789abcdef"}))
+    why = stale_set(out)
+    assert why is not None and "0123456789abcdef" in why and str(out) in why
+    (out / RECIPE).write_text("{not json")
+    assert "unreadable" in (stale_set(out) or "")
+    (out / RECIPE).unlink()  # a real DAGM copy has no recipe: nothing to compare
+    assert stale_set(out) is None
+
+
+def test_reproduce_refuses_a_set_from_another_generator(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="the training pipeline needs the [train] extra")
+    import json
+
+    from train.presets import get_preset
+    from train.reproduce import ensure_data
+    from train.synth import RECIPE
+
+    root = tmp_path / "set"
+    preset = get_preset("smoke", data_root=str(root))
+    ensure_data(preset, root)  # writes the set
+    before = sorted(p.name for p in root.iterdir())
+    ensure_data(preset, root)  # this generator's: reused
+    recipe = json.loads((root / RECIPE).read_text())
+    (root / RECIPE).write_text(json.dumps({**recipe, "fingerprint": "feedfeedfeedfeed"}))
+    with pytest.raises(DagmError, match="another version of the synthetic generator"):
+        ensure_data(preset, root)
+    assert sorted(p.name for p in root.iterdir()) == before  # nothing was touched

@@ -121,10 +121,13 @@ def test_distill_key_names_restarts_and_hard_labels_only_when_used() -> None:
 def test_a_run_resumed_elsewhere_remembers_the_first_machine_once() -> None:
     gpu = {"platform": "linux", "device": "NVIDIA H200", "torch_threads": 2}
     cpu = {"platform": "linux", "device": "cpu", "torch_threads": 2}
-    results: dict = {"machine": gpu, "wall_seconds": 296.0}
+    results: dict = {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}
     remember_earlier_run(results, cpu)
-    remember_earlier_run(results, cpu)  # a second resume does not repeat it
-    assert results["earlier_runs"] == [{"machine": gpu, "wall_seconds": 296.0}]
+    assert results["timings"] == {}  # this machine's stages start afresh
+    results["machine"] = cpu
+    remember_earlier_run(results, cpu)  # a second resume on the same machine changes nothing
+    assert results["earlier_runs"] == [
+        {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}]
     same: dict = {"machine": cpu}
     remember_earlier_run(same, cpu)
     assert "earlier_runs" not in same

@@ -83,17 +83,19 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
 
 
 def remember_earlier_run(results: dict[str, Any], machine: dict[str, Any]) -> None:
-    """A resumed run on another machine (a GPU run finished on the CPU, say) keeps the earlier
-    machine and its wall times under ``earlier_runs``, so the report can say where each part ran."""
+    """A resumed run on another machine (a GPU run finished on the CPU, say) moves the earlier
+    machine, its wall times and its stage timings under ``earlier_runs`` and starts the timings
+    afresh, so the report can say where each part ran and no stage mixes two machines."""
     old = results.get("machine")
     if not old or old == machine:
         return
     entry = {"machine": old, **{k: results[k] for k in
-                                ("wall_seconds_main", "wall_seconds_before_sweep", "wall_seconds")
-                                if k in results}}
+                                ("wall_seconds_main", "wall_seconds_before_sweep", "wall_seconds",
+                                 "wall_includes_sweep", "timings") if k in results}}
     earlier = results.setdefault("earlier_runs", [])
     if entry not in earlier:
         earlier.append(entry)
+    results["timings"] = {}
 
 
 def pick_restart(final_losses: list[float | None]) -> int:
@@ -107,8 +109,24 @@ def pick_restart(final_losses: list[float | None]) -> int:
                key=lambda i: (final_losses[i] is None, final_losses[i] or 0.0, i))
 
 
+def recorded_fingerprint(root: Path) -> str | None:
+    """The generator fingerprint a synthetic set recorded (``synth.json``); None for real data."""
+    from train.synth import RECIPE
+
+    try:
+        return str(json.loads((root / RECIPE).read_text())["fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def ensure_data(p: Preset, root: Path) -> None:
+    from train.dagm import DagmError
+    from train.synth import stale_set
+
     if root.is_dir() and any(root.glob("Class*")):
+        why = stale_set(root)  # a set an older generator wrote must not pass for this one's
+        if why:
+            raise DagmError(why)
         return
     from pyinspect.backends.base import usable_cpus
     from train.synth import synthesize
@@ -211,13 +229,22 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     machine = {"platform": platform.platform(), "processor": platform.processor(),
                "torch_threads": threads, "cpu_count": os.cpu_count(),
                "torch": torch.__version__, "device": device_name(dev)}
+    fingerprint = recorded_fingerprint(root)
+    before = (results.get("data") or {}).get("fingerprint")
+    if before and fingerprint and before != fingerprint:
+        from train.dagm import DagmError
+
+        msg = (f"{out} holds a run on other data (generator fingerprint {before}; {root} has "
+               f"{fingerprint}): its checkpoints and patch caches do not fit; use another --out")
+        raise DagmError(msg)
     remember_earlier_run(results, machine)
     results.update({
         "preset": p.name,
         "config": _jsonable(p.__dict__),
         "machine": machine,
         "data": {"root": str(root), "train_images": len(train_recs),
-                 "test_images": len(test_recs), "split_seed": p.seed},
+                 "test_images": len(test_recs), "split_seed": p.seed,
+                 "fingerprint": fingerprint},
     })
     results.setdefault("teachers", {})
     results.setdefault("students", {})
@@ -458,10 +485,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                          "orientations": list(p.aug_orientations)}
                 print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
                 save()
+        results["wall_includes_sweep"] = True
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         save()
         write_report(results, out)
     else:  # the report above was written before the total was known
+        results["wall_includes_sweep"] = False
         results["wall_seconds"] = round(time.perf_counter() - t_start, 1)
         save()
         write_report(results, out)
@@ -499,7 +528,9 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
         + ". Wall time: "
         f"{results.get('wall_seconds_main', 0) / 60:.1f} min to the shipped student"
         + (f", {results['wall_seconds'] / 60:.1f} min in all"
-           + (" with the sweep." if results.get("sweep") else " (no sweep).")
+           + (" with the sweep." if results.get("wall_includes_sweep", bool(results.get("sweep")))
+              else " (no sweep)." if not results.get("sweep") else
+              " (the sweep's rows come from an earlier run).")
            if "wall_seconds" in results else "."),
         *[f"Resumed from an earlier run on {e['machine'].get('platform')} (PyTorch on "
           f"{e['machine'].get('device', 'cpu')}, {e['machine'].get('torch_threads')} torch "
@@ -569,6 +600,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
     tim = results.get("timings", {})
     if tim:
         lines += ["", "## Stage timings (s)", "", ", ".join(f"{k}: {v}" for k, v in tim.items())]
+        for e in results.get("earlier_runs", []):
+            if e.get("timings"):
+                lines += ["", f"Earlier run (PyTorch on {e['machine'].get('device', 'cpu')}): "
+                          + ", ".join(f"{k}: {v}" for k, v in e["timings"].items())]
     path = out / "REPORT.md"
     text = "\n".join(lines) + "\n"
     if path.is_file():  # keep the section `python -m train analyze` spliced in

@@ -498,6 +498,43 @@ def _map(jobs: list[_Job], workers: int, progress: bool) -> Iterator[Ellipse | N
         bar.close()
 
 
+#: Written beside a synthetic set: how it was made and the generator's fingerprint.
+RECIPE = "synth.json"
+
+
+def generator_fingerprint(seed: int = 0) -> str:
+    """A short hash of one defective image per texture: it changes whenever the generator's
+    pixels or labels change, so a set written by an older generator can be told apart."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for texture in range(len(_MODELS)):
+        img, ellipse = synth_image(seed, texture, 0, True)
+        digest.update(img.tobytes())
+        digest.update(repr(ellipse).encode())
+    return digest.hexdigest()[:16]
+
+
+def stale_set(root: str | Path) -> str | None:
+    """Why the synthetic set at ``root`` is not what this generator writes (its recorded
+    fingerprint differs), or None: also for a real DAGM copy or a set without a recipe file."""
+    import json
+
+    recipe = Path(root) / RECIPE
+    if not recipe.is_file():
+        return None
+    try:
+        made = json.loads(recipe.read_text())
+        seed, recorded = int(made["seed"]), str(made["fingerprint"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"{recipe} is unreadable ({exc})"
+    now = generator_fingerprint(seed)
+    if recorded == now:
+        return None
+    return (f"{root} was written by another version of the synthetic generator (fingerprint "
+            f"{recorded}, this one writes {now}); delete it to regenerate, or use another folder")
+
+
 def synthesize(
     out: str | Path,
     *,
@@ -553,4 +590,9 @@ def synthesize(
                 mask = Path(job.mask_path).name if job.mask_path else "0"
                 rows.append(f"{number + 1}\t{int(job.defective)}\t{name}\t0\t{mask}")
             (out / f"Class{k}" / split / "Label" / "Labels.txt").write_text("\n".join(rows) + "\n")
+    import json
+
+    (out / RECIPE).write_text(json.dumps(
+        {"seed": seed, "classes": classes, "good": good, "defective": defective,
+         "layout": layout, "fingerprint": generator_fingerprint(seed)}, indent=1) + "\n")
     return time.perf_counter() - start
