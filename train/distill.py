@@ -6,9 +6,9 @@ student epoch (and every student width of the compression sweep) costs only the 
 does not name the student's optimiser; Adam (lr 1e-3) is used because it fits the 4096-wide FC
 layer of a narrow student in a few epochs, where SGD at 1e-3 needs many times more.
 
-On a GPU the student trains in full FP32 (TF32 off, as on the CPU): a (4,8,16,4,4) student is
-bound by kernel launches, not arithmetic, so TF32 buys nothing there, and the regression of
-12 logits keeps the same precision on every device.
+On a GPU the student trains in full FP32 (TF32 off, as on the CPU): a (4,8,16,4,4) student's
+kernels are tiny, so TF32 would save little time (not measured) and cost the regression of 12
+logits precision; FP32 keeps the student's arithmetic the same on every device.
 """
 
 from __future__ import annotations
