@@ -139,14 +139,93 @@ def distill(
     if hard_weight and labels is None:
         msg = "hard_weight > 0 needs the patches' labels"
         raise ValueError(msg)
-    from train.models import resolve_device
+    import torch
+
+    from train.evaluate import evaluate_model
+    from train.fit import JsonLog, seed_everything
+    from train.models import (
+        build_model,
+        device_name,
+        fold_batchnorm,
+        normalization,
+        resolve_device,
+        save_checkpoint,
+        to_input,
+    )
+    from train.torchdata import batch_indices
 
     dev = resolve_device(device)
     with full_fp32(dev):
-        return _distill(patches, targets, eval_records, checkpoint, log, c=c, fc=fc,
-                        epochs=epochs, batch=batch, lr=lr, schedule=schedule, seed=seed,
-                        threads=threads, run=run, progress=progress, meta=meta, labels=labels,
-                        hard_weight=hard_weight, batchnorm=batchnorm, dev=dev)
+        seed_everything(seed, threads)
+        kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
+        model = build_model("student", **kwargs, batchnorm=batchnorm).to(
+            memory_format=torch.channels_last)
+        init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
+        init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
+        model = model.to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        mean, std = normalization("student")
+        jlog = JsonLog(log)
+        per_epoch = max(1, len(patches) // batch)
+        if schedule not in ("constant", "cosine"):
+            msg = f"unknown schedule {schedule!r}; expected 'constant' or 'cosine'"
+            raise ValueError(msg)
+        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
+                 if schedule == "cosine" else None)
+        jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
+                   iters=per_epoch * epochs)
+        curve: list[tuple[int, float]] = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=per_epoch * epochs, desc=run, unit="it", file=sys.stderr)
+        t_train, losses = 0.0, []
+        for it in range(per_epoch * epochs):
+            model.train()
+            idx = np.sort(batch_indices(len(patches), batch, seed, it))
+            x = to_input(np.asarray(patches[idx]), mean, std, channels_last=True, device=dev)
+            t = torch.as_tensor(np.asarray(targets[idx])).to(dev)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            out = model(x)
+            loss = 0.5 * ((out - t) ** 2).sum(1).mean()  # Eq. 1
+            if hard_weight:
+                y = torch.as_tensor(np.asarray(labels[idx])).to(dev)  # type: ignore[index]
+                loss = loss + hard_weight * torch.nn.functional.cross_entropy(out, y)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            t_train += time.perf_counter() - t0
+            losses.append(loss.item())
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            if (it + 1) % per_epoch == 0:
+                res = evaluate_model(model, eval_records, mean, std)
+                curve.append((it + 1, res.accuracy))
+                jlog.write(event="eval", run=run, iteration=it + 1,
+                           epoch=(it + 1) // per_epoch, accuracy=res.accuracy,
+                           images=len(res.labels), loss=float(np.mean(losses[-per_epoch:])),
+                           sec_per_iter=t_train / (it + 1))
+                if bar is not None:
+                    bar.write(f"[{run}] epoch {(it + 1) // per_epoch}: accuracy "
+                              f"{100 * res.accuracy:.2f}% on {len(res.labels)} images")
+        if bar is not None:
+            bar.close()
+        summary = {"run": run, "widths": list(c), "curve": curve,
+                   "sec_per_iter": t_train / max(1, per_epoch * epochs),
+                   "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
+        # the summary travels with the weights, so a reused checkpoint reports its own numbers
+        final = fold_batchnorm(model.eval()) if batchnorm else model
+        save_checkpoint(checkpoint, final.to(memory_format=torch.contiguous_format), "student",
+                        kwargs, init_state,
+                        {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
+                         "summary": summary, "trained_with_batchnorm": batchnorm,
+                         "device": device_name(dev)})
+        jlog.write(event="done", **summary)
+        return summary
 
 
 @contextlib.contextmanager
@@ -163,114 +242,6 @@ def full_fp32(dev: Any) -> Any:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _distill(
-    patches: np.ndarray,
-    targets: np.ndarray,
-    eval_records: Sequence[Any],
-    checkpoint: str | Path,
-    log: str | Path,
-    *,
-    c: Sequence[int],
-    fc: int,
-    epochs: int,
-    batch: int,
-    lr: float,
-    schedule: str,
-    seed: int,
-    threads: int,
-    run: str,
-    progress: bool,
-    meta: dict[str, Any] | None,
-    labels: np.ndarray | None,
-    hard_weight: float,
-    batchnorm: bool,
-    dev: Any,
-) -> dict[str, Any]:
-    import torch
-
-    from train.evaluate import evaluate_model
-    from train.fit import JsonLog, seed_everything
-    from train.models import (
-        build_model,
-        device_name,
-        fold_batchnorm,
-        normalization,
-        save_checkpoint,
-        to_input,
-    )
-    from train.torchdata import batch_indices
-
-    seed_everything(seed, threads)
-    kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
-    model = build_model("student", **kwargs, batchnorm=batchnorm).to(
-        memory_format=torch.channels_last)
-    init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
-    init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
-    model = model.to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    mean, std = normalization("student")
-    jlog = JsonLog(log)
-    per_epoch = max(1, len(patches) // batch)
-    if schedule not in ("constant", "cosine"):
-        msg = f"unknown schedule {schedule!r}; expected 'constant' or 'cosine'"
-        raise ValueError(msg)
-    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
-             if schedule == "cosine" else None)
-    jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
-               iters=per_epoch * epochs)
-    curve: list[tuple[int, float]] = []
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=per_epoch * epochs, desc=run, unit="it", file=sys.stderr)
-    t_train, losses = 0.0, []
-    for it in range(per_epoch * epochs):
-        model.train()
-        idx = np.sort(batch_indices(len(patches), batch, seed, it))
-        x = to_input(np.asarray(patches[idx]), mean, std, channels_last=True, device=dev)
-        t = torch.as_tensor(np.asarray(targets[idx])).to(dev)
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = 0.5 * ((out - t) ** 2).sum(1).mean()  # Eq. 1
-        if hard_weight:
-            y = torch.as_tensor(np.asarray(labels[idx])).to(dev)  # type: ignore[index]
-            loss = loss + hard_weight * torch.nn.functional.cross_entropy(out, y)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        t_train += time.perf_counter() - t0
-        losses.append(loss.item())
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-        if (it + 1) % per_epoch == 0:
-            res = evaluate_model(model, eval_records, mean, std)
-            curve.append((it + 1, res.accuracy))
-            jlog.write(event="eval", run=run, iteration=it + 1, epoch=(it + 1) // per_epoch,
-                       accuracy=res.accuracy, images=len(res.labels),
-                       loss=float(np.mean(losses[-per_epoch:])), sec_per_iter=t_train / (it + 1))
-            if bar is not None:
-                bar.write(f"[{run}] epoch {(it + 1) // per_epoch}: accuracy "
-                          f"{100 * res.accuracy:.2f}% on {len(res.labels)} images")
-    if bar is not None:
-        bar.close()
-    summary = {"run": run, "widths": list(c), "curve": curve,
-               "sec_per_iter": t_train / max(1, per_epoch * epochs),
-               "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
-    # the summary travels with the weights, so a reused checkpoint reports its own numbers
-    final = fold_batchnorm(model.eval()) if batchnorm else model
-    save_checkpoint(checkpoint, final.to(memory_format=torch.contiguous_format), "student",
-                    kwargs, init_state,
-                    {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
-                     "summary": summary, "trained_with_batchnorm": batchnorm,
-                     "device": device_name(dev)})
-    jlog.write(event="done", **summary)
-    return summary
 
 
 @friendly_errors
