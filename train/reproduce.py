@@ -109,16 +109,6 @@ def pick_restart(final_losses: list[float | None]) -> int:
                key=lambda i: (final_losses[i] is None, final_losses[i] or 0.0, i))
 
 
-def recorded_fingerprint(root: Path) -> str | None:
-    """The generator fingerprint a synthetic set recorded (``synth.json``); None for real data."""
-    from train.synth import RECIPE
-
-    try:
-        return str(json.loads((root / RECIPE).read_text())["fingerprint"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def ensure_data(p: Preset, root: Path) -> None:
     from train.dagm import DagmError
     from train.synth import stale_set
@@ -229,7 +219,9 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     machine = {"platform": platform.platform(), "processor": platform.processor(),
                "torch_threads": threads, "cpu_count": os.cpu_count(),
                "torch": torch.__version__, "device": device_name(dev)}
-    fingerprint = recorded_fingerprint(root)
+    from train.synth import read_recipe
+
+    fingerprint = (read_recipe(root) or {}).get("fingerprint")  # ensure_data checked it
     before = (results.get("data") or {}).get("fingerprint")
     if before and fingerprint and before != fingerprint:
         from train.dagm import DagmError

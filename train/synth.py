@@ -515,9 +515,9 @@ def generator_fingerprint(seed: int = 0) -> str:
     return digest.hexdigest()[:16]
 
 
-def stale_set(root: str | Path) -> str | None:
-    """Why the synthetic set at ``root`` is not what this generator writes (its recorded
-    fingerprint differs), or None: also for a real DAGM copy or a set without a recipe file."""
+def read_recipe(root: str | Path) -> dict[str, Any] | None:
+    """The ``synth.json`` a synthetic set was written with, or None (a real DAGM copy, or a set
+    from before recipes existed). An unreadable one is an error that names the file."""
     import json
 
     recipe = Path(root) / RECIPE
@@ -525,14 +525,25 @@ def stale_set(root: str | Path) -> str | None:
         return None
     try:
         made = json.loads(recipe.read_text())
-        seed, recorded = int(made["seed"]), str(made["fingerprint"])
+        made["seed"], made["fingerprint"] = int(made["seed"]), str(made["fingerprint"])
     except (ValueError, KeyError, TypeError) as exc:
-        return f"{recipe} is unreadable ({exc})"
-    now = generator_fingerprint(seed)
-    if recorded == now:
+        msg = f"{recipe} is unreadable ({exc!r}); delete it, or the set, to regenerate"
+        raise DagmError(msg) from exc
+    return dict(made)
+
+
+def stale_set(root: str | Path) -> str | None:
+    """Why the synthetic set at ``root`` is not what this generator writes (its recorded
+    fingerprint differs), or None: also for a real DAGM copy or a set without a recipe file."""
+    made = read_recipe(root)
+    if made is None:
+        return None
+    now = generator_fingerprint(made["seed"])
+    if made["fingerprint"] == now:
         return None
     return (f"{root} was written by another version of the synthetic generator (fingerprint "
-            f"{recorded}, this one writes {now}); delete it to regenerate, or use another folder")
+            f"{made['fingerprint']}, this one writes {now}); delete it to regenerate, or use "
+            "another folder")
 
 
 def synthesize(
