@@ -71,6 +71,18 @@ def test_class2_streaks_are_near_vertical() -> None:
     assert along > 0.4 and across < 0.2
 
 
+def test_class2_scratches_cross_the_fibres() -> None:
+    """A scratch along the fibres is one more dark fibre: the session-5 teacher missed 7 of 30
+    texture-2 scratches, 5 of them within 0.3 rad of vertical. Scratches now keep
+    SCRATCH_ACROSS_FIBRES off this image's fibres, so ≥ that minus the fibres' tilt off vertical,
+    and still take every other direction."""
+    thetas = np.array([synth_image(0, 1, i, True)[1].theta for i in range(60)])  # type: ignore[union-attr]
+    off_vertical = np.pi / 2 - np.abs(thetas)
+    least = synth.SCRATCH_ACROSS_FIBRES - synth.FIBRE_TILT
+    assert off_vertical.min() >= least - 0.01, f"one {off_vertical.min():.2f} rad off vertical"
+    assert thetas.min() < -1.0 and thetas.max() > 1.0 and np.abs(thetas).min() < 0.2
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"texture must be in 0..5, got 6"):
         synth_image(0, 6, 0, False)

@@ -178,10 +178,13 @@ def _class1(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
 # ---------------------------------------------------------------------------------------------
 # class 2: near-vertical fibre streaks; defect = thin dark scratch
 
+FIBRE_TILT = 0.14  # the fibres run within this many rad of vertical
+SCRATCH_ACROSS_FIBRES = 0.45  # the least angle (rad) between a scratch and the fibres
+
 
 def _class2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     info = TEXTURES[1]
-    angle = math.pi / 2 + rng.uniform(-0.14, 0.14)
+    angle = math.pi / 2 + rng.uniform(-FIBRE_TILT, FIBRE_TILT)
     kernel = _oriented_kernel(rng.uniform(3.0, 5.0), rng.uniform(0.45, 0.6), angle, 31)
     fibres = _standardize(cv2.filter2D(_noise(rng, SIZE), -1, kernel, borderType=cv2.BORDER_WRAP))
     bands = _lowpass(rng, SIZE, 8, 6.0, 0.6, angle)
@@ -190,7 +193,10 @@ def _class2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     if not defective:
         return img, None
     length = rng.uniform(45, 200)
-    direction = rng.uniform(-math.pi, math.pi)
+    # At least SCRATCH_ACROSS_FIBRES rad off the fibres: a 2-3 px dark line along them is one
+    # more dark fibre (5 of the 7 scratches session 5's teacher missed ran within 0.3 rad of
+    # the fibre axis; a person could not see them either).
+    direction = angle + rng.uniform(SCRATCH_ACROSS_FIBRES, math.pi - SCRATCH_ACROSS_FIBRES)
     cx, cy = _centre(rng, 30 + length / 4)
     sag = rng.uniform(-0.12, 0.12) * length if rng.random() < 0.5 else 0.0
     t = np.linspace(-0.5, 0.5, 24)
