@@ -195,7 +195,7 @@ def _class2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     length = rng.uniform(45, 200)
     # At least SCRATCH_ACROSS_FIBRES rad off the fibres: a 2-3 px dark line along them is one
     # more dark fibre (5 of the 7 scratches session 5's teacher missed ran within 0.3 rad of
-    # the fibre axis; a person could not see them either).
+    # the fibre axis; it found all 30 test scratches once they crossed the fibres).
     direction = angle + rng.uniform(SCRATCH_ACROSS_FIBRES, math.pi - SCRATCH_ACROSS_FIBRES)
     cx, cy = _centre(rng, 30 + length / 4)
     sag = rng.uniform(-0.12, 0.12) * length if rng.random() < 0.5 else 0.0
