@@ -159,9 +159,10 @@ def distill(
         seed_everything(seed, threads)
         kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
         # Layout: on the 2-core CPU a (4,8,16,4,4) BatchNorm training step (batch 32) takes
-        # 0.15 s in NCHW vs 0.25 s in channels_last, whose BatchNorm is slow at 4 channels;
-        # inference is the other way round (0.19 vs 0.28 s per 126 patches), so evaluation
-        # keeps channels_last. On a GPU the measured runs used channels_last: kept.
+        # 0.15 s in NCHW vs 0.26 s in channels_last, whose BatchNorm is slow at 4 channels
+        # (`sec_per_iter` in results/cpu/logs/student-transfer-r0.jsonl, session 6 vs 5);
+        # evaluation keeps channels_last, faster for inference. On a GPU the measured runs
+        # used channels_last: kept.
         layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
         model = build_model("student", **kwargs, batchnorm=batchnorm).to(memory_format=layout)
         init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
