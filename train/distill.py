@@ -125,6 +125,7 @@ def distill(
     labels: np.ndarray | None = None,
     hard_weight: float = 0.0,
     batchnorm: bool = False,
+    c1_init: str = "random",
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch.
@@ -165,7 +166,8 @@ def distill(
         # evaluation keeps channels_last, faster for inference. On a GPU the measured runs
         # used channels_last: kept.
         layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
-        model = build_model("student", **kwargs, batchnorm=batchnorm).to(memory_format=layout)
+        model = build_model("student", **kwargs, batchnorm=batchnorm,
+                            c1_init=c1_init).to(memory_format=layout)
         init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
         init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
         model = model.to(dev)
@@ -230,6 +232,7 @@ def distill(
                         kwargs, init_state,
                         {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
                          "summary": summary, "trained_with_batchnorm": batchnorm,
+                         "c1_init": c1_init,
                          "device": device_name(dev)})
         jlog.write(event="done", **summary)
         return summary
@@ -266,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="add this × cross-entropy on the patch labels to Eq. 1 (0: the paper)")
     ap.add_argument("--batchnorm", action="store_true",
                     help="train with BatchNorm after each conv (folded away in the checkpoint)")
+    ap.add_argument("--c1-init", default="random", choices=["random", "basis"],
+                    help="C1's starting filters: random, or box/centre-surround/edges "
+                         "(train.models.c1_basis)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam's (peak) learning rate")
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-patches", type=int, default=16000)
     ap.add_argument("--orientations", default="0,1,2,3,4,5,6,7",
                     help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
@@ -302,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
                           out / "logs" / f"{run}.jsonl", c=c, fc=args.fc, epochs=args.epochs,
                           schedule=args.schedule, batchnorm=args.batchnorm, device=args.device,
+                          c1_init=args.c1_init, lr=args.lr, batch=args.batch,
                           labels=y if args.hard_weight else None, hard_weight=args.hard_weight,
                           seed=sseed, threads=args.threads, run=run,
                           meta={"teacher": tname})

@@ -79,6 +79,8 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
         key["hard_weight"] = p.distill_hard_weight
     if p.distill_restarts > 1:
         key["restarts"] = p.distill_restarts
+    if p.student_c1_init != "random":
+        key["c1_init"] = p.student_c1_init
     return key
 
 
@@ -342,7 +344,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                     distill(aug_x, logits, sub_recs, rck, logdir / f"{rrun}.jsonl",
                             c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
                             schedule=p.distill_schedule, seed=rseed, threads=threads, run=rrun,
-                            batchnorm=p.student_batchnorm, device=str(dev),
+                            batchnorm=p.student_batchnorm, c1_init=p.student_c1_init,
+                            device=str(dev),
                             labels=aug_y if p.distill_hard_weight else None,
                             hard_weight=p.distill_hard_weight,
                             meta={"preset": p.name, "teacher": f"teacher-{tname}",
@@ -464,7 +467,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                 distill(aug_x, logits, sub_recs, ckdir / f"{run}.pt", logdir / f"{run}.jsonl",
                         c=c, fc=p.student_fc, epochs=p.sweep_epochs, seed=p.seed,
                         threads=threads, run=run, progress=False,
-                        batchnorm=p.student_batchnorm, device=str(dev),
+                        batchnorm=p.student_batchnorm, c1_init=p.student_c1_init,
+                        device=str(dev),
                         labels=aug_y if p.distill_hard_weight else None,
                         hard_weight=p.distill_hard_weight)
                 model, _ = load_checkpoint(ckdir / f"{run}.pt")
