@@ -129,6 +129,7 @@ def test_cli_passes_schedule_hard_labels_and_student_seed(tmp_path: Path) -> Non
     ck = out / "checkpoints" / "student-2x2x2x2x2-from-t-s3.pt"
     meta = torch.load(ck, map_location="cpu", weights_only=False)["meta"]
     assert meta["seed"] == 3 and meta["epochs"] == 2
+    assert meta["c1_init"] == "random"
     # the schedule reaches distill(): the same run at a constant rate gives another student
     code = main(["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data"),
                  "--widths", "2,2,2,2,2", "--fc", "8", "--epochs", "2", "--max-patches", "64",
@@ -139,3 +140,28 @@ def test_cli_passes_schedule_hard_labels_and_student_seed(tmp_path: Path) -> Non
     kept = torch.load(ck, map_location="cpu", weights_only=False)
     assert code == 0
     assert not all(torch.equal(kept["state_dict"][k], v) for k, v in other["state_dict"].items())
+
+
+def test_cli_c1_basis_init_reaches_the_student(tmp_path: Path) -> None:
+    """--c1-init basis: the checkpoint's w0 is the basis and its meta says so; with --lr 0 nothing
+    moves, so the saved C1 is still the basis (and --lr reaches Adam)."""
+    from train.distill import main
+    from train.models import c1_basis
+    from train.synth import synthesize
+
+    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1,
+               progress=False)
+    teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
+    save_checkpoint(tmp_path / "t.pt", teacher, "student", {"c": (2, 2, 2, 2, 2), "fc": 8}, None,
+                    {"iteration": 1})
+    code = main(["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data"),
+                 "--widths", "4,2,2,2,2", "--fc", "8", "--epochs", "1", "--max-patches", "32",
+                 "--c1-init", "basis", "--lr", "0", "--batch", "8", "--threads", "1",
+                 "--out", str(tmp_path / "out")])
+    assert code == 0
+    ck = torch.load(tmp_path / "out" / "checkpoints" / "student-4x2x2x2x2-from-t.pt",
+                    map_location="cpu", weights_only=False)
+    assert ck["meta"]["c1_init"] == "basis"
+    w0 = ck["init_state_dict"]["features.0.weight"].sum(1)
+    assert torch.allclose(w0, c1_basis(), atol=1e-6)
+    assert torch.allclose(ck["state_dict"]["features.0.weight"].sum(1), c1_basis(), atol=1e-6)

@@ -84,6 +84,37 @@ def test_student_forward_shape_and_bad_widths() -> None:
         build_model("student", c=(4, 8))
 
 
+def test_c1_basis_init_sees_a_bright_speckle_and_not_a_flat_field() -> None:
+    """The centre-surround filter answers a 1-px bright dot and is silent on a flat image, the
+    edge filters on a step; the box filter carries the brightness."""
+    net = build_model("student", c=(4, 2, 2, 2, 2), fc=8, c1_init="basis")
+    conv = net.features[0]
+    flat = torch.full((1, 3, 9, 9), 0.5)
+    dot = flat.clone()
+    dot[..., 4, 4] = 1.5
+    step = flat.clone()
+    step[..., :, 5:] = 1.5
+    with torch.no_grad():
+        r_flat, r_dot, r_step = (conv(x)[0, :, 4, 4] for x in (flat, dot, step))
+    assert r_flat[0] == pytest.approx(0.5, abs=1e-6)  # box: the mean
+    assert torch.allclose(r_flat[1:], torch.zeros(3), atol=1e-6)
+    assert r_dot[1] == pytest.approx(1.0, abs=1e-5)  # centre minus the mean of 8 neighbours
+    assert r_step[2] > 0.4 and abs(float(r_step[3])) < 1e-6  # vertical edge: x-gradient only
+
+
+def test_c1_basis_keeps_extra_filters_random_and_distinct() -> None:
+    """Filters past the four of the basis stay random, so no two C1 filters start equal (they
+    would stay equal through training)."""
+    wide = build_model("student", c=(6, 2, 2, 2, 2), fc=8, c1_init="basis").features[0].weight
+    w = wide.detach().reshape(6, -1)
+    assert torch.allclose(w[:4].reshape(4, 3, 3, 3).sum(1), models.c1_basis(), atol=1e-6)
+    assert all(not torch.allclose(w[i], w[j]) for i in range(6) for j in range(i + 1, 6))
+    narrow = build_model("student", c=(2, 2, 2, 2, 2), fc=8, c1_init="basis").features[0]
+    assert torch.allclose(narrow.weight.detach().sum(1), models.c1_basis()[:2], atol=1e-6)
+    with pytest.raises(ModelError, match=r"unknown c1_init 'dct'; expected one of random, basis"):
+        build_model("student", c1_init="dct")
+
+
 def test_unknown_arch_suggests_the_close_name() -> None:
     with pytest.raises(ModelError, match=r"unknown arch 'studnet'.*Did you mean 'student'"):
         build_model("studnet")

@@ -119,6 +119,16 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     assert kept["meta"]["distill_seed"] == chosen["seed"]  # not the split seed, after a reuse
     first, second = res["students"]["scratch"]["test"], again["students"]["scratch"]["test"]
     assert (second["accuracy"], second["confusion"]) == (first["accuracy"], first["confusion"])
+    # the report says what was reused, and the reused stages keep their first measured times
+    assert res["reused_stages"] == []
+    assert again["reused_stages"] == ["teacher-scratch-fit", "teacher-scratch-eval",
+                                      "student-scratch"]
+    for name in ("teacher-scratch-fit", "student-scratch"):
+        assert again["timings"][name] == res["timings"][name]
+    report = (out / "REPORT.md").read_text()
+    total = sum(again["timings"].values()) / 60
+    assert ("This invocation reused teacher-scratch-fit, teacher-scratch-eval, student-scratch "
+            "from an earlier one") in report and f"add up to {total:.1f} min." in report
     # a run directory made from other data refuses to resume (its checkpoints do not fit)
     from train.dagm import DagmError
 

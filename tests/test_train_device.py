@@ -111,11 +111,12 @@ def test_the_restart_with_the_lowest_final_loss_is_kept() -> None:
         pick_restart([])
 
 
-def test_distill_key_names_restarts_and_hard_labels_only_when_used() -> None:
+def test_distill_key_names_restarts_hard_labels_and_c1_init_only_when_used() -> None:
     base = distill_key(get_preset("smoke"), 12, 96)
-    assert "restarts" not in base and "hard_weight" not in base
-    key = distill_key(get_preset("smoke", distill_restarts=3, distill_hard_weight=0.5), 12, 96)
-    assert key == {**base, "restarts": 3, "hard_weight": 0.5}
+    assert "restarts" not in base and "hard_weight" not in base and "c1_init" not in base
+    key = distill_key(get_preset("smoke", distill_restarts=3, distill_hard_weight=0.5,
+                                 student_c1_init="basis"), 12, 96)
+    assert key == {**base, "restarts": 3, "hard_weight": 0.5, "c1_init": "basis"}
 
 
 def test_a_run_resumed_elsewhere_remembers_the_first_machine_once() -> None:

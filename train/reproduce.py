@@ -244,6 +244,10 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
     results.setdefault("students", {})
     results.setdefault("timings", {})
 
+    # stages this invocation took from an earlier one: their timings stay the recorded ones
+    reused: list[str] = []
+    results["reused_stages"] = reused
+
     def save() -> None:
         results["timings"].update(stage.timings)
         results_path.write_text(json.dumps(results, indent=1))
@@ -266,10 +270,11 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         if done:  # the recorded summary, unless it belongs to an earlier, shorter budget
             prev = results["teachers"].get(tr.name, {}).get("fit") or {}
             summary = prev if prev.get("iterations") == tr.iters else summary_from_checkpoint(ck)
+            reused.append(f"teacher-{tr.name}-fit")
         else:
             summary = fit(cfg, x, y, sub_recs, ck, logdir / f"teacher-{tr.name}.jsonl",
                           run=f"teacher-{tr.name}", meta={"preset": p.name, "seed": p.seed})
-        stage.record(f"teacher-{tr.name}-fit", time.perf_counter() - t0)
+            stage.record(f"teacher-{tr.name}-fit", time.perf_counter() - t0)
         if summary.get("sec_per_iter"):
             sec_teacher = summary["sec_per_iter"]
             stage.estimate = (time.perf_counter() - stage.t0) + estimate_seconds(
@@ -286,6 +291,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             # the same checkpoint was already evaluated on the full split (~3 min saved)
             print(f"   teacher {tr.name}: full test evaluation reused "
                   f"({100 * prev_entry['test']['accuracy']:.2f}%)", flush=True)
+            reused.append(f"teacher-{tr.name}-eval")
             return
         evaluate_teacher(tr.name, ck, recs, entry)
 
@@ -326,6 +332,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         t_it = checkpoint_iteration(tck)
         key = distill_key(p, t_it, len(aug_x))
         restarts: list[dict[str, Any]] = []
+        distilled = False
         if sck.is_file() and checkpoint_meta(sck).get("distill_key") == key:
             # the checkpoint's own summary; results.json may hold an older student's
             meta = checkpoint_meta(sck)
@@ -341,6 +348,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                 rkey = key if n == 1 else {**key, "seed": rseed}
                 if not rck.is_file() or checkpoint_meta(rck).get("distill_key") != rkey:
                     stage(f"distil {rrun} (seed {rseed})")
+                    distilled = True
                     distill(aug_x, logits, sub_recs, rck, logdir / f"{rrun}.jsonl",
                             c=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
                             schedule=p.distill_schedule, seed=rseed, threads=threads, run=rrun,
@@ -385,7 +393,10 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                       "aug_patches": len(aug_x),
                                       "restarts": [{k: v for k, v in r.items() if k != "summary"}
                                                    for r in restarts]}
-        stage.record(f"student-{tname}", time.perf_counter() - t0)
+        if distilled:
+            stage.record(f"student-{tname}", time.perf_counter() - t0)
+        else:
+            reused.append(f"student-{tname}")
         # the checkpoint carries its measured accuracy into the export's provenance
         blob = torch.load(sck, map_location="cpu", weights_only=False)
         blob["meta"].setdefault("distill_seed", blob["meta"].get("seed"))  # before "seed" below
@@ -528,6 +539,10 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
               else " (no sweep)." if not results.get("sweep") else
               " (the sweep's rows come from an earlier run).")
            if "wall_seconds" in results else "."),
+        *([f"This invocation reused {', '.join(results['reused_stages'])} from an earlier one "
+           "on this machine (their recorded times are below); the stage timings add up to "
+           f"{sum(results.get('timings', {}).values()) / 60:.1f} min."]
+          if results.get("reused_stages") else []),
         *[f"Resumed from an earlier run on {e['machine'].get('platform')} (PyTorch on "
           f"{e['machine'].get('device', 'cpu')}, {e['machine'].get('torch_threads')} torch "
           f"threads; {e.get('wall_seconds', 0) / 60:.1f} min): its checkpoints were reused where "
