@@ -99,7 +99,8 @@ def test_c1_basis_init_sees_a_bright_speckle_and_not_a_flat_field() -> None:
     assert r_flat[0] == pytest.approx(0.5, abs=1e-6)  # box: the mean
     assert torch.allclose(r_flat[1:], torch.zeros(3), atol=1e-6)
     assert r_dot[1] == pytest.approx(1.0, abs=1e-5)  # centre minus the mean of 8 neighbours
-    assert r_step[2] > 0.4 and abs(float(r_step[3])) < 1e-6  # vertical edge: x-gradient only
+    # a vertical step: the x-gradient sees it (right column minus left, weighted 1-2-1), y not
+    assert r_step[2] == pytest.approx(1.0, abs=1e-5) and abs(float(r_step[3])) < 1e-6
 
 
 def test_c1_basis_keeps_extra_filters_random_and_distinct() -> None:

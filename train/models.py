@@ -104,10 +104,10 @@ def c1_basis() -> torch.Tensor:
     """Four 3x3 gray filters [4, 3, 3]: box mean, centre-surround, and the two Sobel edges.
 
     Why: a (4,8,16,4,4) student distilled from random init usually stalls on a plateau where it
-    flags every good image of the synthetic speckle texture (class 3): it never grows a filter for
-    2-4 px bright spots. Starting C1 from this basis (then trained as usual) let 4 of 6 seeds
-    escape within 12 epochs, against none of 8 random-init runs (one H100, results/cpu/
-    student_variants.json)."""
+    flags every good image of the synthetic speckle texture (class 3), whose defects are 2-4 px
+    bright spots (our reading: no random C1 filter turns into a spot detector). Starting C1 from
+    this basis (then trained as usual) let 4 of 6 seeds escape within 12 epochs, against none of
+    8 random-init runs (one H100, results/cpu/student_variants.json)."""
     box = torch.full((3, 3), 1.0 / 9.0)
     centre_surround = torch.full((3, 3), -1.0 / 8.0)
     centre_surround[1, 1] = 1.0

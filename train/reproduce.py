@@ -540,7 +540,7 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
               " (the sweep's rows come from an earlier run).")
            if "wall_seconds" in results else "."),
         *([f"This invocation reused {', '.join(results['reused_stages'])} from an earlier one "
-           "on this machine (their recorded times are below); the stage timings add up to "
+           "(their measured times are kept under Stage timings); the stage timings add up to "
            f"{sum(results.get('timings', {}).values()) / 60:.1f} min."]
           if results.get("reused_stages") else []),
         *[f"Resumed from an earlier run on {e['machine'].get('platform')} (PyTorch on "
