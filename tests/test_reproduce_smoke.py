@@ -139,3 +139,26 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     with pytest.raises(DagmError, match="holds a run on other data"):
         run_preset(preset, out, threads=1, skip_sweep=True)
     assert json.loads((out / "results.json").read_text()) == saved  # left as it was
+
+
+def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:
+    """A Fig. 10 row is kept on a resume with the same settings and recomputed when the sweep's
+    epochs or the student's C1 init change (a stale row would otherwise stand in the report)."""
+    from train.presets import get_preset
+    from train.reproduce import run_preset
+
+    out = tmp_path / "smoke"
+    preset = get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1)
+    log = out / "logs" / "sweep-scratch-2x2x2x2x2.jsonl"
+    first = run_preset(preset, out, threads=1)["sweep"]["scratch:2x2x2x2x2"]
+    lines = log.read_text()
+    assert first["c1_init"] == "random" and first["epochs"] == 1
+    assert run_preset(preset, out, threads=1)["sweep"]["scratch:2x2x2x2x2"] == first
+    assert log.read_text() == lines  # not distilled again
+    basis = run_preset(get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1,
+                                  student_c1_init="basis"), out, threads=1)
+    assert basis["sweep"]["scratch:2x2x2x2x2"]["c1_init"] == "basis"
+    longer = run_preset(get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=2,
+                                   student_c1_init="basis"), out, threads=1)
+    assert longer["sweep"]["scratch:2x2x2x2x2"]["epochs"] == 2
+    assert log.read_text().count('"event": "start"') == 3

@@ -470,8 +470,10 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"
                 prev = results["sweep"].get(key, {})
-                if (prev.get("teacher_iteration"), prev.get("patches"),
-                        prev.get("orientations")) == (t_it, len(aug_x), list(p.aug_orientations)):
+                if ((prev.get("teacher_iteration"), prev.get("patches"), prev.get("orientations"),
+                     prev.get("epochs"), prev.get("c1_init", "random"))
+                        == (t_it, len(aug_x), list(p.aug_orientations), p.sweep_epochs,
+                            p.student_c1_init)):
                     continue
                 stage(f"sweep {key}")
                 run = f"sweep-{tname}-{'x'.join(map(str, c))}"
@@ -489,7 +491,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                          "parameters": count_parameters(model),
                                          "epochs": p.sweep_epochs, "teacher_iteration": t_it,
                                          "patches": len(aug_x),
-                                         "orientations": list(p.aug_orientations)}
+                                         "orientations": list(p.aug_orientations),
+                                         "c1_init": p.student_c1_init}
                 print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
                 save()
         results["wall_includes_sweep"] = True
