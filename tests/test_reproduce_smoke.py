@@ -162,3 +162,40 @@ def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> 
                                    student_c1_init="basis"), out, threads=1)
     assert longer["sweep"]["scratch:2x2x2x2x2"]["epochs"] == 2
     assert log.read_text().count('"event": "start"') == 3
+
+
+def test_the_sweep_can_compare_a_teacher_that_ships_no_student(tmp_path: Path) -> None:
+    """``sweep_from`` names the teachers of Fig. 10 apart from the ones distilled for shipping
+    (the cpu preset sweeps the scratch teacher it does not distil); unset, it is distill_from."""
+    from train.presets import get_preset
+    from train.reproduce import run_preset
+
+    assert get_preset("smoke").sweep_teachers == ("scratch",)
+    preset = get_preset("smoke", distill_from=(), ship=None, sweep=((2, 2, 2, 2, 2),),
+                        sweep_epochs=1, sweep_from=("scratch",))
+    res = run_preset(preset, tmp_path / "smoke", threads=1)
+    assert res["students"] == {}
+    assert list(res["sweep"]) == ["scratch:2x2x2x2x2"]
+    assert res["sweep"]["scratch:2x2x2x2x2"]["teacher"] == "scratch"
+
+
+@pytest.mark.parametrize("field", ["distill_from", "sweep_from", "ship"])
+def test_a_preset_naming_an_unknown_teacher_is_refused(field: str) -> None:
+    from train.presets import get_preset
+
+    value = "transfr" if field == "ship" else ("transfr",)
+    with pytest.raises(ValueError, match=f"{field} names 'transfr', not one of its teachers "
+                                         r"\(transfer, scratch\)"):
+        get_preset("cpu", **{field: value})
+
+
+def test_the_eta_counts_restarts_and_every_sweep_teacher() -> None:
+    from train.presets import get_preset
+    from train.reproduce import estimate_seconds
+
+    def eta(**over: object) -> float:
+        return estimate_seconds(get_preset("cpu", **over), 1.5, 0.15, 0.012, 1380, 5520)
+
+    assert eta(distill_restarts=2) > eta(distill_restarts=1)
+    assert eta(sweep_from=("transfer", "scratch")) > eta(sweep_from=("transfer",))
+    assert eta(sweep=()) < eta()

@@ -14,13 +14,14 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from train._cli import friendly_errors
-from train.presets import Preset, get_preset
+from train.presets import Preset, TeacherRun, get_preset
 
 PAPER_TABLE2 = {
     "scratch": ("Scratch (no aug)", 70.87, 1.26, 17200),
@@ -53,16 +54,20 @@ class Stage:
 
 
 def estimate_seconds(p: Preset, sec_teacher: float, sec_student: float, sec_eval_patch: float,
-                     test_images: int, train_images: int) -> float:
-    """Rough wall time of a preset from measured step costs (printed as the ETA)."""
+                     test_images: int, train_images: int,
+                     teachers: Sequence[TeacherRun] | None = None) -> float:
+    """Rough wall time of a preset from measured step costs (printed as the ETA); ``teachers``:
+    the ones still to train (default: all of the preset's)."""
     t = 0.0
     per_eval = (p.eval_images or test_images) * 9 * sec_eval_patch
-    for tr in p.teachers:
+    for tr in p.teachers if teachers is None else teachers:
         t += tr.iters * sec_teacher + p.eval_points * per_eval + test_images * 9 * sec_eval_patch
     n_aug = p.aug_max_patches or train_images * 10
-    t += len(p.distill_from) * n_aug * sec_eval_patch
-    t += len(p.distill_from) * p.distill_epochs * (n_aug / 32) * sec_student
-    t += len(p.sweep) * p.sweep_epochs * (n_aug / 32) * sec_student
+    logit_teachers = set(p.distill_from) | (set(p.sweep_teachers) if p.sweep else set())
+    t += len(logit_teachers) * n_aug * sec_eval_patch
+    t += (len(p.distill_from) * p.distill_restarts * p.distill_epochs * (n_aug / 32)
+          * sec_student)
+    t += len(p.sweep_teachers) * len(p.sweep) * p.sweep_epochs * (n_aug / 32) * sec_student
     return t
 
 
@@ -278,8 +283,8 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         if summary.get("sec_per_iter"):
             sec_teacher = summary["sec_per_iter"]
             stage.estimate = (time.perf_counter() - stage.t0) + estimate_seconds(
-                Preset(**{**p.__dict__, "teachers": p.teachers[p.teachers.index(tr) + 1:]}),
-                sec_teacher, 0.1, sec_patch, len(test_recs), len(train_recs))
+                p, sec_teacher, 0.1, sec_patch, len(test_recs), len(train_recs),
+                teachers=p.teachers[p.teachers.index(tr) + 1:])
         first = p.teacher_test_images is not None and p.teacher_test_images < len(test_recs)
         recs = load_split(root, "test", p.seed, limit=p.teacher_test_images) if first else test_recs
         entry = {"fit": summary, "init": tr.init, "patches": tr.patches, "train_patches": len(x),
@@ -462,7 +467,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
         results.setdefault("sweep", {})
         if aug_x is None:
             aug_x, aug_y = aug_patches()
-        for tname in p.distill_from:
+        for tname in p.sweep_teachers:
             tck = ckdir / f"teacher-{tname}.pt"
             logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x),
                                                              aug_tag), device=str(dev))
