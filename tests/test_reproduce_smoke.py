@@ -162,6 +162,31 @@ def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> 
                                    student_c1_init="basis"), out, threads=1)
     assert longer["sweep"]["scratch:2x2x2x2x2"]["epochs"] == 2
     assert log.read_text().count('"event": "start"') == 3
+    report = (out / "REPORT.md").read_text()
+    assert "| scratch | (2, 2, 2, 2, 2) |" in report  # the sweep's point
+    assert "| scratch | (2, 2, 2, 2, 2) (the preset's student) |" in report
+    assert (out / "fig10_compression_sweep.png").stat().st_size > 0
+
+
+def test_fig10_rows_go_widest_first_and_end_at_the_preset_student() -> None:
+    from train.reproduce import sweep_rows
+
+    def point(teacher: str, params: int) -> dict[str, object]:
+        return {"teacher": teacher, "widths": [1] * 5, "parameters": params, "epochs": 3,
+                "accuracy": 0.5}
+
+    results = {"config": {"distill_epochs": 16},
+               "sweep": {"t:a": point("transfer", 1_000), "t:b": point("transfer", 5_000),
+                         "s:a": point("scratch", 1_000)},
+               "students": {"transfer": {"widths": [4, 8, 16, 4, 4], "parameters": 800,
+                                         "test": {"accuracy": 0.99}},
+                            "other": {"widths": [4, 8, 16, 4, 4], "parameters": 800,
+                                      "test": {"accuracy": 0.9}}}}
+    rows = sweep_rows(results)
+    assert [(r["teacher"], r["parameters"], r.get("shipped", False)) for r in rows] == [
+        ("transfer", 5_000, False), ("transfer", 1_000, False), ("transfer", 800, True),
+        ("scratch", 1_000, False)]
+    assert rows[2]["epochs"] == 16 and rows[2]["accuracy"] == 0.99
 
 
 def test_the_sweep_can_compare_a_teacher_that_ships_no_student(tmp_path: Path) -> None:

@@ -608,12 +608,15 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                          f"max |Δlogit| at export "
                          f"{exp['files'][variant]['max_abs_logit_diff']:.2e}")
     if results.get("sweep"):
+        sweep_png = plot_fig10(results, out / "fig10_compression_sweep.png")
         lines += ["", "## Fig. 10 (partial): compression sweep", "",
                   "| teacher | widths | parameters | epochs | accuracy % |",
                   "|---|---|---|---|---|"]
-        for v in results["sweep"].values():
-            lines.append(f"| {v['teacher']} | {tuple(v['widths'])} | {v['parameters']:,} | "
-                         f"{v['epochs']} | {_pct(v['accuracy'])} |")
+        for v in sweep_rows(results):
+            shipped = " (the preset's student)" if v.get("shipped") else ""
+            lines.append(f"| {v['teacher']} | {tuple(v['widths'])}{shipped} | "
+                         f"{v['parameters']:,} | {v['epochs']} | {_pct(v['accuracy'])} |")
+        lines += ["", f"![Fig. 10]({sweep_png.name})"]
     if results.get("notes"):
         lines += ["", "## Notes", "", *[f"- {n}" for n in results["notes"]]]
     tim = results.get("timings", {})
@@ -651,6 +654,50 @@ def plot_fig4(results: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"Fig. 4 reproduction: preset {results.get('preset')}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def sweep_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Fig. 10's points by teacher, widest first; a sweep teacher's main student (trained longer,
+    ``shipped``) joins its teacher's rows, so the curve ends at the student the preset made."""
+    rows = [dict(v) for v in results.get("sweep", {}).values()]
+    teachers = list(dict.fromkeys(v["teacher"] for v in rows))
+    for name in teachers:
+        s = results.get("students", {}).get(name)
+        if s and s.get("test"):
+            rows.append({"teacher": name, "widths": s["widths"], "parameters": s["parameters"],
+                         "epochs": results.get("config", {}).get("distill_epochs"),
+                         "accuracy": s["test"]["accuracy"], "shipped": True})
+    return sorted(rows, key=lambda v: (teachers.index(v["teacher"]), -v["parameters"]))
+
+
+def plot_fig10(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sweep_rows(results)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name in dict.fromkeys(v["teacher"] for v in rows):
+        pts = [v for v in rows if v["teacher"] == name and not v.get("shipped")]
+        line = ax.plot([v["parameters"] for v in pts], [100 * v["accuracy"] for v in pts],
+                       marker="o", label=f"students of {name} ({pts[0]['epochs']} epochs)"
+                       if pts else name)
+        for v in rows:
+            if v["teacher"] == name and v.get("shipped"):
+                ax.plot(v["parameters"], 100 * v["accuracy"], marker="*", markersize=12,
+                        linestyle="none", color=line[0].get_color(),
+                        label=f"{name}'s preset student ({v['epochs']} epochs)")
+    ax.set_xscale("log")
+    ax.set_xlabel("student parameters")
+    ax.set_ylabel("test accuracy % (§4 protocol)")
+    ax.set_title(f"Fig. 10 reproduction (partial): preset {results.get('preset')}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
