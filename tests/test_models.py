@@ -223,6 +223,27 @@ def test_last_conv_and_conv_layers() -> None:
     assert conv_layers(lite)[-1][0] == "conv_head"
 
 
+def test_to_input_takes_a_read_only_patch_cache_without_warning(tmp_path: Path) -> None:
+    """The patch caches are memory-mapped read-only; torch warned of undefined behaviour on every
+    run that converted them. In a fresh interpreter, since torch warns once per process."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "p.npy", np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4))
+    code = (
+        "import sys, warnings, numpy as np\n"
+        "from train.models import to_input\n"
+        "warnings.simplefilter('error')\n"
+        f"p = np.load({str(tmp_path / 'p.npy')!r}, mmap_mode='r')\n"
+        "x = to_input(p, (0.5,) * 3, (0.5,) * 3)\n"
+        "assert not p.flags.writeable and tuple(x.shape) == (2, 3, 4, 4)\n"
+        "assert abs(float(x[1, 2, 3, 3]) - (31 / 255 - 0.5) / 0.5) < 1e-6\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "not writable" not in run.stderr
+
+
 def test_to_input_replicates_gray_and_normalises() -> None:
     patches = np.array([[[0, 255]]], dtype=np.uint8)  # [1, 1, 2]
     x = to_input(patches, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

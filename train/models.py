@@ -429,6 +429,9 @@ def to_input(
 
     With ``device``, the uint8 pixels travel there before the conversion (a quarter of the
     bytes of the float tensor)."""
+    if isinstance(patches, np.ndarray) and not patches.flags.writeable:
+        # a memory-mapped patch cache: torch would wrap it anyway and warn of undefined behaviour
+        patches = np.array(patches)
     t = torch.as_tensor(patches)
     if device is not None:
         t = t.to(device, non_blocking=True)
