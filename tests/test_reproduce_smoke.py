@@ -150,11 +150,16 @@ def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> 
     out = tmp_path / "smoke"
     preset = get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1)
     log = out / "logs" / "sweep-scratch-2x2x2x2x2.jsonl"
-    first = run_preset(preset, out, threads=1)["sweep"]["scratch:2x2x2x2x2"]
+    res = run_preset(preset, out, threads=1)
+    first, took = res["sweep"]["scratch:2x2x2x2x2"], res["timings"]["sweep-scratch:2x2x2x2x2"]
     lines = log.read_text()
-    assert first["c1_init"] == "random" and first["epochs"] == 1
-    assert run_preset(preset, out, threads=1)["sweep"]["scratch:2x2x2x2x2"] == first
+    assert first["c1_init"] == "random" and first["epochs"] == 1 and took > 0
+    again = run_preset(preset, out, threads=1)
+    assert again["sweep"]["scratch:2x2x2x2x2"] == first
     assert log.read_text() == lines  # not distilled again
+    # the reused point keeps its measured time, and the report says it was reused
+    assert again["timings"]["sweep-scratch:2x2x2x2x2"] == took
+    assert "sweep-scratch:2x2x2x2x2" in again["reused_stages"]
     basis = run_preset(get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1,
                                   student_c1_init="basis"), out, threads=1)
     assert basis["sweep"]["scratch:2x2x2x2x2"]["c1_init"] == "basis"
@@ -202,6 +207,7 @@ def test_the_sweep_can_compare_a_teacher_that_ships_no_student(tmp_path: Path) -
     assert res["students"] == {}
     assert list(res["sweep"]) == ["scratch:2x2x2x2x2"]
     assert res["sweep"]["scratch:2x2x2x2x2"]["teacher"] == "scratch"
+    assert res["timings"]["sweep-logits-scratch"] > 0  # its logits were computed for the sweep
 
 
 @pytest.mark.parametrize("field", ["distill_from", "sweep_from", "ship"])

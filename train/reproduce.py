@@ -469,8 +469,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             aug_x, aug_y = aug_patches()
         for tname in p.sweep_teachers:
             tck = ckdir / f"teacher-{tname}.pt"
-            logits = teacher_logits(tck, aug_x, logits_cache(out / "cache", tck, len(aug_x),
-                                                             aug_tag), device=str(dev))
+            cache = logits_cache(out / "cache", tck, len(aug_x), aug_tag)
+            cached = cache.is_file()
+            t0 = time.perf_counter()
+            logits = teacher_logits(tck, aug_x, cache, device=str(dev))
+            if not cached:  # a cached set keeps the time it took when it was computed
+                stage.record(f"sweep-logits-{tname}", time.perf_counter() - t0)
             t_it = checkpoint_iteration(tck)
             for c in p.sweep:
                 key = f"{tname}:{'x'.join(map(str, c))}"
@@ -479,8 +483,10 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                      prev.get("epochs"), prev.get("c1_init", "random"))
                         == (t_it, len(aug_x), list(p.aug_orientations), p.sweep_epochs,
                             p.student_c1_init)):
+                    reused.append(f"sweep-{key}")
                     continue
                 stage(f"sweep {key}")
+                t0 = time.perf_counter()
                 run = f"sweep-{tname}-{'x'.join(map(str, c))}"
                 distill(aug_x, logits, sub_recs, ckdir / f"{run}.pt", logdir / f"{run}.jsonl",
                         c=c, fc=p.student_fc, epochs=p.sweep_epochs, seed=p.seed,
@@ -498,6 +504,7 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
                                          "patches": len(aug_x),
                                          "orientations": list(p.aug_orientations),
                                          "c1_init": p.student_c1_init}
+                stage.record(f"sweep-{key}", time.perf_counter() - t0)
                 print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
                 save()
         results["wall_includes_sweep"] = True
