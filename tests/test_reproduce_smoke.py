@@ -188,7 +188,7 @@ def test_fig10_rows_go_widest_first_and_end_at_the_preset_student() -> None:
                             "other": {"widths": [4, 8, 16, 4, 4], "parameters": 800,
                                       "test": {"accuracy": 0.9}}}}
     rows = sweep_rows(results)
-    assert [(r["teacher"], r["parameters"], r.get("shipped", False)) for r in rows] == [
+    assert [(r["teacher"], r["parameters"], r.get("preset_student", False)) for r in rows] == [
         ("transfer", 5_000, False), ("transfer", 1_000, False), ("transfer", 800, True),
         ("scratch", 1_000, False)]
     assert rows[2]["epochs"] == 16 and rows[2]["accuracy"] == 0.99
@@ -218,6 +218,14 @@ def test_a_preset_naming_an_unknown_teacher_is_refused(field: str) -> None:
     with pytest.raises(ValueError, match=f"{field} names 'transfr', not one of its teachers "
                                          r"\(transfer, scratch\)"):
         get_preset("cpu", **{field: value})
+
+
+def test_a_preset_shipping_a_student_it_does_not_distil_is_refused() -> None:
+    from train.presets import get_preset
+
+    with pytest.raises(ValueError, match=r"ships the student of 'scratch', which it does not "
+                                         r"distil \(distill_from: transfer\)"):
+        get_preset("cpu", ship="scratch")
 
 
 def test_the_eta_counts_restarts_and_every_sweep_teacher() -> None:

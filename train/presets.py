@@ -80,6 +80,10 @@ class Preset:
                 msg = (f"preset {self.name!r}: {fname} names {', '.join(map(repr, unknown))}, "
                        f"not one of its teachers ({', '.join(names) or 'none'})")
                 raise ValueError(msg)
+        if self.ship and self.ship not in self.distill_from:
+            msg = (f"preset {self.name!r} ships the student of {self.ship!r}, which it does not "
+                   f"distil (distill_from: {', '.join(self.distill_from) or 'none'})")
+            raise ValueError(msg)
 
     @property
     def sweep_teachers(self) -> tuple[str, ...]:

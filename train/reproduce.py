@@ -620,8 +620,8 @@ def write_report(results: dict[str, Any], out: Path) -> Path:
                   "| teacher | widths | parameters | epochs | accuracy % |",
                   "|---|---|---|---|---|"]
         for v in sweep_rows(results):
-            shipped = " (the preset's student)" if v.get("shipped") else ""
-            lines.append(f"| {v['teacher']} | {tuple(v['widths'])}{shipped} | "
+            mark = " (the preset's student)" if v.get("preset_student") else ""
+            lines.append(f"| {v['teacher']} | {tuple(v['widths'])}{mark} | "
                          f"{v['parameters']:,} | {v['epochs']} | {_pct(v['accuracy'])} |")
         lines += ["", f"![Fig. 10]({sweep_png.name})"]
     if results.get("notes"):
@@ -669,7 +669,8 @@ def plot_fig4(results: dict[str, Any], path: Path) -> Path:
 
 def sweep_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Fig. 10's points by teacher, widest first; a sweep teacher's main student (trained longer,
-    ``shipped``) joins its teacher's rows, so the curve ends at the student the preset made."""
+    marked ``preset_student``) joins its teacher's rows, so the curve ends at the student the
+    preset made."""
     rows = [dict(v) for v in results.get("sweep", {}).values()]
     teachers = list(dict.fromkeys(v["teacher"] for v in rows))
     for name in teachers:
@@ -677,7 +678,7 @@ def sweep_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         if s and s.get("test"):
             rows.append({"teacher": name, "widths": s["widths"], "parameters": s["parameters"],
                          "epochs": results.get("config", {}).get("distill_epochs"),
-                         "accuracy": s["test"]["accuracy"], "shipped": True})
+                         "accuracy": s["test"]["accuracy"], "preset_student": True})
     return sorted(rows, key=lambda v: (teachers.index(v["teacher"]), -v["parameters"]))
 
 
@@ -690,12 +691,12 @@ def plot_fig10(results: dict[str, Any], path: Path) -> Path:
     rows = sweep_rows(results)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name in dict.fromkeys(v["teacher"] for v in rows):
-        pts = [v for v in rows if v["teacher"] == name and not v.get("shipped")]
+        pts = [v for v in rows if v["teacher"] == name and not v.get("preset_student")]
         line = ax.plot([v["parameters"] for v in pts], [100 * v["accuracy"] for v in pts],
                        marker="o", label=f"students of {name} ({pts[0]['epochs']} epochs)"
                        if pts else name)
         for v in rows:
-            if v["teacher"] == name and v.get("shipped"):
+            if v["teacher"] == name and v.get("preset_student"):
                 ax.plot(v["parameters"], 100 * v["accuracy"], marker="*", markersize=12,
                         linestyle="none", color=line[0].get_color(),
                         label=f"{name}'s preset student ({v['epochs']} epochs)")
