@@ -231,7 +231,7 @@ def test_to_input_takes_a_read_only_patch_cache_without_warning(tmp_path: Path) 
 
     np.save(tmp_path / "p.npy", np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4))
     code = (
-        "import sys, warnings, numpy as np\n"
+        "import warnings, numpy as np\n"
         "from train.models import to_input\n"
         "warnings.simplefilter('error')\n"
         f"p = np.load({str(tmp_path / 'p.npy')!r}, mmap_mode='r')\n"

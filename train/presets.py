@@ -72,8 +72,7 @@ class Preset:
     def __post_init__(self) -> None:
         # a misspelt teacher name would otherwise be skipped silently (or fail hours in)
         names = [t.name for t in self.teachers]
-        fields = {"distill_from": self.distill_from, "sweep_from": self.sweep_from or (),
-                  "ship": (self.ship,) if self.ship else ()}
+        fields = {"distill_from": self.distill_from, "sweep_from": self.sweep_from or ()}
         for fname, chosen in fields.items():
             unknown = [n for n in chosen if n not in names]
             if unknown:
