@@ -1,5 +1,6 @@
-// See openvino_runner.hpp. Python binding: openvino_bindings.cpp; tests: tests/test_backend_openvino.py
-// (TestNative*) and tests/test_precision_guard.py.
+// See openvino_runner.hpp. Python binding: fastcpu_bindings.cpp; tests:
+// tests/test_backend_openvino.py (the native whole-frame runner section) and
+// tests/test_precision_guard.py.
 #include "openvino_runner.hpp"
 
 #include <cstdlib>

@@ -35,10 +35,6 @@ struct OpenVinoRunnerOptions {
     bool is_logits = true;
 };
 
-struct StageTimes {
-    double tile_ms = 0, infer_ms = 0, vote_ms = 0, total_ms = 0;
-};
-
 class OpenVinoRunner {
 public:
     explicit OpenVinoRunner(const OpenVinoRunnerOptions& options);

@@ -1,296 +1,34 @@
 // See student_engine.hpp for what this computes and why the shared computation is exact.
-// Compiled with -mavx2 -mfma (only this file); callers check student_engine_supported() first.
-// Python: pyinspect/fast_student.py; tests: tests/test_fast_student.py.
+// The orchestration (geometry, task plan, weight layouts) is baseline x86-64 code; the arithmetic
+// is in student_kernels_avx2.cpp, called only once the constructor has checked
+// student_engine_supported(). Python: pyinspect/runners/student.py; tests:
+// tests/test_runner_student.py.
 #include "student_engine.hpp"
 
-#include <immintrin.h>
-
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <functional>
-#include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "student_kernels.hpp"
+#include "thread_pool.hpp"
 
 namespace pyinspect {
 
 namespace {
 
+using namespace student;  // kLayers, kCout, kCin, kFcRows; the kernels are student::avx2::
+
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
 
-constexpr int kLayers = 5;
-constexpr int kCout[kLayers] = {4, 8, 16, 4, 4};
-constexpr int kCin[kLayers] = {1, 4, 8, 16, 4};  // conv1 after summing replicated gray channels
 constexpr int kPatch = StudentEngine::kPatch;
 constexpr int kAlign = 16;  // offsets must be multiples of 2^4 to share conv1..conv4
 
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-// ---- kernels: one pooled output row from 4 zero-padded input rows ------------------------------
-// rows[t] points at padded column -1 of input row 2i - 1 + t; conv column x reads padded
-// columns x .. x + 2. Output: wout pooled pixels, NHWC (cout floats each).
-using RowKernel = void (*)(const float* const rows[4], int wout, const float* w, const float* b,
-                           float* out);
-
-template <int NQ>
-inline void conv1_step(const float* const rows[4], std::ptrdiff_t j, const float* w, __m128 bias,
-                       float* out) {
-    __m256 acc[NQ][2];
-    for (auto& q : acc) q[0] = q[1] = _mm256_setzero_ps();
-    for (int ky = 0; ky < 3; ++ky) {
-        for (int kx = 0; kx < 3; ++kx) {
-            const __m256 wv = _mm256_loadu_ps(w + (ky * 3 + kx) * 8);
-            for (int q = 0; q < NQ; ++q) {
-                for (int a = 0; a < 2; ++a) {
-                    const float* src = rows[a + ky] + 4 * (2 * (j + q) + kx);
-                    acc[q][a] = _mm256_fmadd_ps(_mm256_loadu_ps(src), wv, acc[q][a]);
-                }
-            }
-        }
-    }
-    for (int q = 0; q < NQ; ++q) {
-        const __m256 m = _mm256_max_ps(acc[q][0], acc[q][1]);
-        const __m128 r = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-        _mm_storeu_ps(out + 4 * (j + q), _mm_max_ps(_mm_add_ps(r, bias), _mm_setzero_ps()));
-    }
-}
-
-// conv1: input rows are "dup4": every pixel value repeated 4 times (one per output channel), so
-// one 8-lane load holds two neighbouring pixels for the 4 channels of two conv columns. w: [9][8]
-// (each tap's 4 channel weights, twice). Four pooled pixels per step; a ragged end re-does the
-// last four (same values) instead of a scalar tail.
-void row_conv1(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
-    const __m128 bias = _mm_loadu_ps(b);
-    if (wout < 4) {
-        for (int j = 0; j < wout; ++j) conv1_step<1>(rows, j, w, bias, out);
-        return;
-    }
-    for (std::ptrdiff_t j = 0; j < wout; j += 4) {
-        conv1_step<4>(rows, std::min<std::ptrdiff_t>(j, wout - 4), w, bias, out);
-    }
-}
-
-// 8 output channels (one vector); w: [9][CIN][8]. Two pooled pixels (8 conv pixels) per step.
-template <int CIN>
-void row_c8(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
-    const __m256 bias = _mm256_loadu_ps(b), zero = _mm256_setzero_ps();
-    std::ptrdiff_t j = 0;
-    for (; j + 2 <= wout; j += 2) {
-        __m256 acc[2][4];
-        for (auto& q : acc) q[0] = q[1] = q[2] = q[3] = zero;
-        for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const __m256 wv = _mm256_loadu_ps(w + ((ky * 3 + kx) * CIN + ci) * 8);
-                    for (int q = 0; q < 2; ++q) {
-                        for (int a = 0; a < 2; ++a) {
-                            const float* src = rows[a + ky] + (2 * (j + q) + kx) * CIN + ci;
-                            acc[q][2 * a] =
-                                _mm256_fmadd_ps(_mm256_broadcast_ss(src), wv, acc[q][2 * a]);
-                            acc[q][2 * a + 1] = _mm256_fmadd_ps(_mm256_broadcast_ss(src + CIN), wv,
-                                                                acc[q][2 * a + 1]);
-                        }
-                    }
-                }
-            }
-        }
-        for (int q = 0; q < 2; ++q) {
-            const __m256 m = _mm256_max_ps(_mm256_max_ps(acc[q][0], acc[q][1]),
-                                           _mm256_max_ps(acc[q][2], acc[q][3]));
-            _mm256_storeu_ps(out + 8 * (j + q), _mm256_max_ps(_mm256_add_ps(m, bias), zero));
-        }
-    }
-    for (; j < wout; ++j) {
-        __m256 acc[4] = {zero, zero, zero, zero};
-        for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const __m256 wv = _mm256_loadu_ps(w + ((ky * 3 + kx) * CIN + ci) * 8);
-                    for (int a = 0; a < 2; ++a) {
-                        const float* src = rows[a + ky] + (2 * j + kx) * CIN + ci;
-                        acc[2 * a] = _mm256_fmadd_ps(_mm256_broadcast_ss(src), wv, acc[2 * a]);
-                        acc[2 * a + 1] =
-                            _mm256_fmadd_ps(_mm256_broadcast_ss(src + CIN), wv, acc[2 * a + 1]);
-                    }
-                }
-            }
-        }
-        const __m256 m =
-            _mm256_max_ps(_mm256_max_ps(acc[0], acc[1]), _mm256_max_ps(acc[2], acc[3]));
-        _mm256_storeu_ps(out + 8 * j, _mm256_max_ps(_mm256_add_ps(m, bias), zero));
-    }
-}
-
-// 16 output channels (two vectors); w: [9][CIN][16]. One pooled pixel per step.
-template <int CIN>
-void row_c16(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), zero = _mm256_setzero_ps();
-    for (std::ptrdiff_t j = 0; j < wout; ++j) {
-        __m256 acc[4][2];
-        for (auto& p : acc) p[0] = p[1] = zero;
-        for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const float* wp = w + ((ky * 3 + kx) * CIN + ci) * 16;
-                    const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                    for (int a = 0; a < 2; ++a) {
-                        for (int bb = 0; bb < 2; ++bb) {
-                            const __m256 x = _mm256_broadcast_ss(
-                                rows[a + ky] + (2 * j + bb + kx) * CIN + ci);
-                            acc[2 * a + bb][0] = _mm256_fmadd_ps(x, w0, acc[2 * a + bb][0]);
-                            acc[2 * a + bb][1] = _mm256_fmadd_ps(x, w1, acc[2 * a + bb][1]);
-                        }
-                    }
-                }
-            }
-        }
-        for (int h = 0; h < 2; ++h) {
-            const __m256 m = _mm256_max_ps(_mm256_max_ps(acc[0][h], acc[1][h]),
-                                           _mm256_max_ps(acc[2][h], acc[3][h]));
-            _mm256_storeu_ps(out + 16 * j + 8 * h,
-                             _mm256_max_ps(_mm256_add_ps(m, h ? b1 : b0), zero));
-        }
-    }
-}
-
-// 4 output channels (128-bit vectors); w: [9][CIN][4]. Two pooled pixels per step.
-template <int CIN>
-void row_c4(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
-    const __m128 bias = _mm_loadu_ps(b), zero = _mm_setzero_ps();
-    std::ptrdiff_t j = 0;
-    for (; j + 2 <= wout; j += 2) {
-        __m128 acc[2][4];
-        for (auto& q : acc) q[0] = q[1] = q[2] = q[3] = zero;
-        for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const __m128 wv = _mm_loadu_ps(w + ((ky * 3 + kx) * CIN + ci) * 4);
-                    for (int q = 0; q < 2; ++q) {
-                        for (int a = 0; a < 2; ++a) {
-                            const float* src = rows[a + ky] + (2 * (j + q) + kx) * CIN + ci;
-                            acc[q][2 * a] = _mm_fmadd_ps(_mm_broadcast_ss(src), wv, acc[q][2 * a]);
-                            acc[q][2 * a + 1] =
-                                _mm_fmadd_ps(_mm_broadcast_ss(src + CIN), wv, acc[q][2 * a + 1]);
-                        }
-                    }
-                }
-            }
-        }
-        for (int q = 0; q < 2; ++q) {
-            const __m128 m =
-                _mm_max_ps(_mm_max_ps(acc[q][0], acc[q][1]), _mm_max_ps(acc[q][2], acc[q][3]));
-            _mm_storeu_ps(out + 4 * (j + q), _mm_max_ps(_mm_add_ps(m, bias), zero));
-        }
-    }
-    for (; j < wout; ++j) {
-        __m128 acc[4] = {zero, zero, zero, zero};
-        for (int ky = 0; ky < 3; ++ky) {
-            for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const __m128 wv = _mm_loadu_ps(w + ((ky * 3 + kx) * CIN + ci) * 4);
-                    for (int a = 0; a < 2; ++a) {
-                        const float* src = rows[a + ky] + (2 * j + kx) * CIN + ci;
-                        acc[2 * a] = _mm_fmadd_ps(_mm_broadcast_ss(src), wv, acc[2 * a]);
-                        acc[2 * a + 1] = _mm_fmadd_ps(_mm_broadcast_ss(src + CIN), wv, acc[2 * a + 1]);
-                    }
-                }
-            }
-        }
-        const __m128 m = _mm_max_ps(_mm_max_ps(acc[0], acc[1]), _mm_max_ps(acc[2], acc[3]));
-        _mm_storeu_ps(out + 4 * j, _mm_max_ps(_mm_add_ps(m, bias), zero));
-    }
-}
-
-constexpr RowKernel kKernels[kLayers] = {row_conv1, row_c8<4>, row_c16<8>, row_c4<16>, row_c4<4>};
-
-// ---- FC1: Y[q][o] = relu(sum_k X[q][k] W[k][o] + b[o]); W blocked as [H/8][K][8] ---------------
-// Only the inputs in `ks` are summed: the caller drops every k where all patches are 0 (a dead
-// ReLU channel). Adding 0 * w leaves a float sum unchanged, so this is exact, and it saves
-// streaming those rows of the 3 MB weight matrix.
-template <int NB>
-void fc1_block(const float* x, int k_len, const int* ks, int n_ks, const float* wblk,
-               const float* b, int ob0, int ob1, int hidden, float* y) {
-    const __m256 zero = _mm256_setzero_ps();
-    for (int ob = ob0; ob < ob1; ++ob) {
-        const float* wp = wblk + static_cast<std::size_t>(ob) * k_len * 8;
-        __m256 acc[NB];
-        for (int q = 0; q < NB; ++q) acc[q] = zero;
-        for (int i = 0; i < n_ks; ++i) {
-            const int k = ks[i];
-            const __m256 wv = _mm256_loadu_ps(wp + k * 8);
-            for (int q = 0; q < NB; ++q) {
-                acc[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + q * k_len + k), wv, acc[q]);
-            }
-        }
-        const __m256 bias = _mm256_loadu_ps(b + ob * 8);
-        for (int q = 0; q < NB; ++q) {
-            _mm256_storeu_ps(y + static_cast<std::size_t>(q) * hidden + ob * 8,
-                             _mm256_max_ps(_mm256_add_ps(acc[q], bias), zero));
-        }
-    }
-}
-
-using Fc1Fn = void (*)(const float*, int, const int*, int, const float*, const float*, int, int,
-                       int, float*);
-constexpr int kFcRows = 12;  // patches per FC1 pass (accumulators in registers)
-constexpr Fc1Fn kFc1[kFcRows + 1] = {nullptr,         fc1_block<1>,  fc1_block<2>,  fc1_block<3>,
-                                     fc1_block<4>,    fc1_block<5>,  fc1_block<6>,  fc1_block<7>,
-                                     fc1_block<8>,    fc1_block<9>,  fc1_block<10>, fc1_block<11>,
-                                     fc1_block<12>};
-
-float dot(const float* a, const float* b, int n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    s0 = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-    h = _mm_hadd_ps(h, h);
-    h = _mm_hadd_ps(h, h);
-    float s = _mm_cvtss_f32(h);
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-// ---- input conversion: uint8 pixels -> dup4 floats v = x * scale + offset --------------------------
-// dst gets n + 2 pixels: a zero, the n converted pixels, a zero (the patch/region padding).
-void dup4_row(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
-              float* dst) {
-    std::memset(dst, 0, 4 * sizeof(float));
-    std::memset(dst + 4 * (n + 1), 0, 4 * sizeof(float));
-    float* d = dst + 4;
-    int c = 0;
-    if (step == 1) {
-        const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
-        const __m256i i0 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-        const __m256i i1 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
-        const __m256i i2 = _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5);
-        const __m256i i3 = _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7);
-        for (; c + 8 <= n; c += 8) {
-            const __m128i px = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + c));
-            // product and sum rounded separately, as in the scalar tail below
-            const __m256 v = _mm256_add_ps(
-                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(px)), vs), vo);
-            _mm256_storeu_ps(d + 4 * c, _mm256_permutevar8x32_ps(v, i0));
-            _mm256_storeu_ps(d + 4 * c + 8, _mm256_permutevar8x32_ps(v, i1));
-            _mm256_storeu_ps(d + 4 * c + 16, _mm256_permutevar8x32_ps(v, i2));
-            _mm256_storeu_ps(d + 4 * c + 24, _mm256_permutevar8x32_ps(v, i3));
-        }
-    }
-    for (; c < n; ++c) {
-        const float v = static_cast<float>(src[c * step]) * scale + offset;  // -ffp-contract=off
-        d[4 * c] = d[4 * c + 1] = d[4 * c + 2] = d[4 * c + 3] = v;
-    }
 }
 
 // ---- zero-padded NHWC feature map --------------------------------------------------------------
@@ -323,144 +61,9 @@ struct Ring {
     }
 };
 
-// ---- threads: a frame is a list of tasks in phases; any thread runs any task --------------------
-// Task i of phase k starts only when every task of phase k - 1 has finished. Threads grab tasks
-// from one atomic cursor, so a thread the OS deschedules (a shared, busy CPU) delays only the task
-// it holds; the others take the rest. No barrier waits for a thread that has not started.
-constexpr int kMaxPhases = 8;
-
-class Scheduler {
-public:
-    using Task = std::function<void(int task, int tid)>;
-
-    explicit Scheduler(int n) : n_(n) {
-        for (auto& d : done_) d.store(0, std::memory_order_relaxed);
-        for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
-    }
-    ~Scheduler() {
-        {
-            std::lock_guard<std::mutex> lk(m_);
-            stop_.store(true);
-            gen_.fetch_add(1);
-        }
-        cv_.notify_all();
-        for (auto& w : workers_) w.join();
-    }
-    int size() const { return n_; }
-
-    // Runs every task; `ends` are the cumulative task counts of the phases. phase_ms (optional)
-    // gets each phase's duration as seen by the thread that finished it.
-    void run(const std::vector<int>& ends, const Task& fn, double* phase_ms) {
-        const int phases = static_cast<int>(ends.size());
-        if (phases == 0 || phases > kMaxPhases) bad("bad phase list");
-        for (int k = 0; k < phases; ++k) {
-            ends_[k].store(ends[k], std::memory_order_relaxed);
-            done_[k].store(0, std::memory_order_relaxed);
-        }
-        phases_.store(phases, std::memory_order_relaxed);
-        fn_.store(&fn, std::memory_order_relaxed);
-        start_ = Clock::now();
-        for (auto& f : finished_ns_) f.store(0, std::memory_order_relaxed);
-        const std::uint64_t frame = ++frame_;
-        cursor_.store(frame << 32, std::memory_order_release);  // publishes the fields above
-        if (n_ > 1) {
-            {
-                std::lock_guard<std::mutex> lk(m_);
-                gen_.fetch_add(1, std::memory_order_release);
-            }
-            cv_.notify_all();
-        }
-        work(0, frame);
-        const int last = phases - 1;
-        const int want = ends[last] - (last ? ends[last - 1] : 0);
-        wait_until([&] { return done_[last].load(std::memory_order_acquire) == want; });
-        if (phase_ms) {  // a phase whose finisher has not yet stored its time reads as 0
-            std::int64_t begin = 0;
-            for (int k = 0; k < phases; ++k) {
-                const std::int64_t end = finished_ns_[k].load(std::memory_order_acquire);
-                phase_ms[k] = end && end >= begin ? (end - begin) * 1e-6 : 0.0;
-                if (end) begin = end;
-            }
-        }
-    }
-
-private:
-    template <typename Pred>
-    static void wait_until(Pred ready) {
-        for (int spins = 0; !ready(); ++spins) {
-            if (spins < 2000) {
-                _mm_pause();
-            } else {
-                std::this_thread::yield();  // the holder of the task was descheduled: give way
-            }
-        }
-    }
-
-    void work(int tid, std::uint64_t frame) {
-        for (;;) {
-            std::uint64_t c = cursor_.load(std::memory_order_acquire);
-            if ((c >> 32) != frame) return;  // a newer frame: its owner will wake us again
-            const int i = static_cast<int>(c & 0xffffffffu);
-            const int phases = phases_.load(std::memory_order_relaxed);
-            if (i >= ends_[phases - 1].load(std::memory_order_relaxed)) return;
-            if (!cursor_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel)) continue;
-            int k = 0;
-            while (i >= ends_[k].load(std::memory_order_relaxed)) ++k;
-            if (k > 0) {
-                const int prev = ends_[k - 1].load(std::memory_order_relaxed) -
-                                 (k > 1 ? ends_[k - 2].load(std::memory_order_relaxed) : 0);
-                wait_until([&] { return done_[k - 1].load(std::memory_order_acquire) == prev; });
-            }
-            (*fn_.load(std::memory_order_relaxed))(i, tid);
-            const int count = ends_[k].load(std::memory_order_relaxed) -
-                              (k > 0 ? ends_[k - 1].load(std::memory_order_relaxed) : 0);
-            const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 Clock::now() - start_).count();
-            if (done_[k].fetch_add(1, std::memory_order_acq_rel) + 1 == count) {
-                finished_ns_[k].store(std::max<std::int64_t>(now, 1), std::memory_order_release);
-            }
-        }
-    }
-
-    void loop(int tid) {
-        unsigned seen = 0;
-        for (;;) {
-            // Spin briefly (frames usually come back to back), then sleep.
-            const auto start = Clock::now();
-            int spins = 0;
-            while (gen_.load(std::memory_order_acquire) == seen) {
-                _mm_pause();
-                if (++spins % 256 == 0 && ms_since(start) > 0.5) {
-                    std::unique_lock<std::mutex> lk(m_);
-                    cv_.wait(lk, [&] { return gen_.load() != seen; });
-                    break;
-                }
-            }
-            seen = gen_.load(std::memory_order_acquire);
-            if (stop_.load()) return;
-            work(tid, cursor_.load(std::memory_order_acquire) >> 32);
-        }
-    }
-
-    int n_;
-    std::vector<std::thread> workers_;
-    std::mutex m_;
-    std::condition_variable cv_;
-    std::atomic<unsigned> gen_{0};
-    std::atomic<bool> stop_{false};
-    std::atomic<std::uint64_t> cursor_{0};  // (frame << 32) | next task
-    std::uint64_t frame_ = 0;
-    std::atomic<int> phases_{0};
-    std::atomic<int> ends_[kMaxPhases] = {};
-    std::atomic<int> done_[kMaxPhases];
-    std::atomic<const Task*> fn_{nullptr};
-    Clock::time_point start_;                           // written before the cursor is published
-    std::atomic<std::int64_t> finished_ns_[kMaxPhases] = {};  // ns after start_, 0 = not yet
-};
-
 }  // namespace
 
-// ---- the engine ----------------------------------------------------------------------------------
+// ---- the engine --------------------------------------------------------------------------------
 struct StudentEngine::Impl {
     // weights in kernel layouts
     std::vector<float> w[kLayers], wt[kLayers], b[kLayers];  // wt: spatially transposed taps
@@ -468,7 +71,7 @@ struct StudentEngine::Impl {
     int hidden = 0, classes = 0, k_fc = 0;
     std::vector<float> fc1, fc1_b, fc2, fc2_b;
 
-    Scheduler team;
+    ThreadPool team;
     // per-frame state
     FrameView frame{};
     const Box* boxes = nullptr;
@@ -544,13 +147,13 @@ struct StudentEngine::Impl {
                     } else {
                         const std::uint8_t* src =
                             frame.data + (y0 + r) * frame.stride_y + x0 * frame.stride_x;
-                        dup4_row(src, frame.stride_x, width, scale, offset, dst);
+                        avx2::dup4_row(src, frame.stride_x, width, scale, offset, dst);
                     }
                     held[slot] = r;
                 }
                 rows[t] = dst;
             }
-            row_conv1(rows, width / 2, w[0].data(), b[0].data(), out.px(i, 0));
+            avx2::kRowKernels[0](rows, width / 2, w[0].data(), b[0].data(), out.px(i, 0));
         }
     }
 
@@ -559,7 +162,7 @@ struct StudentEngine::Impl {
         const float* rows[4];
         for (int i = i0; i < i1; ++i) {
             for (int t = 0; t < 4; ++t) rows[t] = in.row(2 * i - 1 + t);
-            kKernels[layer](rows, out.w, w[layer].data(), b[layer].data(), out.px(i, 0));
+            avx2::kRowKernels[layer](rows, out.w, w[layer].data(), b[layer].data(), out.px(i, 0));
         }
     }
 
@@ -582,8 +185,8 @@ struct StudentEngine::Impl {
                 const std::uint8_t* src =
                     transposed ? frame.data + bx.y * frame.stride_y + (bx.x + line) * frame.stride_x
                                : frame.data + (bx.y + line) * frame.stride_y + bx.x * frame.stride_x;
-                dup4_row(src, transposed ? frame.stride_y : frame.stride_x, s_in, scale, offset,
-                         dst);
+                avx2::dup4_row(src, transposed ? frame.stride_y : frame.stride_x, s_in, scale,
+                               offset, dst);
             } else {
                 patch_line(p, layer, line, transposed, dst);
             }
@@ -595,7 +198,7 @@ struct StudentEngine::Impl {
                      : side == 2 ? g.left.data()
                                  : g.right.data();
         const float* wl = transposed ? wt[layer].data() : w[layer].data();
-        kKernels[layer](rows, s_in / 2, wl, b[layer].data(), out);
+        avx2::kRowKernels[layer](rows, s_in / 2, wl, b[layer].data(), out);
     }
 
     // conv5 (+ pool) of patch p from its level-4 map -> x_fc[p].
@@ -604,7 +207,7 @@ struct StudentEngine::Impl {
         const int s_out = kPatch >> 5;
         for (int i = 0; i < s_out; ++i) {
             for (int t = 0; t < 4; ++t) rows[t] = m4.row(2 * i - 1 + t);
-            kKernels[4](rows, s_out, w[4].data(), b[4].data(),
+            avx2::kRowKernels[4](rows, s_out, w[4].data(), b[4].data(),
                         x_fc.data() + static_cast<std::size_t>(p) * k_fc + i * s_out * kCout[4]);
         }
     }
@@ -621,17 +224,17 @@ struct StudentEngine::Impl {
                 for (int q = 0; q < nb && !live; ++q) live = x[q * k_fc + k] != 0.f;
                 if (live) ks.push_back(k);
             }
-            kFc1[nb](x, k_fc, ks.data(), static_cast<int>(ks.size()), fc1.data(), fc1_b.data(),
-                     ob0, ob1, hidden, y_fc.data() + static_cast<std::size_t>(q0) * hidden);
+            avx2::kFc1[nb](x, k_fc, ks.data(), static_cast<int>(ks.size()), fc1.data(),
+                           fc1_b.data(), ob0, ob1, hidden,
+                           y_fc.data() + static_cast<std::size_t>(q0) * hidden);
         }
     }
 
     void fc2_task(int q) {
         for (int k = 0; k < classes; ++k) {
-            logits[q * classes + k] = dot(y_fc.data() + static_cast<std::size_t>(q) * hidden,
-                                          fc2.data() + static_cast<std::size_t>(k) * hidden,
-                                          hidden) +
-                                      fc2_b[k];
+            const float* yq = y_fc.data() + static_cast<std::size_t>(q) * hidden;
+            const float* wk = fc2.data() + static_cast<std::size_t>(k) * hidden;
+            logits[q * classes + k] = avx2::dot(yq, wk, hidden) + fc2_b[k];
         }
     }
 
@@ -714,8 +317,8 @@ struct StudentEngine::Impl {
 
     void run_frame() {
         const Plan pl = plan_frame();
-        double phase_ms[kMaxPhases] = {};
-        const Scheduler::Task fn = [this, &pl](int task, int tid) { run_task(pl, task, tid); };
+        double phase_ms[ThreadPool::kMaxPhases] = {};
+        const ThreadPool::Task fn = [this, &pl](int task, int tid) { run_task(pl, task, tid); };
         team.run(pl.ends, fn, phase_ms);
         const int conv_phases = shared ? 4 : 0;
         for (int k = 0; k < conv_phases; ++k) times.layers_ms[k] = phase_ms[k];

@@ -18,6 +18,12 @@ struct VoteOutput {
     std::vector<std::int32_t> texture_votes;  // patches per texture id, size max(class_texture)+1
 };
 
+// Wall-clock milliseconds of one whole-frame run (tile -> infer -> vote), as the runners report
+// them next to their VoteOutput.
+struct StageTimes {
+    double tile_ms = 0, infer_ms = 0, vote_ms = 0, total_ms = 0;
+};
+
 // scores: row-major [n, k] (logits when is_logits, else probabilities used as given).
 // class_texture[c] in [0, k) is the texture id of class c; class_defective[c] marks defect
 // classes.

@@ -69,6 +69,15 @@ def remember(frames: Iterable[Any], keep: dict[int, Any]) -> Iterable[Any]:
         yield f
 
 
+def frame_image(frame: Any) -> np.ndarray | None:
+    """The pixels of what ``remember`` kept: an image path, a ``read()`` pair or an array."""
+    if isinstance(frame, Path):
+        return cv2.imread(str(frame))
+    if isinstance(frame, tuple):
+        return frame[1]
+    return frame
+
+
 def capture_frames(cap: Any) -> Iterable[Any]:
     """``VideoCapture.read`` results until the capture ends (for ``--save``, which must see each
     frame; without ``--save`` the capture goes to ``stream`` directly)."""
@@ -85,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("source", help="webcam index (0), video file, or folder of images")
     ap.add_argument("--model", default="models/student.onnx", help="model with its sidecar")
-    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--backend", default="auto", help="auto (default), onnxruntime, openvino, ...")
+    ap.add_argument(
+        "--runner", default="auto", help="auto (default), backend, student, openvino-native"
+    )
     ap.add_argument("--threshold", type=float, help="defect probability threshold (default argmax)")
     ap.add_argument("--depth", type=int, default=2, help="frames queued between stages")
     ap.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -96,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     source, what = open_source(args.source)
     keep: dict[int, Any] = {}
     try:
-        inspector = Inspector(args.model, backend=args.backend, threshold=args.threshold)
+        inspector = Inspector(
+            args.model, backend=args.backend, runner=args.runner, threshold=args.threshold
+        )
     except PyInspectError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -121,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if result.defective:
                 counts["defective"] += 1
                 if args.save and frame is not None:
-                    image = (
-                        cv2.imread(str(frame)) if isinstance(frame, Path)
-                        else frame[1] if isinstance(frame, tuple) else frame
-                    )
+                    image = frame_image(frame)
                     if image is not None:
                         cv2.imwrite(str(args.save / f"{i:06d}.png"), annotate(image, result))
             if result.defective or not args.quiet:

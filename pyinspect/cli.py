@@ -1,12 +1,10 @@
 """``pyinspect`` command line: ``pyinspect inspect IMG|DIR... --model M`` and friends.
 
-Subcommands live in a registry so another module can add one with a single call::
-
-    from pyinspect.cli import Command, register_command
-    register_command(Command("build", "ONNX -> TensorRT plan", add_arguments, run))
-
-and one line in ``COMMAND_MODULES`` below (so the parser imports it). ``run(args) -> int`` is the
-exit status; a ``PyInspectError`` it raises is printed as ``pyinspect: error: ...`` (status 2).
+Subcommands live in a registry: ``inspect`` is defined here; a command whose code lives in
+another module is a row of ``LAZY_COMMANDS`` (name, module, help), and its module, which must
+define ``add_arguments(parser)`` and ``run(args) -> int``, is imported only when the parser is
+built. ``run`` returns the exit status; a ``PyInspectError`` it raises is printed as
+``pyinspect: error: ...`` (status 2).
 """
 
 from __future__ import annotations
@@ -25,12 +23,16 @@ from typing import Any
 import numpy as np
 
 from pyinspect import __version__
+from pyinspect.backends.base import BACKEND_CHOICES
 from pyinspect.errors import PyInspectError
+from pyinspect.runners.base import RUNNER_CHOICES
 
 IMAGE_SUFFIXES = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm"})
 
-# Modules that register subcommands when imported (added by the helpers that write them).
-COMMAND_MODULES: tuple[str, ...] = ("pyinspect.engine_build",)
+#: Subcommands implemented in other modules: (name, module, help).
+LAZY_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("build", "pyinspect.build.tensorrt", "ONNX -> TensorRT plan for this GPU (FP16/FP32/INT8)"),
+)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,10 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="IMG|DIR", help="images and/or folders of images")
     p.add_argument("--model", "-m", required=True, help="model file (its .json sidecar beside it)")
     p.add_argument(
-        "--backend", default="auto", help="auto (default), onnxruntime, tensorrt, openvino, ..."
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="auto (default: ONNX Runtime for .onnx, TensorRT for .plan) or a backend by name",
     )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
@@ -150,11 +155,17 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlay", type=Path, metavar="DIR", help="write a PNG per image here")
     p.add_argument("--threads", type=int, default=None, help="backend threads (physical cores)")
     p.add_argument(
+        "--runner",
+        choices=RUNNER_CHOICES,
+        default=None,
+        help="whole-frame runner: auto (default: the direct student runner for the paper's"
+        " student on gray frames, else the backend), a runner by name, or backend",
+    )
+    p.add_argument(
         "--engine",
         choices=("auto", "student", "backend"),
-        default="auto",
-        help="gray frames of the paper's student: the direct C++ engine when available (auto),"
-        " always (student) or never (backend)",
+        default=None,
+        help="deprecated alias of --runner",
     )
 
 
@@ -162,7 +173,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
     import cv2
     from tqdm import tqdm
 
-    from pyinspect.inspector import Inspector, load_frame
+    from pyinspect.frames import load_frame
+    from pyinspect.inspector import Inspector
 
     try:
         paths, any_dir = collect_images(args.inputs)
@@ -177,15 +189,19 @@ def _run_inspect(args: argparse.Namespace) -> int:
     used: set[str] = set()
     times: list[float] = []
     defective = errors = known = correct = 0
+    runner = args.runner or "auto"
+    if args.engine is not None:
+        print("pyinspect: warning: --engine is deprecated; use --runner", file=sys.stderr)
+        runner = args.runner or args.engine
     with Inspector(
         args.model,
         args.backend,
+        runner=runner,
         threshold=args.threshold,
         threads=args.threads,
-        engine=args.engine,
     ) as inspector:
         ran_on = inspector.backend_name + (
-            " + direct student engine" if inspector.engine == "student-engine" else ""
+            "" if inspector.runner == "backend" else f" + {inspector.runner} runner"
         )
         bar = tqdm(paths, unit="img", file=sys.stderr, disable=not any_dir, leave=False)
         for path in bar:
@@ -231,7 +247,9 @@ def _run_inspect(args: argparse.Namespace) -> int:
         "accuracy": round(correct / known, 6) if known else None,
         "with_truth": known,
         "backend": inspector.backend_name,
-        "engine": inspector.engine,
+        "runner": inspector.runner,
+        # deprecated (one release): "student-engine" | "backend"; read "runner" instead
+        "engine": "student-engine" if inspector.runner == "student" else "backend",
     }
     if args.json:
         print(json.dumps({"summary": summary}))
@@ -259,12 +277,9 @@ register_command(
 
 # ---- entry point ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # the module exists but something it needs is missing
-                raise
+    for name, module_name, help_text in LAZY_COMMANDS:
+        module = importlib.import_module(module_name)
+        register_command(Command(name, help_text, module.add_arguments, module.run))
     parser = argparse.ArgumentParser(
         prog="pyinspect", description="Real-time visual inspection of textured surfaces."
     )

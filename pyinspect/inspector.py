@@ -1,32 +1,42 @@
-"""Inspector: model + sidecar -> backend; frame -> tiles -> logits -> verdict.
+"""Inspector: model + sidecar -> a runner or a backend; frame -> verdict.
 
-Per frame the hot path does: grid lookup (cached per frame shape), one fused tile pass written
-straight into the backend's input buffer, one ``infer``, one vote. Nothing is allocated besides
-the result's own small arrays.
+A frame takes one of two paths, both ending in the same ``InspectionResult``:
 
-Thread-safety: one Inspector may be shared by many threads. ``run``/``run_batch`` hold a lock
-while they use the backend's buffers (tile -> infer -> vote), so concurrent calls are correct but
-execute one at a time; the backend already spreads one inference over the cores. For parallel
-throughput prefer ``run_batch`` (one inference for several frames) or one Inspector per worker.
+- a whole-frame runner (``pyinspect.runners``): one GIL-free C++ call from the uint8 frame to
+  the vote; for the paper's student on gray frames, the fastest CPU path;
+- tile -> backend -> vote: one fused tile pass written straight into the backend's input
+  buffer, one ``infer``, one vote.
+
+Frames are loaded and checked once (``pyinspect.frames``), in ``prepare``; ``run_prepared``
+inspects a prepared frame. ``run`` is the two in a row, and ``stream`` runs them in two threads
+so that acquiring frame n+1 overlaps inspecting frame n.
+
+Thread-safety: one Inspector may be shared by many threads. Inspection holds a lock while it
+uses the backend's buffers or the runner, so concurrent calls are correct but execute one at a
+time; the compute already spreads one frame over the cores. For throughput prefer ``run_batch``
+(one inference for several frames) or one Inspector per worker.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import Generator, Sequence
+import warnings
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
-import cv2
 import numpy as np
 
 from pyinspect.backends.base import (
     Backend,
-    backend_info,
+    check_threads,
     create_backend,
     pick_backend,
+    require_backend,
     usable_cpus,
 )
 from pyinspect.errors import (
@@ -36,14 +46,30 @@ from pyinspect.errors import (
     ModelFileError,
     PyInspectError,
 )
+from pyinspect.frames import Frame, as_frame, load_frame, with_source
 from pyinspect.result import InspectionResult, Timings
+from pyinspect.runners.base import RUNNERS, FrameRunner, RunnerInfo, runner_choice, runner_info
 from pyinspect.spec import ModelSpec
-from pyinspect.tiling import _check_frame, patch_grid, tile_into
-from pyinspect.voting import VoteResult, vote
+from pyinspect.tiling import Tiler, patch_grid
+from pyinspect.voting import VoteResult, check_threshold, vote
 
-Frame: TypeAlias = "np.ndarray | str | os.PathLike[str]"
+__all__ = ["Frame", "Inspector", "PreparedFrame", "load_frame"]
+
+log = logging.getLogger("pyinspect")
 
 _NS_TO_MS = 1e-6
+#: ``engine=`` values (deprecated) -> ``runner=`` values.
+_ENGINE_TO_RUNNER = {"auto": "auto", "student": "student", "backend": "backend"}
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFrame:
+    """A frame loaded and checked once, with the patch grid of its size: what ``run_prepared``
+    takes. ``source`` is the image path when the frame came from a file (errors name it)."""
+
+    image: np.ndarray
+    source: str | None
+    boxes: np.ndarray
 
 
 class Inspector:
@@ -51,19 +77,20 @@ class Inspector:
 
     Args:
         model_path: the model file; its sidecar ``<model_path>.json`` must sit beside it.
-        backend: ``"auto"`` (see ``pyinspect.backends.base.AUTO_PREFERENCE``: ONNX Runtime for
-            ``.onnx``, TensorRT for ``.plan``/``.engine``) or a registered backend name.
+        backend: ``"auto"`` (the first row of ``pyinspect.backends.base.BACKENDS`` that reads the
+            file: ONNX Runtime for ``.onnx``, TensorRT for ``.plan``) or a backend name.
+        runner: ``"auto"``: with ``backend="auto"`` on the CPU, a whole-frame runner of
+            ``pyinspect.runners.RUNNERS`` that takes this model (the direct student runner for
+            the paper's student; its logits are checked against the backend at load), else the
+            backend. A runner name (``"student"``): that runner, or an error saying why not.
+            ``"backend"``: always the backend. Frames a runner does not take (colour frames on
+            the student runner) use the backend.
         threshold: default defect rule; ``None`` = a patch is defective when its argmax class is
             defective, ``t`` in [0, 1] = when its summed defective probability is >= t.
-        threads: backend compute threads (``None``: the backend's default, physical cores).
+        threads: compute threads of the backend and runner (``None``: physical cores).
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
-        engine: how gray frames of the paper's student run. ``"auto"`` (with ``backend="auto"``
-            on the CPU): the direct C++ student engine (``pyinspect.fast_student``, 4-7x faster
-            than ONNX Runtime here, verified against this Inspector's backend at load) when the
-            model is that student and the engine is built; else the backend. ``"student"``:
-            require the engine (error saying why not). ``"backend"``: always the backend.
-            Colour frames always use the backend.
+        engine: deprecated alias of ``runner`` (one release).
         **backend_options: passed to the backend (``device``, ``max_batch``, ...); ``None``
             values are dropped.
 
@@ -76,52 +103,55 @@ class Inspector:
         model_path: str | os.PathLike[str],
         backend: str = "auto",
         *,
+        runner: str = "auto",
         threshold: float | None = None,
         threads: int | None = None,
         spec: ModelSpec | None = None,
         tile_threads: int = 0,
-        engine: str = "auto",
+        engine: str | None = None,
         **backend_options: Any,
     ) -> None:
+        if engine is not None:
+            warnings.warn(
+                "Inspector(engine=...) is deprecated; use runner=... ('auto', 'student',"
+                " 'backend')",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            runner = _ENGINE_TO_RUNNER.get(engine, engine)
+        runner = runner_choice(runner)
+        check_threads(threads)
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             what = "is not a file" if self.model_path.exists() else "not found"
             msg = f"{self.model_path}: model file {what}"
             raise ModelFileError(msg)
         name = pick_backend(self.model_path) if backend == "auto" else backend
-        backend_info(name)  # unknown / not installed: fail before reading anything else
+        require_backend(name)  # unknown or not installed: fail before reading anything else
         self._spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
-        self.threshold = _check_threshold(threshold)
-        self._tile_threads = tile_threads
+        self.threshold = check_threshold(threshold)
         self._backend: Backend = create_backend(
             name, self.model_path, self._spec, threads=threads, **backend_options
         )
         self._backend_name = name
         self._max_batch = int(self._backend.max_batch)
-        norm = self._spec.normalization
-        self._mean, self._std = tuple(norm.mean), tuple(norm.std)
-        self._rows, self._cols = self._spec.grid_rows_cols
-        self._is_logits = self._spec.output.kind == "logits"
-        self._class_texture = self._spec.class_texture
-        self._class_defective = self._spec.class_defective
-        self._lock = threading.Lock()
-        self._closed = False
         try:
-            self._engine, self.engine_note = _pick_engine(
-                engine,
-                backend,
-                name,
-                self.model_path,
-                self._spec,
-                threads,
-                backend_options,
-                self._backend,
+            norm = self._spec.normalization
+            self._tiler = Tiler(norm.mean, norm.std, self._spec.input.channels, tile_threads)
+            self._is_logits = self._spec.output.kind == "logits"
+            self._class_texture = self._spec.class_texture
+            self._class_defective = self._spec.class_defective
+            self._lock = threading.Lock()
+            self._closed = False
+            auto_backend = backend == "auto" and _on_cpu(backend_options)
+            self._runner, self.runner_note = _open_runner(
+                runner, auto_backend, self.model_path, self._spec, threads, self._backend
             )
         except BaseException:
             self._backend.close()
             raise
 
-    # ---- public ----------------------------------------------------------------------------
+    # ---- what it is ------------------------------------------------------------------------
     @property
     def spec(self) -> ModelSpec:
         return self._spec
@@ -135,22 +165,42 @@ class Inspector:
         return self._backend_name
 
     @property
+    def runner(self) -> str:
+        """The whole-frame runner in use (``"student"``, ...) or ``"backend"``;
+        ``runner_note`` says why no runner is used."""
+        return "backend" if self._runner is None else self._runner.name
+
+    @property
     def engine(self) -> str:
-        """``"student-engine"`` when gray frames run on the direct C++ student engine, else
-        ``"backend"``; ``engine_note`` says why the engine was not used."""
-        return "backend" if self._engine is None else "student-engine"
+        """Deprecated (one release): ``"student-engine"`` when the student runner is in use,
+        else ``"backend"``; use ``runner``."""
+        warnings.warn("Inspector.engine is deprecated; use Inspector.runner", DeprecationWarning, 2)
+        return "student-engine" if self.runner == "student" else "backend"
+
+    @property
+    def engine_note(self) -> str:
+        """Deprecated (one release): use ``runner_note``."""
+        warnings.warn(
+            "Inspector.engine_note is deprecated; use Inspector.runner_note",
+            DeprecationWarning,
+            2,
+        )
+        return self.runner_note
 
     @property
     def max_batch(self) -> int:
         return self._max_batch
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def inference_pool(self, image: np.ndarray) -> tuple[int, bool]:
-        """``(CPU threads, busy-waits)`` of the compute that ``image`` would run on: the student
-        engine for a gray frame when it is on (its pool spins ~0.5 ms after each frame), else
-        the backend (a CPU pool without a size counts as every CPU); ``(0, False)`` on a GPU.
-        ``stream`` uses it to decide whether its reader should step back."""
-        if self._takes_engine(image):
-            return int(self._engine.threads), True
+        """``(CPU threads, busy-waits)`` of the compute that ``image`` would run on (the runner
+        for a frame it takes, else the backend; a CPU pool without a size counts as every CPU);
+        ``(0, False)`` on a GPU. ``stream`` uses it to decide whether its reader steps back."""
+        if self._runner is not None and self._runner.accepts(image):
+            return int(self._runner.threads), bool(self._runner.spins)
         if getattr(self._backend, "device", "cpu") != "cpu":
             return 0, False
         threads = getattr(self._backend, "threads", None) or usable_cpus()
@@ -158,43 +208,47 @@ class Inspector:
 
     def boxes(self, height: int, width: int) -> np.ndarray:
         """The patch grid (x, y, w, h) this model uses on an H×W frame (cached, read-only)."""
-        return patch_grid(height, width, self._spec.patch, self._rows, self._cols)
+        rows, cols = self._spec.grid_rows_cols
+        return patch_grid(height, width, self._spec.patch, rows, cols)
+
+    # ---- inspecting ------------------------------------------------------------------------
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """Load (a path) and check a frame, and look up its grid: everything before inference,
+        with errors that name the file. Safe to call from another thread than ``run_prepared``."""
+        image, source = as_frame(frame)
+        try:
+            boxes = self.boxes(image.shape[0], image.shape[1])
+        except InputError as exc:
+            raise with_source(exc, source) from exc.__cause__
+        return PreparedFrame(image, source, boxes)
 
     def run(self, frame: Frame, *, threshold: float | None = None) -> InspectionResult:
         """Inspect one frame (array or image path)."""
-        image, source = _load(frame)
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
-        t0 = time.perf_counter_ns()
-        return self._run_image(image, source, self._grid_for(image, source), thr, t0)
+        return self.run_prepared(self.prepare(frame), threshold=threshold)
 
-    def _run_image(
-        self,
-        image: np.ndarray,
-        source: str | None,
-        boxes: np.ndarray,
-        threshold: float | None,
-        t0: int,
+    def run_prepared(
+        self, frame: PreparedFrame, *, threshold: float | None = None
     ) -> InspectionResult:
-        n = len(boxes)
-        if self._takes_engine(image):
-            with self._lock:
-                self._check_open()
-                try:
-                    return self._engine.run(image, threshold=threshold)
-                except InputError as exc:
-                    raise _with_source(exc, source) from exc.__cause__
+        """Inspect a frame from ``prepare``; ``threshold`` as for ``run``."""
+        thr = self.threshold if threshold is None else check_threshold(threshold)
+        t0 = time.perf_counter_ns()
+        image, boxes = frame.image, frame.boxes
         with self._lock:
             self._check_open()
-            if n <= self._max_batch:
-                buf = self._backend.input_buffer(n)
-                self._tile(image, buf, boxes, source)
-                t1 = time.perf_counter_ns()
-                logits = self._backend.infer(n)
-                t2 = time.perf_counter_ns()
-                verdict = self._vote(logits, threshold)
-            else:  # a frame larger than one batch: infer in chunks, vote once
-                logits_all, t1, t2 = self._infer_chunked(image, boxes, source)
-                verdict = self._vote(logits_all, threshold)
+            try:
+                if self._runner is not None and self._runner.accepts(image):
+                    return self._runner.run(image, boxes, thr)
+                n = len(boxes)
+                if n <= self._max_batch:
+                    self._tiler(image, self._backend.input_buffer(n), boxes)
+                    t1 = time.perf_counter_ns()
+                    logits = self._backend.infer(n)
+                    t2 = time.perf_counter_ns()
+                else:  # a frame larger than one batch: infer in chunks, vote once
+                    logits, t1, t2 = self._infer_chunked(image, boxes)
+                verdict = self._vote(logits, thr)
+            except InputError as exc:
+                raise with_source(exc, frame.source) from exc.__cause__
         t3 = time.perf_counter_ns()
         timings = Timings(
             tile_ms=(t1 - t0) * _NS_TO_MS,
@@ -202,32 +256,43 @@ class Inspector:
             vote_ms=(t3 - t2) * _NS_TO_MS,
             total_ms=(t3 - t0) * _NS_TO_MS,
         )
-        return self._result(verdict, boxes, timings)
+        return InspectionResult.from_vote(verdict, self._spec, boxes, timings)
 
     def run_batch(
-        self, frames: Sequence[Frame], *, threshold: float | None = None
+        self, frames: Iterable[Frame], *, threshold: float | None = None
     ) -> list[InspectionResult]:
         """Inspect several frames, packing as many as fit into one ``infer`` (up to
         ``max_batch`` patches). Results are in input order; ``infer_ms`` is each frame's share.
-        With the direct student engine every frame runs on its own (gray ones on the engine,
-        which beats any batch on the backend)."""
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
-        loaded = [_load(f) for f in frames]
-        boxes = [self._grid_for(img, src) for img, src in loaded]
-        if self._engine is not None:  # the engine runs one frame at a time, faster than a batch
-            return [self._run_group([i], loaded, boxes, thr)[0] for i in range(len(loaded))]
-        results: list[InspectionResult] = []
+        Frames a runner takes run on it one by one (it beats any batch on the backend)."""
+        if isinstance(frames, str | os.PathLike | np.ndarray) or not isinstance(frames, Iterable):
+            msg = (
+                "frames must be an iterable (list, tuple, ...) of frames, got"
+                f" {type(frames).__name__}; use run() for one frame"
+            )
+            raise InputTypeError(msg)
+        thr = self.threshold if threshold is None else check_threshold(threshold)
+        prepared = []
+        for i, frame in enumerate(frames):
+            try:
+                prepared.append(self.prepare(frame))
+            except PyInspectError as exc:
+                msg = f"frames[{i}]: {exc}"
+                raise type(exc)(msg) from exc
+        results: list[InspectionResult | None] = [None] * len(prepared)
         group: list[int] = []
         patches = 0
-        for i, b in enumerate(boxes):
-            if group and patches + len(b) > self._max_batch:
-                results.extend(self._run_group(group, loaded, boxes, thr))
+        for i, p in enumerate(prepared):
+            if self._runner is not None and self._runner.accepts(p.image):
+                results[i] = self.run_prepared(p, threshold=thr)
+                continue
+            if group and patches + len(p.boxes) > self._max_batch:
+                self._run_group(group, prepared, thr, results)
                 group, patches = [], 0
             group.append(i)
-            patches += len(b)
+            patches += len(p.boxes)
         if group:
-            results.extend(self._run_group(group, loaded, boxes, thr))
-        return results
+            self._run_group(group, prepared, thr, results)
+        return [r for r in results if r is not None]
 
     def stream(
         self,
@@ -249,13 +314,13 @@ class Inspector:
         return stream(self, frames, depth=depth, threshold=threshold, reader_nice=reader_nice)
 
     def close(self) -> None:
-        """Release the backend (idempotent). The Inspector cannot run afterwards."""
+        """Release the backend and runner (idempotent). The Inspector cannot run afterwards."""
         with self._lock:
             if not self._closed:
                 self._closed = True
                 self._backend.close()
-                if self._engine is not None:
-                    self._engine.close()
+                if self._runner is not None:
+                    self._runner.close()
 
     def __enter__(self) -> Inspector:
         return self
@@ -267,34 +332,16 @@ class Inspector:
         state = ", closed" if self._closed else ""
         return (
             f"Inspector({str(self.model_path)!r}, backend={self._backend_name!r},"
-            f" device={getattr(self._backend, 'device', '?')!r}, engine={self.engine!r},"
+            f" device={getattr(self._backend, 'device', '?')!r}, runner={self.runner!r},"
             f" classes={self._spec.num_classes},"
             f" patch={self._spec.patch}, threshold={self.threshold}{state})"
         )
 
-    # ---- steps (kept separate so a pipelined ``stream()`` can reuse them) -------------------
-    def _takes_engine(self, image: np.ndarray) -> bool:
-        """Gray frames run on the direct student engine when it is on; the rest on the backend."""
-        return self._engine is not None and (image.ndim == 2 or image.shape[2] == 1)
-
+    # ---- steps -----------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             msg = f"Inspector for {self.model_path} is closed"
             raise BackendError(msg)
-
-    def _grid_for(self, image: np.ndarray, source: str | None) -> np.ndarray:
-        """Validate the frame (ndim, dtype, channels, size) and return its cached grid."""
-        try:
-            _check_frame(image)
-            return self.boxes(image.shape[0], image.shape[1])
-        except InputError as exc:
-            raise _with_source(exc, source) from exc.__cause__
-
-    def _tile(self, image: np.ndarray, out: np.ndarray, boxes: np.ndarray, source: str | None):
-        try:
-            tile_into(image, out, boxes, self._mean, self._std, self._tile_threads)
-        except InputError as exc:
-            raise _with_source(exc, source) from exc.__cause__
 
     def _vote(self, logits: np.ndarray, threshold: float | None) -> VoteResult:
         return vote(
@@ -305,9 +352,7 @@ class Inspector:
             threshold=threshold,
         )
 
-    def _infer_chunked(
-        self, image: np.ndarray, boxes: np.ndarray, source: str | None
-    ) -> tuple[np.ndarray, int, int]:
+    def _infer_chunked(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, int, int]:
         """Logits of all boxes, ``max_batch`` at a time; returns (logits, t_tiled, t_inferred)
         with tiling and inference time summed into a pseudo timeline."""
         n, step = len(boxes), self._max_batch
@@ -317,7 +362,7 @@ class Inspector:
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             a = time.perf_counter_ns()
-            self._tile(image, self._backend.input_buffer(hi - lo), boxes[lo:hi], source)
+            self._tiler(image, self._backend.input_buffer(hi - lo), boxes[lo:hi])
             b = time.perf_counter_ns()
             logits[lo:hi] = self._backend.infer(hi - lo)
             tile_ns += b - a
@@ -327,18 +372,16 @@ class Inspector:
     def _run_group(
         self,
         group: list[int],
-        loaded: list[tuple[np.ndarray, str | None]],
-        boxes: list[np.ndarray],
+        prepared: list[PreparedFrame],
         threshold: float | None,
-    ) -> list[InspectionResult]:
+        results: list[InspectionResult | None],
+    ) -> None:
         """Tile ``group``'s frames into consecutive rows of one buffer, infer once, vote each."""
         if len(group) == 1:  # alone (or too large to share): the single-frame path
-            image, source = loaded[group[0]]
-            t0 = time.perf_counter_ns()
-            return [self._run_image(image, source, boxes[group[0]], threshold, t0)]
-        counts = [len(boxes[i]) for i in group]
+            results[group[0]] = self.run_prepared(prepared[group[0]], threshold=threshold)
+            return
+        counts = [len(prepared[i].boxes) for i in group]
         total = sum(counts)
-        out: list[InspectionResult] = []
         with self._lock:
             self._check_open()
             buf = self._backend.input_buffer(total)
@@ -346,7 +389,10 @@ class Inspector:
             row = 0
             for i, n in zip(group, counts, strict=True):
                 a = time.perf_counter_ns()
-                self._tile(loaded[i][0], buf[row : row + n], boxes[i], loaded[i][1])
+                try:
+                    self._tiler(prepared[i].image, buf[row : row + n], prepared[i].boxes)
+                except InputError as exc:
+                    raise with_source(exc, prepared[i].source) from exc.__cause__
                 tile_ns.append(time.perf_counter_ns() - a)
                 row += n
             a = time.perf_counter_ns()
@@ -364,111 +410,55 @@ class Inspector:
                     vote_ms=vote_ns * _NS_TO_MS,
                     total_ms=(t_ns + share_ns + vote_ns) * _NS_TO_MS,
                 )
-                out.append(self._result(verdict, boxes[i], timings))
+                results[i] = InspectionResult.from_vote(
+                    verdict, self._spec, prepared[i].boxes, timings
+                )
                 row += n
-        return out
-
-    def _result(self, v: VoteResult, boxes: np.ndarray, timings: Timings) -> InspectionResult:
-        for a in (v.patch_class, v.patch_score, v.patch_defect_prob, v.texture_votes):
-            a.flags.writeable = False
-        defective_patches = np.flatnonzero(v.patch_defective)
-        defective_patches.flags.writeable = False
-        return InspectionResult(
-            texture=v.texture,
-            texture_name=self._spec.textures[v.texture],
-            defective=v.defective,
-            label=self._spec.label(v.texture, v.defective),
-            boxes=boxes,
-            patch_class=v.patch_class,
-            patch_score=v.patch_score,
-            patch_defect_prob=v.patch_defect_prob,
-            defective_patches=defective_patches,
-            timings=timings,
-            texture_votes=v.texture_votes,
-        )
 
 
-ENGINES = ("auto", "student", "backend")
+def _on_cpu(backend_options: dict[str, Any]) -> bool:
+    return str(backend_options.get("device") or "cpu").startswith("cpu")
 
 
-def _pick_engine(
-    engine: str,
-    backend: str,
-    backend_name: str,
+def _open_runner(
+    choice: str,
+    auto_backend: bool,
     model_path: Path,
     spec: ModelSpec,
     threads: int | None,
-    backend_options: dict[str, Any],
-    reference: Backend,
-) -> tuple[Any, str]:
-    """(direct student engine or None, why not). ``auto`` only replaces an automatically chosen
-    CPU backend: a backend named by the caller is what the caller gets."""
-    if engine not in ENGINES:
-        msg = f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}"
-        raise InputError(msg)
-    if engine == "backend":
-        return None, "engine='backend' was asked for"
-    if engine == "auto":
-        device = str(backend_options.get("device") or "cpu")
-        if backend != "auto" or backend_name not in ("onnxruntime", "openvino"):
-            return None, f"backend {backend_name!r} was chosen explicitly or is not a CPU backend"
-        if not device.startswith("cpu"):
-            return None, f"device {device!r} is not the CPU"
-        from pyinspect.fast_student import WIDTHS  # OpenVINO itself is imported only later
-
-        prov = spec.provenance  # a cheap hint first: the engine's own check needs OpenVINO
-        widths = (prov.model_extra or {}).get("arch_kwargs", {}).get("c", WIDTHS)
-        if prov.model != "student" or tuple(widths) != WIDTHS:
-            return None, "the sidecar's provenance does not name the paper's (4,8,16,4,4) student"
-    try:
-        from pyinspect.fast_student import FastStudentRunner
-
-        runner = FastStudentRunner(model_path, spec, threads=threads, reference=reference)
-        why = ""
-    except (ImportError, PyInspectError) as exc:  # not built here, not the student, ...
-        runner, why = None, str(exc)
-    if runner is None and engine == "student":
-        msg = f"{model_path}: the direct student engine cannot run this model: {why}"
-        raise BackendError(msg)
-    return runner, why
-
-
-def _check_threshold(threshold: float | None) -> float | None:
-    if threshold is None:
-        return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.floating):
-        msg = f"threshold must be a number in [0, 1] or None, got {type(threshold).__name__}"
-        raise InputTypeError(msg)
-    if not 0.0 <= float(threshold) <= 1.0:
-        msg = f"threshold must be in [0, 1] or None (argmax rule), got {threshold}"
-        raise InputError(msg)
-    return float(threshold)
+    backend: Backend,
+) -> tuple[FrameRunner | None, str]:
+    """(runner or None, why none). ``auto`` considers the table's ``auto`` rows, and only in
+    place of an automatically chosen CPU backend: a backend named by the caller is what the
+    caller gets. A named runner that cannot run the model raises, saying why."""
+    if choice == "backend":
+        return None, "runner='backend' was asked for"
+    if choice != "auto":
+        info = runner_info(choice)
+        if backend.name not in info.replaces:
+            msg = (
+                f"{model_path}: the {info.name} runner replaces the {list(info.replaces)}"
+                f" backend(s), not {backend.name!r}"
+            )
+            raise InputError(msg)
+        try:
+            return info.open(model_path, spec, threads=threads, reference=backend), ""
+        except (ImportError, PyInspectError) as exc:
+            msg = f"{model_path}: the {info.name} runner cannot run this model: {exc}"
+            raise BackendError(msg) from exc
+    if not auto_backend:
+        return None, f"backend {backend.name!r} was named, or is not on the CPU"
+    notes = []
+    for info in _auto_runners(backend.name):
+        try:
+            return info.open(model_path, spec, threads=threads, reference=backend), ""
+        except BackendError as exc:  # it read the model but disagrees with the backend
+            log.warning("%s; using the %s backend", exc, backend.name)
+            notes.append(str(exc))
+        except (ImportError, PyInspectError) as exc:  # not this model, not built, not this CPU
+            notes.append(f"{info.name}: {exc}")
+    return None, "; ".join(notes) or f"no runner replaces the {backend.name} backend"
 
 
-def load_frame(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as stored (``cv2.IMREAD_UNCHANGED``: gray stays 2-D, BGR(A) 3-D)."""
-    p = Path(path)
-    if not p.is_file():
-        what = "is not a file" if p.exists() else "not found"
-        msg = f"{p}: image {what}"
-        raise InputError(msg)
-    image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        msg = f"{p}: cannot decode image (empty, truncated or not a format OpenCV reads)"
-        raise InputError(msg)
-    return image
-
-
-def _load(frame: Frame) -> tuple[np.ndarray, str | None]:
-    """(array, source path or None)."""
-    if isinstance(frame, np.ndarray):
-        return frame, None
-    if isinstance(frame, str | os.PathLike):
-        return load_frame(frame), os.fspath(frame)
-    msg = f"frame must be a NumPy uint8 array or an image path, got {type(frame).__name__}"
-    raise InputTypeError(msg)
-
-
-def _with_source(exc: InputError, source: str | None) -> InputError:
-    """Prefix the image path to a frame error when the frame came from a file."""
-    return exc if source is None else type(exc)(f"{source}: {exc}")
+def _auto_runners(backend_name: str) -> list[RunnerInfo]:
+    return [r for r in RUNNERS if r.auto and backend_name in r.replaces]

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from pyinspect.spec import ModelSpec
+    from pyinspect.voting import VoteResult
+
+_VOTE_ARRAYS = ("patch_class", "patch_score", "patch_defect_prob", "texture_votes")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,44 @@ class InspectionResult:
         """A result that carries only an error (texture -1, not defective, label 'error')."""
         return cls(-1, "", False, "error", timings=timings or Timings(), error=error)
 
+    @classmethod
+    def from_vote(
+        cls,
+        vote: VoteResult | Mapping[str, Any],
+        spec: ModelSpec,
+        boxes: np.ndarray,
+        timings: Timings,
+    ) -> InspectionResult:
+        """The result of one frame from its vote: a ``VoteResult`` (tile -> backend -> vote) or
+        the dict a whole-frame C++ runner returns with the same field names. The patch arrays
+        become read-only, so a result can be shared between threads."""
+        if isinstance(vote, Mapping):
+            arrays = [vote[k] for k in _VOTE_ARRAYS]
+            texture, defective = int(vote["texture"]), bool(vote["defective"])
+            patch_defective = vote["patch_defective"]
+        else:
+            arrays = [getattr(vote, k) for k in _VOTE_ARRAYS]
+            texture, defective = vote.texture, vote.defective
+            patch_defective = vote.patch_defective
+        for a in arrays:
+            a.flags.writeable = False
+        defective_patches = np.flatnonzero(patch_defective)
+        defective_patches.flags.writeable = False
+        patch_class, patch_score, patch_defect_prob, texture_votes = arrays
+        return cls(
+            texture=texture,
+            texture_name=spec.textures[texture],
+            defective=defective,
+            label=spec.label(texture, defective),
+            boxes=boxes,
+            patch_class=patch_class,
+            patch_score=patch_score,
+            patch_defect_prob=patch_defect_prob,
+            defective_patches=defective_patches,
+            timings=timings,
+            texture_votes=texture_votes,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only (JSON-ready)."""
         return {
@@ -113,26 +158,3 @@ class InspectionResult:
             f" defective_patches={self.defective_patches.tolist()},"
             f" max_defect_prob={self.max_defect_prob:.3f}, total_ms={self.timings.total_ms:.3f})"
         )
-
-
-def result_from_native(r: dict[str, Any], spec: Any, boxes: np.ndarray) -> InspectionResult:
-    """The ``InspectionResult`` of one frame from the dict a whole-frame C++ runner returns
-    (``pyinspect._fastcpu``: the native OpenVINO runner and the direct student engine)."""
-    for key in ("patch_class", "patch_score", "patch_defect_prob", "texture_votes"):
-        r[key].flags.writeable = False
-    defective_patches = np.flatnonzero(r["patch_defective"])
-    defective_patches.flags.writeable = False
-    texture, defective = int(r["texture"]), bool(r["defective"])
-    return InspectionResult(
-        texture=texture,
-        texture_name=spec.textures[texture],
-        defective=defective,
-        label=spec.label(texture, defective),
-        boxes=boxes,
-        patch_class=r["patch_class"],
-        patch_score=r["patch_score"],
-        patch_defect_prob=r["patch_defect_prob"],
-        defective_patches=defective_patches,
-        timings=Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"]),
-        texture_votes=r["texture_votes"],
-    )

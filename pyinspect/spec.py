@@ -315,7 +315,7 @@ class ModelSpec(_Strict):
         """Write this spec as ``<model_path>.json``."""
         return self.save(self.sidecar_path(model_path), overwrite=overwrite)
 
-    # ---- construction helper for exporters and tests ------------------------------------------
+    # ---- the one builder: train/export.py writes every sidecar through it, tests use it too ---
     @classmethod
     def for_dagm(
         cls,

@@ -18,7 +18,7 @@ idle (ONNX Runtime with spinning off, its default then), a reader at the same pr
 them mid-frame, and the slowest inference thread sets the pace. So by default the reader then
 runs at a lower OS priority (``reader_nice``, Linux only): it decodes in the gaps where inference
 threads wait for each other, and still gets a core whenever inference waits for a frame. A pool
-that busy-waits (the student engine) would starve a low-priority reader, so there, and with a
+that busy-waits (the direct student runner) would starve a low-priority reader, so there, and with a
 core to spare, the reader keeps its priority. Measured in ``benchmarks/throughput.py``.
 
 Reliability: a frame that cannot be inspected (``None``, a failed ``VideoCapture.read``, wrong
@@ -36,7 +36,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,9 +44,10 @@ import numpy as np
 
 from pyinspect.errors import BackendError, InputError, InputTypeError, PyInspectError
 from pyinspect.result import InspectionResult
+from pyinspect.voting import check_threshold
 
 if TYPE_CHECKING:
-    from pyinspect.inspector import Inspector
+    from pyinspect.inspector import Inspector, PreparedFrame
 
 __all__ = [
     "MAX_READ_FAILURES",
@@ -82,9 +82,7 @@ class VideoSource(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Frame:
     index: int
-    image: np.ndarray
-    source: str | None
-    boxes: np.ndarray
+    prepared: PreparedFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +145,10 @@ def stream(
     if reader_nice is not None and not 0 <= reader_nice <= 19:
         msg = f"reader_nice must be in 0..19 (a nice increment), got {reader_nice}"
         raise InputError(msg)
-    from pyinspect.inspector import _check_threshold
-
-    thr = inspector.threshold if threshold is None else _check_threshold(threshold)
-    inspector._check_open()
+    thr = inspector.threshold if threshold is None else check_threshold(threshold)
+    if inspector.closed:
+        msg = f"Inspector for {inspector.model_path} is closed"
+        raise BackendError(msg)
     if _is_capture(frames):
         if not frames.isOpened():  # type: ignore[union-attr]
             msg = "VideoCapture is not opened (wrong camera index, or a file OpenCV cannot read)"
@@ -181,7 +179,7 @@ def default_reader_nice(inference_threads: int, spins: bool, cpus: int) -> int:
 
 
 def auto_reader_nice(inspector: Inspector, image: np.ndarray) -> int:
-    """The default ``reader_nice`` for frames like ``image`` (gray frames may take the engine)."""
+    """The default ``reader_nice`` for frames like ``image`` (gray frames may take a runner)."""
     from pyinspect.backends.base import usable_cpus
 
     return default_reader_nice(*inspector.inference_pool(image), usable_cpus())
@@ -253,7 +251,7 @@ def _read_loop(
             return
         item = _prepare(inspector, index, raw)
         if nice is None and isinstance(item, _Frame):
-            nice = auto_reader_nice(inspector, item.image)
+            nice = auto_reader_nice(inspector, item.prepared.image)
             if nice:
                 lower_thread_priority(nice)
         if not _put(out, item, stop):
@@ -262,8 +260,6 @@ def _read_loop(
 
 
 def _prepare(inspector: Inspector, index: int, raw: Any) -> _Frame | _Failed | _Raise:
-    from pyinspect.inspector import _load
-
     if isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[0], bool | np.bool_):
         ok, raw = raw  # what VideoCapture.read returns
         if not ok:
@@ -271,8 +267,7 @@ def _prepare(inspector: Inspector, index: int, raw: Any) -> _Frame | _Failed | _
     if raw is None:
         return _Failed(index, f"frame {index}: no frame (got None)")
     try:
-        image, source = _load(raw)
-        return _Frame(index, image, source, inspector._grid_for(image, source))
+        return _Frame(index, inspector.prepare(raw))
     except PyInspectError as exc:
         return _Failed(index, f"frame {index}: {exc}")
     except Exception as exc:  # a bug, not a bad frame: surface it
@@ -302,11 +297,10 @@ def _infer_loop(
 def _inspect(
     inspector: Inspector, frame: _Frame, threshold: float | None
 ) -> InspectionResult | _Raise:
-    t0 = time.perf_counter_ns()
     try:
-        return inspector._run_image(frame.image, frame.source, frame.boxes, threshold, t0)
+        return inspector.run_prepared(frame.prepared, threshold=threshold)
     except BackendError as exc:
-        if inspector._closed:  # every later frame would fail the same way
+        if inspector.closed:  # every later frame would fail the same way
             return _Raise(exc)
         return InspectionResult.failed(f"frame {frame.index}: {exc}")
     except PyInspectError as exc:

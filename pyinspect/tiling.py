@@ -25,12 +25,12 @@ import numpy.typing as npt
 
 from pyinspect import _core
 from pyinspect.errors import InputError, InputTypeError
+from pyinspect.frames import check_frame
 
-__all__ = ["patch_grid", "tile", "tile_into"]
+__all__ = ["Tiler", "patch_grid", "tile", "tile_into"]
 
 _OUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
 _INT32 = np.dtype(np.int32)
-_UINT8 = np.dtype(np.uint8)
 
 MeanStd = float | Sequence[float] | npt.NDArray[np.floating[Any]]
 
@@ -83,28 +83,6 @@ def patch_grid(
         msg = f"frame of {h}x{w} (HxW) is smaller than the {p}x{p} patch (never resized)"
         raise InputError(msg)
     return _grid(h, w, p, r, c)
-
-
-def _check_frame(frame: object) -> np.ndarray:
-    if not isinstance(frame, np.ndarray):
-        try:
-            frame = np.asarray(memoryview(frame))  # type: ignore[arg-type]  # zero-copy view
-        except TypeError:
-            msg = f"frame must be a NumPy array (or a buffer), got {type(frame).__name__}"
-            raise InputTypeError(msg) from None
-    if frame.dtype != _UINT8:
-        msg = f"frame must be uint8, got {frame.dtype} (convert it explicitly; tiling never copies)"
-        raise InputError(msg)
-    if frame.ndim not in (2, 3):
-        msg = f"frame must be 2-D (H, W) or 3-D (H, W, C), got {frame.ndim}-D shape {frame.shape}"
-        raise InputError(msg)
-    if frame.ndim == 3 and frame.shape[2] not in (1, 3, 4):
-        msg = (
-            f"frame must have 1 (gray), 3 (BGR) or 4 (BGRA) channels, got {frame.shape[2]} "
-            f"(shape {frame.shape})"
-        )
-        raise InputError(msg)
-    return frame
 
 
 def _check_boxes(boxes: object) -> npt.NDArray[np.int32]:
@@ -209,7 +187,7 @@ def tile_into(
     the frame. ``mean``/``std`` have one value per output channel (or one for all).
     ``threads``: 0 = auto (2 when the work pays for it).
     """
-    f = _check_frame(frame)
+    f = check_frame(frame)
     b = _check_boxes(boxes)
     o = _check_out(out, b)
     c_out = o.shape[1]
@@ -221,6 +199,31 @@ def tile_into(
     except ValueError as exc:
         msg = str(exc)
         raise InputError(msg) from exc
+
+
+class Tiler:
+    """``tile_into`` for frames already checked by ``pyinspect.frames.check_frame``, into buffers
+    the caller owns, with normalisation fixed once: the Inspector's per-frame call, which then
+    validates nothing twice (the C++ core still bounds-checks every box).
+
+    ``channels``: the output channel count (the model's input channels).
+    """
+
+    __slots__ = ("channels", "mean", "std", "threads")
+
+    def __init__(self, mean: MeanStd, std: MeanStd, channels: int, threads: int = 0) -> None:
+        self.channels = _as_int("channels", channels, 1, 3)
+        self.mean = _per_channel("mean", mean, self.channels)
+        self.std = _per_channel("std", std, self.channels)
+        self.threads = _as_int("threads", threads, 0)
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray, boxes: npt.NDArray[np.int32]) -> None:
+        """Fill ``out`` [len(boxes), channels, P, P] from ``frame`` (a checked uint8 array)."""
+        try:
+            _core.tile_into(frame, out, boxes, self.mean, self.std, self.threads)
+        except ValueError as exc:
+            msg = str(exc)
+            raise InputError(msg) from exc
 
 
 def tile(
@@ -241,7 +244,7 @@ def tile(
     ``mean``/``std`` take one value per output channel or a single value for all (defaults
     0 and 1 leave the values at v / 255).
     """
-    f = _check_frame(frame)
+    f = check_frame(frame)
     if not (isinstance(channels, int | np.integer) and not isinstance(channels, bool)) or (
         channels not in (1, 3)
     ):

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from pyinspect import _core
 from pyinspect.errors import InputError, InputTypeError
 
-__all__ = ["VoteResult", "vote"]
+__all__ = ["VoteResult", "check_threshold", "vote"]
 
 _FLOAT32 = np.dtype(np.float32)
 _INT32 = np.dtype(np.int32)
@@ -95,6 +95,20 @@ def _as_float32(scores: object) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def check_threshold(threshold: object) -> float | None:
+    """The defect rule: ``None`` (argmax class) or a number in [0, 1], as a float."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
+        msg = f"threshold must be a number in [0, 1] or None, got {type(threshold).__name__}"
+        raise InputTypeError(msg)
+    thr = float(threshold)
+    if not 0.0 <= thr <= 1.0:  # also rejects NaN
+        msg = f"threshold must be in [0, 1] or None (argmax rule), got {threshold}"
+        raise InputError(msg)
+    return thr
+
+
 def vote(
     scores: npt.ArrayLike,
     class_texture: Sequence[int] | npt.NDArray[np.integer],
@@ -123,16 +137,8 @@ def vote(
             f"class_defective {defective.shape[0]} entries"
         )
         raise InputError(msg)
-    if threshold is None:
-        thr = -1.0
-    elif isinstance(threshold, bool) or not isinstance(threshold, int | float | np.number):
-        msg = f"threshold must be a number in [0, 1] or None, got {type(threshold).__name__}"
-        raise InputTypeError(msg)
-    else:
-        thr = float(threshold)
-        if not 0.0 <= thr <= 1.0:  # also rejects NaN
-            msg = f"threshold must be in [0, 1] or None (argmax rule), got {threshold}"
-            raise InputError(msg)
+    t = check_threshold(threshold)
+    thr = -1.0 if t is None else t
     try:
         r: dict[str, Any] = _core.vote(scores, texture, defective, bool(is_logits), thr)
     except ValueError as exc:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make sanitize`: build pyinspect._core with AddressSanitizer + UndefinedBehaviorSanitizer and run
-# the core's tests against it.
+# `make sanitize`: build pyinspect._core with AddressSanitizer + UndefinedBehaviorSanitizer, drive
+# its direct student engine through every code path, and run the core's tests against it.
 #
 # Why a separate build: the sanitised module is slow and needs libasan preloaded into Python, so it
 # must never replace the module that `pip install -e .` put in the environment. It is built with
@@ -70,6 +70,20 @@ echo "== sanitize: configure + build _core ($CXX, $SAN_FLAGS) in $BUILD"
 SO=$(find "$BUILD" -maxdepth 1 -name '_core*.so' -print -quit)
 [[ -n "$SO" ]] || { echo "sanitize: the build produced no _core*.so" >&2; exit 1; }
 
+# The files built with -mavx2 must define no weak (inline or template) function: the linker keeps
+# one copy of each for the whole module, and an AVX2 copy would then also run in baseline code,
+# which crashes on an x86-64 CPU without AVX2 (see cpp/student_kernels_avx2.cpp).
+NM=$(command -v gcc-nm || command -v nm || true)
+if [[ -n "$NM" ]]; then
+    for obj in $(find "$BUILD/CMakeFiles" -name '*_avx2.cpp.o'); do
+        weak=$("$NM" -C --defined-only "$obj" | awk '$2 ~ /^[VvWwu]$/')
+        if [[ -n "$weak" ]]; then
+            printf 'sanitize: %s defines weak symbols:\n%s\n' "$obj" "$weak" >&2
+            exit 1
+        fi
+    done
+fi
+
 echo "== sanitize: stage the package with the sanitised _core in $STAGE"
 rm -rf "$STAGE"
 mkdir -p "$STAGE"
@@ -104,6 +118,52 @@ if stage not in where.parents:
 if b"__asan_init" not in where.read_bytes() or b"__ubsan_handle" not in where.read_bytes():
     sys.exit(f"sanitize: {where} is not instrumented with ASan + UBSan")
 print(f"== sanitize: using {where}")
+EOF
+
+echo "== sanitize: the direct student engine (random weights, every code path)"
+# The student runner's tests need a model file and a reference backend; this drives the engine
+# itself: the shared path (aligned grid) against the per-patch path (one box per call) on the same
+# patches, strided and offset frames, 1 to 3 threads (more threads than cores on a small machine).
+"$PY" - <<'EOF'
+import numpy as np
+
+import pyinspect._core as core
+
+if not core.student_engine_supported():
+    print("== sanitize: no AVX2+FMA on this CPU, student engine not exercised")
+    raise SystemExit(0)
+rng = np.random.default_rng(0)
+widths, cin, hidden, classes = (4, 8, 16, 4, 4), 1, 64, 6
+w = {}
+for i, cout in enumerate(widths, start=1):
+    w[f"conv{i}_w"] = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3)).astype(np.float32)
+    w[f"conv{i}_b"] = rng.normal(0, 0.1, cout).astype(np.float32)
+    cin = cout
+w["fc1_w"] = rng.normal(0, (2 / (4 * 49)) ** 0.5, (hidden, 4 * 49)).astype(np.float32)
+w["fc1_b"] = rng.normal(0, 0.1, hidden).astype(np.float32)
+w["fc2_w"] = rng.normal(0, (1 / hidden) ** 0.5, (classes, hidden)).astype(np.float32)
+w["fc2_b"] = np.zeros(classes, np.float32)
+texture, defective = [0, 0, 1, 1, 2, 2], [False, True] * 3
+for threads in (1, 2, 3):
+    runner = core.StudentRunner(w, 1, 1 / 255, -0.5, 0.0, threads, texture, defective, True)
+    for height, width in ((512, 512), (600, 600), (224, 224), (480, 640)):
+        base = rng.integers(0, 256, (height + 3, 2 * width + 5), dtype=np.uint8)
+        views = (base[:height, :width], base[3:, 5::2], np.ascontiguousarray(base[:height, :width]))
+        for frame in views:
+            boxes = core.patch_grid(height, width)
+            r = runner.run(frame, boxes, 0.5)
+            if len(r["patch_class"]) != len(boxes):
+                raise SystemExit(f"{len(boxes)} boxes but {len(r['patch_class'])} decisions")
+            got = runner.logits()
+            one = []
+            for box in boxes:  # one box per call: the per-patch path
+                runner.run(frame, box[None], -1.0)
+                one.append(runner.logits()[0])
+            delta = float(np.abs(got - np.stack(one)).max())
+            if not delta <= 1e-4 * max(1.0, float(np.abs(got).max())):
+                msg = f"{height}x{width}, {threads} threads: shared vs per-patch {delta}"
+                raise SystemExit(msg)
+print("== sanitize: student engine ok (shared == per-patch path, 1 to 3 threads)")
 EOF
 
 echo "== sanitize: pytest $TESTS"

@@ -162,7 +162,7 @@ def test_bad_options(tmp_path: Path) -> None:
     [
         ({"channels": 3}, r"channels \(axis 1\) is 1, but tiny\.onnx\.json expects 3"),
         ({"patch": 64}, r"height \(axis 2\) is 32, but tiny\.onnx\.json expects 64"),
-        ({"input_name": "x"}, r"has no input tensor 'x' .*its inputs are \[\['input'\]\]"),
+        ({"input_name": "x"}, r"has no input tensor 'x' .*its inputs are \['input'\]"),
         ({"output_name": "y"}, r"has no output tensor 'y'"),
         ({"dtype": "float16"}, r"dtype is f32, but tiny\.onnx\.json expects float16"),
         ({"batch": 4}, r"batch \(axis 0; -1 = dynamic\) is -1, but tiny\.onnx\.json expects 4"),
@@ -246,7 +246,7 @@ def test_sidecar_file_is_what_inspector_reads(tmp_path: Path) -> None:
 
 # ---- native whole-frame runner (pyinspect._fastcpu.FrameRunner) ---------------------------------
 def _native() -> object:
-    from pyinspect.backends.openvino_native import load_native
+    from pyinspect.runners.openvino_native import load_native
 
     try:
         return load_native()
@@ -264,14 +264,14 @@ def test_native_matches_inspector(
     """Same patches, logits and verdict as the Python path, for gray and BGR frames."""
     _native()
     from pyinspect import Inspector
-    from pyinspect.backends.openvino_native import NativeFrameRunner
+    from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
     bundle = write_tiny(tmp_path, channels=channels, patch=PATCH)
     frame = textured_frame(*shape, channels=frame_channels, seed=3)
     with Inspector(bundle.model_path, backend="onnxruntime", threads=1) as insp:
         want = insp.run(frame)
-    runner = NativeFrameRunner(bundle.model_path, frame_shape=shape, threads=1)
-    got = runner.run(frame)
+    runner = OpenVinoFrameRunner(bundle.model_path, frame_shape=shape, threads=1)
+    got = runner.inspect(frame)
     assert (got.texture, got.defective, got.label) == (want.texture, want.defective, want.label)
     np.testing.assert_array_equal(got.boxes, want.boxes)
     np.testing.assert_array_equal(got.patch_class, want.patch_class)
@@ -287,44 +287,44 @@ def test_native_matches_inspector(
 
 def test_native_threshold_and_new_frame_size(tmp_path: Path) -> None:
     _native()
-    from pyinspect.backends.openvino_native import NativeFrameRunner
+    from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
     bundle = write_tiny(tmp_path, channels=1, patch=PATCH)
-    runner = NativeFrameRunner(bundle.model_path, frame_shape=(64, 64), threads=1)
+    runner = OpenVinoFrameRunner(bundle.model_path, frame_shape=(64, 64), threads=1)
     small, large = textured_frame(64, 64), textured_frame(40, 100, seed=1)
-    assert runner.run(large).num_patches == 2 * 4  # another size: compiled on first use
-    assert runner.run(small, threshold=0.0).defective  # every patch has defect prob >= 0
-    none = runner.run(small, threshold=1.0)
+    assert runner.inspect(large).num_patches == 2 * 4  # another size: compiled on first use
+    assert runner.inspect(small, threshold=0.0).defective  # every patch has defect prob >= 0
+    none = runner.inspect(small, threshold=1.0)
     assert none.defective == bool((none.patch_defect_prob >= 1.0).any())
 
 
 def test_native_rejects_bad_frames(tmp_path: Path) -> None:
     _native()
-    from pyinspect.backends.openvino_native import NativeFrameRunner
+    from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
     bundle = write_tiny(tmp_path, channels=1, patch=PATCH)
-    runner = NativeFrameRunner(bundle.model_path, frame_shape=(64, 64), threads=1)
+    runner = OpenVinoFrameRunner(bundle.model_path, frame_shape=(64, 64), threads=1)
     with pytest.raises(InputError, match=r"uint8"):
-        runner.run(np.zeros((64, 64), np.float32))
+        runner.inspect(np.zeros((64, 64), np.float32))
     with pytest.raises(InputError, match=r"smaller than"):
-        runner.run(np.zeros((16, 64), np.uint8))
+        runner.inspect(np.zeros((16, 64), np.uint8))
 
 
 def test_native_checks_the_sidecar_like_the_backend(tmp_path: Path) -> None:
     _native()
-    from pyinspect.backends.openvino_native import NativeFrameRunner
+    from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
     bundle = write_tiny(tmp_path, channels=1, patch=PATCH)
     wrong = ModelSpec.for_dagm(patch=PATCH, channels=1, input_name="x", mean=[0.5], std=[0.25])
     with pytest.raises(SpecError, match=r"has no input tensor 'x'"):
-        NativeFrameRunner(bundle.model_path, wrong, frame_shape=(64, 64))
+        OpenVinoFrameRunner(bundle.model_path, wrong, frame_shape=(64, 64))
 
 
 def test_native_refuses_another_openvino_release(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     native = _native()
-    from pyinspect.backends.openvino_native import NativeFrameRunner
+    from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
     built = native.build_version()  # type: ignore[attr-defined]
     assert ov.get_version().startswith(built)
@@ -334,4 +334,4 @@ def test_native_refuses_another_openvino_release(
         BackendUnavailableError,
         match=rf"built against OpenVINO {built} but 2099\.1\.0-1-abc-releases/2099/1 is installed",
     ):
-        NativeFrameRunner(bundle.model_path, frame_shape=(64, 64))
+        OpenVinoFrameRunner(bundle.model_path, frame_shape=(64, 64))

@@ -1,4 +1,4 @@
-"""TensorRT backend and the cuda-python owners (pyinspect._cuda), against the recording stand-ins
+"""TensorRT backend and the cuda-python owners (pyinspect.cuda_buffers), against the recording stand-ins
 in tests/fakes: plans come from the real builder driven through the fake TensorRT, and the fake
 engine computes known logits on fake device memory, so a wrong pointer, size, order or a missing
 synchronise changes the numbers. Real-GPU tests are marked ``gpu`` and skip here."""
@@ -16,7 +16,7 @@ from fakes import FakeGPU, install, reference_logits
 from fakes.cudart import cudaError_t
 from modelzoo import TinyBundle, textured_frame, write_tiny
 
-from pyinspect import _cuda
+from pyinspect import cuda_buffers
 from pyinspect.backends.base import backend_info, pick_backend
 from pyinspect.backends.tensorrt import (
     IOTensor,
@@ -26,7 +26,7 @@ from pyinspect.backends.tensorrt import (
     numpy_dtype,
     tensorrt_importable,
 )
-from pyinspect.engine_build import BuildOptions, build_engine
+from pyinspect.build.tensorrt import BuildOptions, build_engine
 from pyinspect.errors import (
     BackendError,
     BackendUnavailableError,
@@ -298,7 +298,7 @@ def test_version_compatible_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 
 def test_check_plan_compatible_needs_engine_block() -> None:
-    gpu = _cuda.DeviceInfo(0, "G", "8.9", 1)
+    gpu = cuda_buffers.DeviceInfo(0, "G", "8.9", 1)
     spec = ModelSpec.for_dagm()
     with pytest.raises(SpecError, match=r"m.plan.json has no engine block, so nothing says"):
         check_plan_compatible(spec.engine, plan=Path("m.plan"), tensorrt_version="10", gpu=gpu)
@@ -375,9 +375,9 @@ def test_type_stubs_folder_is_not_tensorrt(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_no_cuda_python_means_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", None)
-    assert _cuda.device_count() == 0
+    assert cuda_buffers.device_count() == 0
     with pytest.raises(BackendUnavailableError, match=r"pip install pyinspect\[tensorrt\]"):
-        _cuda.DeviceBuffer(8)
+        cuda_buffers.DeviceBuffer(8)
 
 
 def test_registered_for_plan_files(gpu: FakeGPU) -> None:
@@ -425,7 +425,7 @@ def test_io_tensor_nbytes() -> None:
 
 
 def test_pinned_view_keeps_owner_alive(gpu: FakeGPU) -> None:
-    buf = _cuda.PinnedHostBuffer(64)
+    buf = cuda_buffers.PinnedHostBuffer(64)
     ref = weakref.ref(buf)
     view = buf.array((4, 4), np.float32)
     del buf
@@ -442,7 +442,7 @@ def test_pinned_view_keeps_owner_alive(gpu: FakeGPU) -> None:
 
 def test_pinned_view_too_large(gpu: FakeGPU) -> None:
     with (
-        _cuda.PinnedHostBuffer(64) as buf,
+        cuda_buffers.PinnedHostBuffer(64) as buf,
         pytest.raises(
             BackendError, match=r"tried to view 128 bytes \(shape \(32,\), float32\) in pinned host"
         ),
@@ -451,43 +451,47 @@ def test_pinned_view_too_large(gpu: FakeGPU) -> None:
 
 
 def test_copy_size_checked(gpu: FakeGPU) -> None:
-    with _cuda.PinnedHostBuffer(64) as h, _cuda.DeviceBuffer(32) as d, _cuda.Stream() as s:
+    with (
+        cuda_buffers.PinnedHostBuffer(64) as h,
+        cuda_buffers.DeviceBuffer(32) as d,
+        cuda_buffers.Stream() as s,
+    ):
         with pytest.raises(BackendError, match=r"host->device copy of 64 bytes does not fit"):
-            _cuda.memcpy_htod_async(d, h, 64, s)
-        _cuda.memcpy_htod_async(d, h, 32, s)
+            cuda_buffers.memcpy_htod_async(d, h, 64, s)
+        cuda_buffers.memcpy_htod_async(d, h, 32, s)
         s.synchronize()
 
 
 def test_device_info(gpu: FakeGPU) -> None:
-    info = _cuda.device_info(0)
+    info = cuda_buffers.device_info(0)
     assert (info.name, info.compute_capability) == ("NVIDIA Fake GPU", "8.9")
     with pytest.raises(
         BackendUnavailableError, match=r"CUDA device 1 not present: this machine has 1"
     ):
-        _cuda.device_info(1)
+        cuda_buffers.device_info(1)
 
 
 # ---- real TensorRT and GPU ---------------------------------------------------------------------
 def _need_real_tensorrt() -> None:
     if not tensorrt_importable():
         pytest.skip("tensorrt not importable")
-    if _cuda.device_count() == 0:
+    if cuda_buffers.device_count() == 0:
         pytest.skip("no CUDA GPU")
 
 
 @pytest.mark.gpu
 def test_real_pinned_roundtrip() -> None:
-    if _cuda.device_count() == 0:
+    if cuda_buffers.device_count() == 0:
         pytest.skip("no CUDA GPU")
     with (
-        _cuda.PinnedHostBuffer(1024) as h,
-        _cuda.PinnedHostBuffer(1024) as back,
-        _cuda.DeviceBuffer(1024) as d,
-        _cuda.Stream() as s,
+        cuda_buffers.PinnedHostBuffer(1024) as h,
+        cuda_buffers.PinnedHostBuffer(1024) as back,
+        cuda_buffers.DeviceBuffer(1024) as d,
+        cuda_buffers.Stream() as s,
     ):
         h.array((256,), np.float32)[:] = np.arange(256)
-        _cuda.memcpy_htod_async(d, h, 1024, s)
-        _cuda.memcpy_dtoh_async(back, d, 1024, s)
+        cuda_buffers.memcpy_htod_async(d, h, 1024, s)
+        cuda_buffers.memcpy_dtoh_async(back, d, 1024, s)
         s.synchronize()
         np.testing.assert_array_equal(back.array((256,), np.float32), np.arange(256))
 

@@ -174,7 +174,7 @@ def test_an_intact_file_with_its_digest_loads_and_runs(
 def test_exported_sidecars_record_the_digest_the_check_uses() -> None:
     """The check only protects models whose exporter writes the field; both exporters do."""
     root = Path(__file__).resolve().parents[1]
-    for tool in ("train/export.py", "pyinspect/engine_build.py"):
+    for tool in ("train/export.py", "pyinspect/build/tensorrt.py"):
         assert '"model_sha256"' in (root / tool).read_text(encoding="utf-8"), tool
 
 

@@ -53,14 +53,30 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     assert "Table 2" in report and "Table 3" in report and "Table 5" in report
     assert f"{res['wall_seconds'] / 60:.1f} min in all" in report  # the total, once it is known
     assert (out / "fig4_accuracy_vs_iteration.png").stat().st_size > 1000
+    assert "![Fig. 4](fig4_accuracy_vs_iteration.png)" in report
+    assert f"python -m train report {out}" in report
     # rewriting the report (a later run, --report-only) keeps what `train analyze` spliced in
-    from train.analysis import END_MARK, START_MARK, splice_report
-    from train.reproduce import write_report
+    from train.report import END_MARK, START_MARK, splice_report, write_report
 
     (out / "REPORT.md").write_text(splice_report(report, "Fig. 5: analysed"))
     write_report(res, out)
     again = (out / "REPORT.md").read_text()
     assert f"{START_MARK}\nFig. 5: analysed\n{END_MARK}" in again and "Table 5" in again
+    # `python -m train report DIR` rewrites it from results.json alone, every figure embedded
+    # (an analysis section that names its figure files gets them shown)
+    from train.report import main as report_main
+
+    ref = "**Fig. 6** — `figures/fig6_sparsity.png`."
+    named = again.replace("Fig. 5: analysed", ref)
+    (out / "REPORT.md").write_text(named)
+    (out / "fig4_accuracy_vs_iteration.png").unlink()
+    assert report_main([str(out)]) == 0
+    rebuilt = (out / "REPORT.md").read_text()
+    assert (out / "fig4_accuracy_vs_iteration.png").stat().st_size > 1000  # redrawn
+    assert rebuilt == named.replace(ref, ref + "\n\n![Fig. 6](figures/fig6_sparsity.png)")
+    assert report_main([str(out)]) == 0
+    assert (out / "REPORT.md").read_text() == rebuilt  # embedding happens once
+    assert report_main([str(tmp_path / "nowhere")]) == 2
 
 
 def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path) -> None:
@@ -109,14 +125,14 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     kept = torch.load(ck / "student-scratch.pt", map_location="cpu", weights_only=False)
     picked = torch.load(ck / chosen["checkpoint"], map_location="cpu", weights_only=False)
     assert all(torch.equal(kept["state_dict"][k], v) for k, v in picked["state_dict"].items())
-    assert kept["meta"]["distill_seed"] == chosen["seed"]
+    assert kept["meta"]["seed"] == chosen["seed"] == res["students"]["scratch"]["seed"]
     logs = {p.name: p.read_text() for p in (out / "logs").glob("student-scratch-r*.jsonl")}
     assert sorted(logs) == ["student-scratch-r0.jsonl", "student-scratch-r1.jsonl"]
     again = run_preset(preset, out, threads=1, skip_sweep=True)
     assert {p.name: p.read_text() for p in (out / "logs").glob("student-scratch-r*.jsonl")} == logs
     assert again["students"]["scratch"]["restarts"] == restarts
     kept = torch.load(ck / "student-scratch.pt", map_location="cpu", weights_only=False)
-    assert kept["meta"]["distill_seed"] == chosen["seed"]  # not the split seed, after a reuse
+    assert kept["meta"]["seed"] == chosen["seed"]  # a reuse does not rewrite the checkpoint
     first, second = res["students"]["scratch"]["test"], again["students"]["scratch"]["test"]
     assert (second["accuracy"], second["confusion"]) == (first["accuracy"], first["confusion"])
     # the report says what was reused, and the reused stages keep their first measured times
@@ -127,8 +143,9 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
         assert again["timings"][name] == res["timings"][name]
     report = (out / "REPORT.md").read_text()
     total = sum(again["timings"].values()) / 60
-    assert ("This invocation reused teacher-scratch-fit, teacher-scratch-eval, student-scratch "
-            "from an earlier one") in report and f"add up to {total:.1f} min." in report
+    assert ("Taken from this directory's checkpoints instead of recomputed: teacher-scratch-fit, "
+            "teacher-scratch-eval, student-scratch") in report
+    assert f"add up to {total:.1f} min." in report
     # a run directory made from other data refuses to resume (its checkpoints do not fit)
     from train.dagm import DagmError
 
@@ -171,6 +188,39 @@ def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> 
     assert "| scratch | (2, 2, 2, 2, 2) |" in report  # the sweep's point
     assert "| scratch | (2, 2, 2, 2, 2) (the preset's student) |" in report
     assert (out / "fig10_compression_sweep.png").stat().st_size > 0
+
+
+def test_trials_give_mean_and_standard_error_over_splits(tmp_path: Path) -> None:
+    """``Preset.trials``: the run itself is trial 1, the others run on split seeds seed+1, ...
+    into trials/seed-<seed>/ on the same data; the report gives mean ± standard error."""
+    from train.presets import get_preset
+    from train.report import mean_se
+    from train.reproduce import run_preset
+
+    out = tmp_path / "smoke"
+    res = run_preset(get_preset("smoke", trials=2), out, threads=1, skip_sweep=True)
+    trials = res["trials"]
+    assert trials["seeds"] == [0, 1]
+    assert (out / "trials" / "seed-1" / "results.json").is_file()
+    assert not (out / "trials" / "seed-1" / "data" / "synth").exists()  # the same images
+    other = json.loads((out / "trials" / "seed-1" / "results.json").read_text())
+    assert other["data"]["split_seed"] == 1 and other["data"]["root"] == res["data"]["root"]
+    for role, name in (("teachers", "scratch"), ("students", "scratch")):
+        accs = trials[role][name]
+        assert accs == [res[role][name]["test"]["accuracy"], other[role][name]["test"]["accuracy"]]
+        mean, se = mean_se(accs)
+        row = f"| {role[:-1]} {name} | 2 | {100 * mean:.2f} ± {100 * se:.2f} |"
+        assert row in (out / "REPORT.md").read_text()
+
+
+def test_mean_and_standard_error() -> None:
+    from train.report import mean_se
+
+    assert mean_se([0.5]) == (0.5, 0.0)
+    mean, se = mean_se([0.9, 1.0, 0.95, 0.85, 0.8])
+    assert mean == pytest.approx(0.9) and se == pytest.approx(0.0353553, rel=1e-5)
+    with pytest.raises(ValueError, match="at least one value"):
+        mean_se([])
 
 
 def test_fig10_rows_go_widest_first_and_end_at_the_preset_student() -> None:

@@ -223,7 +223,7 @@ def test_reproduce_refuses_a_set_from_another_generator(tmp_path: Path) -> None:
     import json
 
     from train.presets import get_preset
-    from train.reproduce import ensure_data
+    from train.stages import ensure_data
     from train.synth import RECIPE
 
     root = tmp_path / "set"

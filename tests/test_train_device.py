@@ -22,7 +22,7 @@ from train.models import (  # noqa: E402
     to_input,
 )
 from train.presets import get_preset  # noqa: E402
-from train.reproduce import distill_key, pick_restart, remember_earlier_run  # noqa: E402
+from train.stages import distill_key, pick_restart, record_other_machine  # noqa: E402
 
 
 def _need_cuda() -> None:
@@ -119,19 +119,19 @@ def test_distill_key_names_restarts_hard_labels_and_c1_init_only_when_used() -> 
     assert key == {**base, "restarts": 3, "hard_weight": 0.5, "c1_init": "basis"}
 
 
-def test_a_run_resumed_elsewhere_remembers_the_first_machine_once() -> None:
+def test_a_run_resumed_elsewhere_records_the_first_machine_once() -> None:
     gpu = {"platform": "linux", "device": "NVIDIA H200", "torch_threads": 2}
     cpu = {"platform": "linux", "device": "cpu", "torch_threads": 2}
     results: dict = {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}
-    remember_earlier_run(results, cpu)
+    record_other_machine(results, cpu)
     assert results["timings"] == {}  # this machine's stages start afresh
     results["machine"] = cpu
-    remember_earlier_run(results, cpu)  # a second resume on the same machine changes nothing
-    assert results["earlier_runs"] == [
+    record_other_machine(results, cpu)  # a second resume on the same machine changes nothing
+    assert results["other_machines"] == [
         {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}]
     same: dict = {"machine": cpu}
-    remember_earlier_run(same, cpu)
-    assert "earlier_runs" not in same
+    record_other_machine(same, cpu)
+    assert "other_machines" not in same
 
 
 # ------------------------------------------------------------------ the GPU path

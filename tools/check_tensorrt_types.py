@@ -1,8 +1,8 @@
 """``mypy --strict`` of pyinspect's TensorRT path against the pinned tensorrt-stubs.
 
 TensorRT cannot be installed on a machine without an NVIDIA GPU, so its Python API is checked
-statically: a wrong method name, argument or return type in ``pyinspect/engine_build.py``,
-``pyinspect/backends/tensorrt.py`` or ``pyinspect/_cuda.py`` fails here.
+statically: a wrong method name, argument or return type in ``pyinspect/build/tensorrt.py``,
+``pyinspect/backends/tensorrt.py`` or ``pyinspect/cuda_buffers.py`` fails here.
 
 tensorrt-stubs 10.13.0.35.1 (generated from the bindings) has five lines that are not valid
 Python: four parameters named ``in`` (a keyword) and one required parameter after optional ones

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("train.evaluate", "the paper's 9-patch test protocol"),
     "export": ("train.export", "ONNX + sidecar (+ folded variant) with a parity check"),
     "reproduce": ("train.reproduce", "run a preset end to end: smoke | cpu | paper"),
+    "report": ("train.report", "rewrite a run's REPORT.md from its results.json"),
     "analyze": ("train.analysis", "γ, sparsity, disentanglement, inversion, embeddings"),
 }
 

@@ -23,8 +23,12 @@ from typing import Any
 
 import numpy as np
 
-START_MARK = "<!-- analysis:start -->"
-END_MARK = "<!-- analysis:end -->"
+from train.analysis_math import AnalysisError
+from train.report import END_MARK, START_MARK, carry_section, pct, splice_report
+
+__all__ = ["END_MARK", "START_MARK", "AnalysisError", "analyze", "carry_section", "classify",
+           "discover", "main", "pick_teacher", "splice_report"]
+
 PAPER_D = {"scratch": 8.09, "transfer": 3.28}
 PAPER_LAST_SPARSITY = {"scratch": 0.0844, "transfer": 0.9047}
 #: skimage.data photos used as the "natural images" side of Fig. 1 (ImageNet is not available here)
@@ -35,8 +39,6 @@ NATURAL_IMAGES = (
 KIND_LABEL = {"transfer": "Transfer", "scratch": "Scratch"}
 
 
-class AnalyzeError(RuntimeError):
-    """The run directory lacks what the analysis needs (named in the message)."""
 
 
 # --------------------------------------------------------------------------- run discovery
@@ -145,7 +147,7 @@ def discover(run_dir: Path) -> RunSet:
     files = sorted((run_dir / "checkpoints").glob("*.pt"))
     if not files:
         msg = f"{run_dir}/checkpoints has no *.pt files; run training first (python -m train ...)"
-        raise AnalyzeError(msg)
+        raise AnalysisError(msg)
     blobs = {p.stem: (p, torch.load(p, map_location="cpu", weights_only=False)) for p in files}
     results = _results_json(run_dir)
     teacher_info: dict[str, dict[str, Any]] = {
@@ -204,7 +206,7 @@ def _results_json(run_dir: Path) -> dict[str, Any]:
         blob = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         msg = f"{path}: not valid JSON ({exc})"
-        raise AnalyzeError(msg) from exc
+        raise AnalysisError(msg) from exc
     return blob if isinstance(blob, dict) else {}
 
 
@@ -219,7 +221,7 @@ def find_data_root(run_dir: Path, explicit: str | None) -> Path:
             return c
     msg = (f"no DAGM data root for {run_dir}: pass --data ROOT (tried "
            f"{[str(c) for c in cands] or 'nothing'}; results.json data.root is read when present)")
-    raise AnalyzeError(msg)
+    raise AnalysisError(msg)
 
 
 def split_seed(run_dir: Path, runs: Sequence[Run], explicit: int | None) -> int:
@@ -259,7 +261,7 @@ def representation(model: Any, module: Any, x: Any) -> Any:
         h.remove()
     if not box:
         msg = f"module {type(module).__name__} did not run in the forward pass"
-        raise AnalyzeError(msg)
+        raise AnalysisError(msg)
     return box[0]
 
 
@@ -322,7 +324,7 @@ def forward_pass(run: Run, patches: np.ndarray, in_train: np.ndarray, batch: int
             h.remove()
     if reps is None:
         msg = "forward_pass: empty patch sample"
-        raise AnalyzeError(msg)
+        raise AnalysisError(msg)
     names = [c for c, a in layers if a is not None and acc.counts.get(c)]
     return Pass(layers, {c: acc.sparsity(c) for c in names}, reps, time.perf_counter() - t0)
 
@@ -344,7 +346,7 @@ def sample_patches(root: Path, seed: int, n_images: int) -> Sample:
     records = list(load_dagm(root))
     if not records:
         msg = f"{root}: no DAGM images found"
-        raise AnalyzeError(msg)
+        raise AnalysisError(msg)
     train, _ = split_records(records, seed=seed)
     train_ids = {id(r) for r in train}
     if n_images < len(records):
@@ -405,34 +407,11 @@ def channel_mosaic(act: np.ndarray, cols: int | None = None) -> np.ndarray:
     return out
 
 
-def splice_report(text: str, section: str) -> str:
-    """Replace the text between the analysis markers (or append markers + section)."""
-    block = f"{START_MARK}\n{section.rstrip()}\n{END_MARK}"
-    if START_MARK in text and END_MARK in text and text.index(START_MARK) < text.index(END_MARK):
-        head, rest = text.split(START_MARK, 1)
-        _, tail = rest.split(END_MARK, 1)
-        return head + block + tail
-    sep = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-    return text + sep + block + "\n"
-
-
-def carry_section(old: str, new: str) -> str:
-    """``new`` with the analysis block of ``old`` kept (for writers that regenerate REPORT.md)."""
-    if START_MARK in old and END_MARK in old and old.index(START_MARK) < old.index(END_MARK):
-        section = old.split(START_MARK, 1)[1].split(END_MARK, 1)[0].strip("\n")
-        return splice_report(new, section)
-    return new
-
-
 def _compare(a: float, b: float, tol: float = 0.1) -> int:
     """1 if a exceeds b by more than ``tol`` (relative), -1 if b exceeds a, 0 if within."""
     if a > b * (1 + tol):
         return 1
     return -1 if b > a * (1 + tol) else 0
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.2f}%"
 
 
 # --------------------------------------------------------------------------- the analyses
@@ -523,8 +502,8 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
     txt = []
     last = {}
     for role, kind, run, s in lines:
-        txt.append(f"{role} {run.label}: last layer {_pct(s[-1])}, mean of the other layers "
-                   f"{_pct(float(s[:-1].mean()) if len(s) > 1 else 0.0)}")
+        txt.append(f"{role} {run.label}: last layer {pct(s[-1])}%, mean of the other layers "
+                   f"{pct(float(s[:-1].mean()) if len(s) > 1 else 0.0)}%")
         if role == "teacher":
             last[kind] = float(s[-1])
     verdict = ""
@@ -533,15 +512,15 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
         s = rise[0][1]
         third = max(1, len(s) // 3)
         lo, hi = float(s[:third].mean()), float(s[-third:].mean())
-        verdict += (f" Transfer teacher: lowest third of layers {_pct(lo)}, highest third "
-                    f"{_pct(hi)} — " + ("sparsity rises towards the top, as in the paper."
+        verdict += (f" Transfer teacher: lowest third of layers {pct(lo)}%, highest third "
+                    f"{pct(hi)}% — " + ("sparsity rises towards the top, as in the paper."
                                         if hi > lo + 0.05 else
                                         "no clear rise towards the top (paper: it rises from "
                                         "layer 9 on)."))
     if len(last) == 2:
         ok = last["transfer"] > last["scratch"]
-        verdict += (f" Paper: last layer transfer {_pct(PAPER_LAST_SPARSITY['transfer'])} vs "
-                    f"Scratch {_pct(PAPER_LAST_SPARSITY['scratch'])}. "
+        verdict += (f" Paper: last layer transfer {pct(PAPER_LAST_SPARSITY['transfer'])}% vs "
+                    f"Scratch {pct(PAPER_LAST_SPARSITY['scratch'])}%. "
                     + ("Reproduced in direction: transfer's last layer is sparser."
                        if ok else "Not reproduced: transfer's last layer is not sparser."))
     return ("**Fig. 6 (sparsity, Eq. 3)** — `figures/fig6_sparsity.png`, averaged over the "
@@ -581,8 +560,8 @@ def fig7_channels(rs: RunSet, sample: Sample, fig_dir: Path) -> str:
             dead = float((act.reshape(act.shape[0], -1) == 0).all(axis=1).mean())
             ax.imshow(channel_mosaic(act), cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{run.label} {title}: {act.shape[0]}×{act.shape[1]}×{act.shape[2]}, "
-                         f"{_pct(dead)} dead", fontsize=9)
-            texts.append(f"{title} {run.label} {_pct(dead)} of {act.shape[0]} channels dead")
+                         f"{pct(dead)}% dead", fontsize=9)
+            texts.append(f"{title} {run.label} {pct(dead)}% of {act.shape[0]} channels dead")
         for ax in axes:
             ax.axis("off")
         fig.tight_layout()
@@ -675,7 +654,7 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
             fx = f(res.x)
             rel = ((fx - targets).pow(2).flatten(1).sum(1)
                    / targets.pow(2).flatten(1).sum(1).clamp_min(1e-12))
-        info[kind] = {"objective_first": res.history[0], "objective_best": min(res.history),
+        info[kind] = {"objective_first": res.history[0], "objective_best": sum(res.best),
                       "feature_error": float(rel.mean()), "seconds": time.perf_counter() - t0}
         rows.append((f"{run.label} teacher", [x.squeeze().numpy() for x in res.x]))
     out["inversion"] = info
@@ -827,7 +806,7 @@ def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample
             "run's last intermediate evaluation, on its fit's `--eval-images` test subset): "
             + "; ".join(f"{100 * (x['fraction'] or 0):.0f}%: accuracy {100 * x['accuracy']:.2f}%, "
                         f"mean γ {x['gamma_mean']:.3g}, last-layer sparsity "
-                        f"{_pct(x['last_sparsity'])}" for x in rows)
+                        f"{pct(x['last_sparsity'])}%" for x in rows)
             + ". Paper: accuracy and γ fall with less data, sparsity stays similar.")
 
 
@@ -843,7 +822,7 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     all_runs = [*rs.teachers.values(), *rs.students.values()]
     if not all_runs:
         msg = f"{run_dir}/checkpoints: no teacher or student checkpoint could be classified"
-        raise AnalyzeError(msg)
+        raise AnalysisError(msg)
     seed = split_seed(run_dir, all_runs, args.seed)
     root = find_data_root(run_dir, args.data)
     t_start = time.perf_counter()
@@ -917,7 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         args.embed_dagm, args.embed_natural = min(args.embed_dagm, 12), min(args.embed_natural, 8)
     try:
         out = analyze(args)
-    except AnalyzeError as exc:
+    except AnalysisError as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: out[k] for k in ("images", "teachers", "students", "seconds")}))

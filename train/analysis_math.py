@@ -276,10 +276,13 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Inversion:
-    #: the iterate with the lowest objective (never worse than the start)
+    #: per image, the iterate with the lowest objective (never worse than the start)
     x: torch.Tensor
-    #: objective at the start and after each step (feature term + λ·TV term, see :func:`invert`)
+    #: objective summed over the images at the start and after each step (feature term +
+    #: λ·TV term, see :func:`invert`)
     history: list[float]
+    #: per image, the objective of the iterate kept in ``x``
+    best: list[float] = field(default_factory=list)
 
 
 def inversion_objective(
@@ -293,7 +296,6 @@ def inversion_objective(
 
     Dividing each term by a constant only rescales λ; the normalisation makes one λ work for
     networks whose feature scales differ by orders of magnitude (Mahendran & Vedaldi do the same).
-    The sum over b is separable, so a batch inverts B images independently in one pass.
     """
     feat = f(x)
     if feat.shape != target.shape:
@@ -318,21 +320,50 @@ def invert(
     bounds: tuple[float, float] | None = None,
 ) -> Inversion:
     """Eq. 7: x* = argmin ‖f(x) − f_target‖² + λ·TV(x), by Adam (cosine-decayed ``lr``) from
-    ``x0`` (or mid-grey plus small noise).
+    ``x0`` (or mid-grey plus small noise), for each image of the batch on its own.
 
     ``f`` maps the optimised variable (e.g. a 1-channel image in [0, 1]) to the representation;
     ``bounds`` clamps x after each step (projected gradient), keeping the image displayable.
+
+    Each image gets its own optimiser, forward passes and best iterate, so a batch returns
+    exactly what inverting each image alone returns. A batched pass would not: TV's gradient
+    jumps where two neighbours are equal (Adam's first step of ±lr makes many equal), and a
+    batch-size-dependent convolution kernel's rounding (1e-8) decides which side of the jump
+    a pixel lands on (1e-3 apart after 5 steps, tests/test_analysis.py).
     """
     target = target.detach()
+    shape = tuple(shape)
     if x0 is None:
         gen = torch.Generator().manual_seed(seed)
-        x = 0.5 + 0.01 * torch.randn(tuple(shape), generator=gen)
-    else:
-        if tuple(x0.shape) != tuple(shape):
-            msg = f"x0 shape {tuple(x0.shape)} != requested shape {tuple(shape)}"
-            raise AnalysisError(msg)
-        x = x0.detach().clone()
-    x.requires_grad_(True)
+        x0 = 0.5 + 0.01 * torch.randn(shape, generator=gen)
+    elif tuple(x0.shape) != shape:
+        msg = f"x0 shape {tuple(x0.shape)} != requested shape {shape}"
+        raise AnalysisError(msg)
+    if target.shape[0] != shape[0]:
+        msg = f"target has {target.shape[0]} images, shape asks for {shape[0]}"
+        raise AnalysisError(msg)
+    kept, histories, best = [], [], []
+    for b in range(shape[0]):
+        x, history = _invert_one(f, target[b : b + 1], x0[b : b + 1], tv_weight, steps, lr,
+                                 bounds)
+        kept.append(x)
+        histories.append(history)
+        best.append(min(history))
+    return Inversion(torch.cat(kept), [float(sum(v)) for v in zip(*histories, strict=True)],
+                     best)
+
+
+def _invert_one(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    target: torch.Tensor,
+    x0: torch.Tensor,
+    tv_weight: float,
+    steps: int,
+    lr: float,
+    bounds: tuple[float, float] | None,
+) -> tuple[torch.Tensor, list[float]]:
+    """One image's Adam run: its best iterate and its objective at the start and each step."""
+    x = x0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     # cosine decay: large early steps find the coarse layout, small late ones stop pixel noise
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
@@ -353,7 +384,7 @@ def invert(
         if bounds is not None:
             with torch.no_grad():
                 x.clamp_(*bounds)
-    return Inversion(best_x, history)
+    return best_x, history
 
 
 def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int = 8) -> list[torch.Tensor]:

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,31 +106,50 @@ def teacher_logits(
     return out
 
 
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a student is distilled (Eq. 1), as ``FitConfig`` is for a teacher."""
+
+    widths: tuple[int, ...] = STUDENT_DEFAULT  # C1..C5
+    fc: int = 4096
+    epochs: int = 8
+    batch: int = 32
+    lr: float = 1e-3  # Adam's (peak) learning rate
+    schedule: str = "constant"  # "constant" or "cosine" (decay to 0 over the run)
+    seed: int = 0  # the student's init and batch order
+    threads: int = 2
+    # > 0 adds hard_weight × cross-entropy(student, labels) to Eq. 1 (needs the labels)
+    hard_weight: float = 0.0
+    # train with a BatchNorm after each conv, folded away before the checkpoint is saved
+    batchnorm: bool = False
+    c1_init: str = "random"  # C1's starting filters: "random" or "basis" (train.models.c1_basis)
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (train.models.resolve_device)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            msg = f"unknown schedule {self.schedule!r}; expected 'constant' or 'cosine'"
+            raise ValueError(msg)
+        object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
+
+
 def distill(
     patches: np.ndarray,
     targets: np.ndarray,
     eval_records: Sequence[Any],
     checkpoint: str | Path,
     log: str | Path,
+    config: DistillConfig | None = None,
     *,
-    c: Sequence[int] = STUDENT_DEFAULT,
-    fc: int = 4096,
-    epochs: int = 8,
-    batch: int = 32,
-    lr: float = 1e-3,
-    schedule: str = "constant",
-    seed: int = 0,
-    threads: int = 2,
+    labels: np.ndarray | None = None,
     run: str = "student",
     progress: bool = True,
     meta: dict[str, Any] | None = None,
-    labels: np.ndarray | None = None,
-    hard_weight: float = 0.0,
-    batchnorm: bool = False,
-    c1_init: str = "random",
-    device: str = "cpu",
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Train a student on (patches, teacher logits) with Eq. 1; evaluate (§4) after every epoch.
+
+    ``config`` holds the settings; ``overrides`` replace single fields of it (``c=`` is accepted
+    for ``widths``), so ``distill(..., epochs=2)`` keeps working.
 
     ``batchnorm`` trains with a BatchNorm after each conv and saves the folded, plain Table 1
     network (same eval outputs, 858,380 parameters at the default widths), so export, the C++
@@ -137,7 +158,10 @@ def distill(
     ``hard_weight`` > 0 adds ``hard_weight × cross-entropy(student, labels)`` to Eq. 1 (not in
     the paper: the classic distillation mix of soft and hard targets), for a teacher whose
     logits the narrow student cannot fit well enough by regression alone."""
-    if hard_weight and labels is None:
+    if "c" in overrides:
+        overrides["widths"] = overrides.pop("c")
+    cfg = dataclasses.replace(config or DistillConfig(), **overrides)
+    if cfg.hard_weight and labels is None:
         msg = "hard_weight > 0 needs the patches' labels"
         raise ValueError(msg)
     import torch
@@ -155,9 +179,11 @@ def distill(
     )
     from train.torchdata import batch_indices
 
-    dev = resolve_device(device)
+    c, fc, epochs, batch, lr = cfg.widths, cfg.fc, cfg.epochs, cfg.batch, cfg.lr
+    seed, hard_weight, batchnorm, c1_init = cfg.seed, cfg.hard_weight, cfg.batchnorm, cfg.c1_init
+    dev = resolve_device(cfg.device)
     with full_fp32(dev):
-        seed_everything(seed, threads)
+        seed_everything(seed, cfg.threads)
         kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
         # Layout: on the 2-core CPU a (4,8,16,4,4) BatchNorm training step (batch 32) takes
         # 0.15 s in NCHW vs 0.27 s in channels_last, whose BatchNorm is slow at 4 channels
@@ -175,11 +201,8 @@ def distill(
         mean, std = normalization("student")
         jlog = JsonLog(log)
         per_epoch = max(1, len(patches) // batch)
-        if schedule not in ("constant", "cosine"):
-            msg = f"unknown schedule {schedule!r}; expected 'constant' or 'cosine'"
-            raise ValueError(msg)
         sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
-                 if schedule == "cosine" else None)
+                 if cfg.schedule == "cosine" else None)
         jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
                    iters=per_epoch * epochs)
         curve: list[tuple[int, float]] = []
@@ -303,16 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     widths = (sweep_widths() if args.widths == "sweep"
               else [tuple(int(v) for v in args.widths.split(","))])
     sseed = args.seed if args.student_seed is None else args.student_seed
+    cfg = DistillConfig(fc=args.fc, epochs=args.epochs, batch=args.batch, lr=args.lr,
+                        schedule=args.schedule, seed=sseed, threads=args.threads,
+                        hard_weight=args.hard_weight, batchnorm=args.batchnorm,
+                        c1_init=args.c1_init, device=args.device)
     for c in widths:
         run = f"student-{'x'.join(map(str, c))}-from-{tname}"
         if args.student_seed is not None:
             run += f"-s{sseed}"
         summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
-                          out / "logs" / f"{run}.jsonl", c=c, fc=args.fc, epochs=args.epochs,
-                          schedule=args.schedule, batchnorm=args.batchnorm, device=args.device,
-                          c1_init=args.c1_init, lr=args.lr, batch=args.batch,
-                          labels=y if args.hard_weight else None, hard_weight=args.hard_weight,
-                          seed=sseed, threads=args.threads, run=run,
+                          out / "logs" / f"{run}.jsonl", dataclasses.replace(cfg, widths=c),
+                          labels=y if args.hard_weight else None, run=run,
                           meta={"teacher": tname})
         print(json.dumps({k: v for k, v in summary.items() if k != "curve"}
                          | {"accuracy": summary["curve"][-1][1] if summary["curve"] else None}))

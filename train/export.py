@@ -28,12 +28,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pyinspect.spec import SCHEMA_VERSION, ModelSpec
 from train._cli import friendly_errors
 from train.models import NUM_CLASSES, PATCH, ModelError, load_checkpoint, normalization
 
-SCHEMA_VERSION = 1
+__all__ = ["OPSET", "SCHEMA_VERSION", "FoldedConv", "export", "fold", "onnx_export", "sidecar",
+           "sidecar_dict"]
+
 OPSET = 18  # the dynamo exporter's native opset (>= 17 as required)
-TEXTURE_NAMES = [f"Texture {t + 1}" for t in range(NUM_CLASSES // 2)]
 
 
 class FoldedConv(nn.Module):
@@ -94,7 +96,8 @@ def fold(model: nn.Module, arch: str) -> nn.Module:
     return folded
 
 
-def _onnx_export(model: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+def onnx_export(model: nn.Module, example: torch.Tensor, path: Path, opset: int = OPSET) -> None:
+    """Export ``model`` with a dynamic batch axis (input ``input``, output ``logits``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(
@@ -112,36 +115,19 @@ def _onnx_export(model: nn.Module, example: torch.Tensor, path: Path, opset: int
     )
 
 
+def sidecar(
+    *, channels: int, mean: Sequence[float], std: Sequence[float], provenance: dict[str, Any]
+) -> ModelSpec:
+    """The sidecar of an exported DAGM network, built (and validated) by ``ModelSpec``."""
+    return ModelSpec.for_dagm(n_textures=NUM_CLASSES // 2, patch=PATCH, channels=channels,
+                              mean=mean, std=std, provenance=provenance)
+
+
 def sidecar_dict(
     *, channels: int, mean: Sequence[float], std: Sequence[float], provenance: dict[str, Any]
 ) -> dict[str, Any]:
-    """The sidecar schema v1 (see pyinspect/spec.py)."""
-    classes = []
-    for label in range(NUM_CLASSES):
-        t, d = divmod(label, 2)
-        classes.append({"name": f"Class{t + 1}{'_def' if d else ''}", "texture": t,
-                        "defective": bool(d)})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "classes": classes,
-        "textures": TEXTURE_NAMES,
-        "patch": PATCH,
-        "grid": {"policy": "cover", "rows": None, "cols": None},
-        "input": {"name": "input", "shape": [-1, channels, PATCH, PATCH], "dtype": "float32",
-                  "channels": channels, "color": "gray" if channels == 1 else "rgb",
-                  "layout": "NCHW"},
-        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
-        "output": {"name": "logits", "kind": "logits"},
-        "provenance": provenance,
-    }
-
-
-def write_sidecar(model_path: Path, data: dict[str, Any]) -> Path:
-    """Write ``<model>.json`` through ``pyinspect.spec.ModelSpec`` (validated on the way out)."""
-    from pyinspect.spec import ModelSpec
-
-    spec = ModelSpec.from_dict(data, source=f"export of {model_path}")
-    return spec.save_for_model(model_path, overwrite=True)
+    """:func:`sidecar` as a JSON-ready document."""
+    return sidecar(channels=channels, mean=mean, std=std, provenance=provenance).to_dict()
 
 
 def parity_check(
@@ -175,7 +161,10 @@ def export(
     provenance: dict[str, Any] | None = None,
     tolerance: float = 1e-4,
 ) -> dict[str, Any]:
-    """Export a checkpoint to ONNX + sidecar; raise if ONNX Runtime disagrees by > tolerance."""
+    """Export a checkpoint to ONNX + sidecar; raise if ONNX Runtime disagrees by > tolerance.
+
+    ``provenance`` (accuracy, dataset, preset, ...) is written into the sidecar over what the
+    checkpoint's own meta says, so a caller that measured the model need not re-save it."""
     if opset < 17:
         msg = f"opset must be >= 17, got {opset}"
         raise ModelError(msg)
@@ -191,7 +180,7 @@ def export(
         net = model
         example = torch.zeros(2, 3, PATCH, PATCH)
         side_mean, side_std, channels = list(mean), list(std), 3
-    _onnx_export(net.eval(), example, out, opset)
+    onnx_export(net.eval(), example, out, opset)
     delta = parity_check(out, model, arch, folded)
     if not delta < tolerance:
         msg = f"{out}: ONNX Runtime differs from PyTorch by {delta:.3g} (> {tolerance})"
@@ -216,8 +205,8 @@ def export(
         "opset": opset,
         **(provenance or {}),
     }
-    side = write_sidecar(out, sidecar_dict(channels=channels, mean=side_mean, std=side_std,
-                                           provenance=prov))
+    spec = sidecar(channels=channels, mean=side_mean, std=side_std, provenance=prov)
+    side = spec.save_for_model(out, overwrite=True)
     return {"onnx": str(out), "sidecar": str(side), "max_abs_logit_diff": delta,
             "bytes": out.stat().st_size}
 
@@ -241,3 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(info))
     return 0
+
+
+_onnx_export = onnx_export  # the name benchmarks/fast_cpu.py imports

@@ -6,6 +6,8 @@ logits; tiling, voting, timing and validation live once, in the Inspector and th
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pyinspect.errors import BackendError, BackendUnavailableError, InputError, suggest
+from pyinspect.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InputError,
+    InputTypeError,
+    ModelFileError,
+    SpecError,
+    suggest,
+)
 
 if TYPE_CHECKING:
     from pyinspect.spec import ModelSpec
@@ -31,7 +41,7 @@ class TensorSpec:
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the Inspector needs from an engine. Implementations live one per file."""
+    """What the Inspector needs from a backend. Implementations live one per file."""
 
     name: str
     device: str
@@ -63,15 +73,115 @@ def check_cpu_options(
     if device not in (*devices, "auto"):
         msg = f"{name} backend runs on {list(devices)}, got device={device!r}"
         raise InputError(msg)
-    if threads is not None and threads < 1:
-        msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
-        raise InputError(msg)
+    check_threads(threads)
     if max_batch < 1:
         msg = f"max_batch must be >= 1, got {max_batch}"
         raise InputError(msg)
 
 
-class HostBuffers:
+@dataclass(frozen=True)
+class GraphTensor:
+    """One graph input or output as a runtime reports it, in the runtime's own words for errors:
+    ``shape`` has -1 for a dynamic axis (``None``: rank unknown); ``dtype`` is ``None`` for a
+    type pyinspect does not feed (``type_name`` says which)."""
+
+    names: tuple[str, ...]
+    shape: tuple[int, ...] | None
+    dtype: np.dtype[Any] | None
+    type_name: str
+
+
+def check_graph_io(
+    path: Path, spec: ModelSpec, inputs: list[GraphTensor], outputs: list[GraphTensor]
+) -> tuple[GraphTensor, GraphTensor]:
+    """The graph must be the one the sidecar describes (one NCHW input of the sidecar's name,
+    channels, patch, dtype and batch; an output of its name with [batch, classes] in float32 or
+    float16). Returns (input, output); a ``SpecError`` names the tensor and the sidecar field."""
+    from pyinspect.spec import ModelSpec
+
+    sidecar = ModelSpec.sidecar_path(path).name
+
+    def mismatch(tensor: str, what: str, expected: object, got: object) -> SpecError:
+        msg = (
+            f"{path}: tensor {tensor!r}: {what} is {got}, but {sidecar} expects {expected}"
+            " (re-export the model and its sidecar together)"
+        )
+        return SpecError(msg)
+
+    def listed(tensors: list[GraphTensor]) -> list[Any]:
+        return [t.names[0] if len(t.names) == 1 else sorted(t.names) for t in tensors]
+
+    if len(inputs) != 1:
+        msg = f"{path}: expected exactly one input tensor, got {listed(inputs)}"
+        raise SpecError(msg)
+    inp = inputs[0]
+    if spec.input.name not in inp.names:
+        msg = (
+            f"{path}: has no input tensor {spec.input.name!r} (sidecar {sidecar} input.name);"
+            f" its inputs are {listed(inputs)}"
+        )
+        raise SpecError(msg)
+    out = next((t for t in outputs if spec.output.name in t.names), None)
+    if out is None:
+        msg = (
+            f"{path}: has no output tensor {spec.output.name!r} (sidecar {sidecar}"
+            f" output.name); its outputs are {listed(outputs)}"
+        )
+        raise SpecError(msg)
+    name, dims = spec.input.name, inp.shape
+    if dims is None or len(dims) != 4:
+        got = "unknown" if dims is None else f"{len(dims)} {list(dims)}"
+        raise mismatch(name, "rank", f"4 (NCHW) {spec.input.shape}", got)
+    for axis, what, want in (
+        (1, "channels", spec.input.channels),
+        (2, "height", spec.patch),
+        (3, "width", spec.patch),
+    ):
+        if dims[axis] != want:
+            raise mismatch(name, f"{what} (axis {axis})", want, dims[axis])
+    if inp.dtype is None or inp.dtype.name != spec.input.dtype:
+        raise mismatch(name, "dtype", spec.input.dtype, inp.type_name)
+    if dims[0] != spec.input.shape[0]:
+        raise mismatch(name, "batch (axis 0; -1 = dynamic)", spec.input.shape[0], dims[0])
+    oshape = out.shape
+    if oshape is None or len(oshape) != 2:
+        got = "unknown" if oshape is None else f"{len(oshape)} {list(oshape)}"
+        raise mismatch(spec.output.name, "rank", "2 ([batch, classes])", got)
+    if oshape[1] not in (-1, spec.num_classes):
+        raise mismatch(
+            spec.output.name, "class count (axis 1)", f"{spec.num_classes} classes", oshape[1]
+        )
+    if out.dtype is None:
+        raise mismatch(spec.output.name, "dtype", "float32 or float16", out.type_name)
+    return inp, out
+
+
+def check_batch(batch: object, low: int, high: int, limit: str, hint: str = "") -> int:
+    """``batch`` as an int in [low, high]; ``limit`` says where the bound comes from, ``hint``
+    how to raise it."""
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer):
+        msg = f"batch must be an int, got {type(batch).__name__}"
+        raise InputError(msg)
+    if not low <= batch <= high:
+        msg = f"batch must be in [{low}, {high}] ({limit}), got {batch}{hint}"
+        raise InputError(msg)
+    return int(batch)
+
+
+class ClosingMixin:
+    """``with backend:`` closes it; every backend and runner has ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HostBuffers(ClosingMixin):
     """The host input/output arrays of a CPU backend whose runtime reads and writes them in place
     (ONNX Runtime IOBinding, OpenVINO tensors wrapping NumPy memory).
 
@@ -153,65 +263,89 @@ class HostBuffers:
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """One row of the registry: drives `create_backend`, the CLI choices and `auto` selection."""
+    """One row of ``BACKENDS``: drives ``create_backend``, the ``auto`` choice, the CLI choices
+    and the install hints. Nothing is imported until the row is used."""
 
     name: str
-    factory: BackendFactory
-    suffixes: tuple[str, ...]
-    devices: tuple[str, ...]
-    module: str
+    title: str  # display name in messages ("TensorRT")
+    module: str  # the pyinspect module that implements it
+    factory_name: str  # its class: (model_path, spec, **options) -> Backend
+    library: str  # the third-party package it needs
     extra: str  # pip extra that installs it, for the error message
-    is_available: Callable[[], bool]
-    title: str = ""  # display name in messages ("TensorRT"); defaults to ``name``
+    suffixes: tuple[str, ...]  # model files it reads
+    devices: tuple[str, ...]
+    auto_for: tuple[str, ...]  # suffixes for which ``backend="auto"`` picks it
 
     @property
     def display(self) -> str:
-        return self.title or self.name
+        return self.title
+
+    @property
+    def factory(self) -> BackendFactory:
+        factory: BackendFactory = getattr(importlib.import_module(self.module), self.factory_name)
+        return factory
+
+    def is_available(self) -> bool:
+        """Its library importable (and, for TensorRT, a GPU visible); imports nothing heavy."""
+        if self.name == "tensorrt":
+            from pyinspect.backends.tensorrt import is_available
+
+            return is_available()
+        try:
+            return importlib.util.find_spec(self.library) is not None
+        except (ImportError, ValueError):
+            return False
 
 
-_REGISTRY: dict[str, BackendInfo] = {}
-
-# ``backend="auto"`` rule: among registered, available backends that accept the model's suffix
-# (and, for a portable ``.onnx``, run on the CPU: a GPU is used only when asked for by name or
-# when the file is a GPU engine), take the first in this order; unlisted names go last,
-# alphabetically. onnxruntime leads the CPU backends until a measurement (benchmarks/latency.py)
-# shows another one faster on the deployment machine; change the order here, with the numbers.
-AUTO_PREFERENCE: tuple[str, ...] = ("tensorrt", "onnxruntime", "openvino", "torch")
-
-# Backends whose file suffix is known before their module is installed, so that a ``.plan``
-# without the TensorRT backend says "TensorRT backend not available" rather than "unknown".
-_PLANNED: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    # name: (display name, pip extra, suffixes)
-    "tensorrt": ("TensorRT", "tensorrt", (".plan", ".engine")),
-    "openvino": ("OpenVINO", "openvino", (".xml",)),
-    "torch": ("PyTorch", "torch", (".pt2",)),
-}
-
-
-def register_backend(info: BackendInfo) -> None:
-    _REGISTRY[info.name] = info
+#: Every backend, in ``auto`` order: for a model file, ``backend="auto"`` takes the first row
+#: whose ``auto_for`` has its suffix (and ``Inspector(runner="auto")`` may then replace it by a
+#: whole-frame runner, see ``pyinspect.runners``). ONNX Runtime is the embedded default for
+#: ``.onnx`` (a core dependency, always there); OpenVINO runs ``.onnx`` only when named.
+BACKENDS: tuple[BackendInfo, ...] = (
+    BackendInfo(
+        "onnxruntime", "ONNX Runtime", "pyinspect.backends.onnxruntime", "OnnxRuntimeBackend",
+        "onnxruntime", "onnxruntime", (".onnx",), ("cpu",), (".onnx",),
+    ),
+    BackendInfo(
+        "openvino", "OpenVINO", "pyinspect.backends.openvino", "OpenVinoBackend",
+        "openvino", "openvino", (".onnx", ".xml"), ("cpu",), (".xml",),
+    ),
+    BackendInfo(
+        "tensorrt", "TensorRT", "pyinspect.backends.tensorrt", "TensorRTBackend",
+        "tensorrt", "tensorrt", (".plan", ".engine"), ("cuda",), (".plan", ".engine"),
+    ),
+    BackendInfo(
+        "torch", "PyTorch", "pyinspect.backends.torch", "TorchBackend",
+        "torch", "torch", (".pt2",), ("cpu", "cuda"), (".pt2",),
+    ),
+)  # fmt: skip
+_BY_NAME = {b.name: b for b in BACKENDS}
+#: Values of ``Inspector(backend=...)`` and the CLI's ``--backend``.
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *_BY_NAME)
 
 
 def list_backends(*, available_only: bool = False) -> list[str]:
-    _load_builtin()
-    return [n for n, i in _REGISTRY.items() if not available_only or i.is_available()]
+    return [b.name for b in BACKENDS if not available_only or b.is_available()]
 
 
 def backend_info(name: str) -> BackendInfo:
-    _load_builtin()
-    if name not in _REGISTRY:
-        if name in _PLANNED:
-            title, extra, _ = _PLANNED[name]
-            msg = (
-                f"{title} backend not available: pyinspect.backends.{name} is not part of this"
-                f" installation. Install it with `pip install pyinspect[{extra}]` on a machine"
-                f" that has it; registered backends: {sorted(_REGISTRY)}"
-            )
-            raise BackendUnavailableError(msg)
-        valid = sorted(_REGISTRY)
+    if not isinstance(name, str):
+        msg = f"backend must be a name, one of {list(BACKEND_CHOICES)}, got {type(name).__name__}"
+        raise InputError(msg)
+    if name not in _BY_NAME:
+        valid = sorted(_BY_NAME)
         msg = f"Unknown backend {name!r}.{suggest(name, valid)} Valid backends: {valid}"
         raise InputError(msg)
-    return _REGISTRY[name]
+    return _BY_NAME[name]
+
+
+def require_backend(name: str) -> BackendInfo:
+    """The row of backend ``name`` when it can run here, else the error saying how to install it
+    (an unknown name: the valid ones)."""
+    info = backend_info(name)
+    if not info.is_available():
+        raise _unavailable(info)
+    return info
 
 
 def create_backend(
@@ -219,48 +353,72 @@ def create_backend(
 ) -> Backend:
     """Build backend ``name`` for ``model_path``; ``None`` options are dropped so an option one
     backend lacks does not break another."""
-    info = backend_info(name)
-    if not info.is_available():
-        raise _unavailable(info)
+    info = require_backend(name)
     kwargs = {k: v for k, v in options.items() if v is not None}
     return info.factory(model_path, spec, **kwargs)
 
 
 def pick_backend(model_path: str | os.PathLike[str]) -> str:
-    """The ``backend="auto"`` choice for a model file (rule: see ``AUTO_PREFERENCE``)."""
-    _load_builtin()
+    """The ``backend="auto"`` choice for a model file: the first row of ``BACKENDS`` whose
+    ``auto_for`` has the file's suffix (installed or not: ``create_backend`` says how to
+    install a missing one)."""
     suffix = Path(model_path).suffix.lower()
-    claims = [i for i in _REGISTRY.values() if suffix in i.suffixes]
-    if suffix == ".onnx":
-        claims = [i for i in claims if "cpu" in i.devices]
-    usable = [i for i in claims if i.is_available()]
-    if usable:
-        rank = {n: k for k, n in enumerate(AUTO_PREFERENCE)}
-        return min(usable, key=lambda i: (rank.get(i.name, len(rank)), i.name)).name
-    if claims:  # registered but not importable here: say which and how to install
-        raise _unavailable(min(claims, key=lambda i: i.name))
-    for name, (_, _, suffixes) in _PLANNED.items():
-        if suffix in suffixes:
-            return name  # backend_info() then raises "<Title> backend not available: ..."
-    known = sorted({s for i in _REGISTRY.values() for s in i.suffixes} | _planned_suffixes())
+    for info in BACKENDS:
+        if suffix in info.auto_for:
+            return info.name
+    known = sorted({s for b in BACKENDS for s in b.suffixes})
     msg = (
         f"No backend reads {suffix or 'files without a suffix'!r} ({model_path}). Known model"
-        f" suffixes: {known}; or name a backend explicitly: {sorted(_REGISTRY)}"
+        f" suffixes: {known}; or name a backend explicitly: {sorted(_BY_NAME)}"
     )
     raise InputError(msg)
 
 
 def _unavailable(info: BackendInfo) -> BackendUnavailableError:
     msg = (
-        f"{info.display} backend not available: {info.module!r} is not importable"
+        f"{info.display} backend not available: {info.library!r} is not importable"
         f" (or no {'/'.join(info.devices)} device). Install it with "
         f"`pip install pyinspect[{info.extra}]`."
     )
     return BackendUnavailableError(msg)
 
 
-def _planned_suffixes() -> set[str]:
-    return {s for _, _, suffixes in _PLANNED.values() for s in suffixes}
+# ---- checks every backend and runner shares ------------------------------------------------------
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (library errors can run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_model_file(path: Path) -> None:
+    """Missing / empty / not-a-file model (and an IR without its .bin) -> ModelFileError, before
+    a library prints its own text."""
+    if not path.exists():
+        msg = f"{path}: model file not found"
+        raise ModelFileError(msg)
+    if not path.is_file():
+        msg = f"{path}: not a file (a model file is expected)"
+        raise ModelFileError(msg)
+    if path.stat().st_size == 0:
+        msg = f"{path}: model file is empty (0 bytes); re-export it"
+        raise ModelFileError(msg)
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        msg = (
+            f"{path}: OpenVINO IR needs its weights file {path.with_suffix('.bin').name} beside it"
+        )
+        raise ModelFileError(msg)
+
+
+def check_threads(threads: object) -> None:
+    """``threads``: ``None`` (physical cores) or an int >= 1."""
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        msg = f"threads must be an int >= 1 or None, got {type(threads).__name__}"
+        raise InputTypeError(msg)
+    if threads < 1:
+        msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
+        raise InputError(msg)
 
 
 def usable_cpus() -> int:
@@ -288,16 +446,3 @@ def physical_cores() -> int:
             return max(1, len(cpus))
         cores.add((package, core))
     return max(1, len(cores))
-
-
-def _load_builtin() -> None:
-    """Import the built-in backend modules so they register themselves (cheap: each defers its
-    heavy import to construction)."""
-    import importlib
-
-    for mod in ("onnxruntime", "openvino", "tensorrt", "torch"):
-        try:
-            importlib.import_module(f"pyinspect.backends.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pyinspect.backends.{mod}":
-                raise

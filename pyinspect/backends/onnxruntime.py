@@ -12,7 +12,6 @@ on when a core is left over (``spin=None``); ``spin=True/False`` forces it.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,15 @@ from typing import Any
 import numpy as np
 
 from pyinspect.backends.base import (
-    BackendInfo,
+    GraphTensor,
     HostBuffers,
     check_cpu_options,
+    check_graph_io,
+    check_model_file,
     physical_cores,
-    register_backend,
     usable_cpus,
 )
-from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
+from pyinspect.errors import BackendError, InputError, ModelFileError
 from pyinspect.spec import ModelSpec
 
 _ORT_DTYPES: dict[str, np.dtype[Any]] = {
@@ -65,7 +65,7 @@ class OnnxRuntimeBackend(HostBuffers):
         self.spec = spec
         self.threads = threads or physical_cores()
         self.spin = default_spin(self.threads) if spin is None else spin
-        _check_model_file(self.model_path)
+        check_model_file(self.model_path)
 
         import onnxruntime as ort
 
@@ -145,89 +145,14 @@ def default_spin(threads: int, cpus: int | None = None) -> bool:
     return threads < (usable_cpus() if cpus is None else cpus)
 
 
-def _check_model_file(path: Path) -> None:
-    """Missing / empty / not-a-file model -> ModelFileError before ORT prints its own text."""
-    if not path.exists():
-        msg = f"{path}: model file not found"
-        raise ModelFileError(msg)
-    if not path.is_file():
-        msg = f"{path}: not a file (a model file is expected)"
-        raise ModelFileError(msg)
-    if path.stat().st_size == 0:
-        msg = f"{path}: model file is empty (0 bytes); re-export it"
-        raise ModelFileError(msg)
-
-
 def _check_against_spec(session: Any, spec: ModelSpec, model: Path) -> tuple[np.dtype[Any], int]:
     """The graph must be the one the sidecar describes. Returns (input dtype, fixed batch or 0)."""
-    sidecar = ModelSpec.sidecar_path(model).name
 
-    def mismatch(tensor: str, what: str, expected: object, got: object) -> SpecError:
-        msg = (
-            f"{model}: tensor {tensor!r}: {what} is {got}, but {sidecar} expects {expected}"
-            " (re-export the model and its sidecar together)"
-        )
-        return SpecError(msg)
+    def tensor(t: Any) -> GraphTensor:
+        shape = tuple(d if isinstance(d, int) and d > 0 else -1 for d in t.shape)
+        return GraphTensor((t.name,), shape, _ORT_DTYPES.get(t.type), t.type)
 
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    names = [t.name for t in inputs]
-    if spec.input.name not in names:
-        msg = (
-            f"{model}: has no input tensor {spec.input.name!r} (sidecar {sidecar} input.name);"
-            f" its inputs are {names}"
-        )
-        raise SpecError(msg)
-    if len(inputs) != 1:
-        msg = f"{model}: expected exactly one input tensor, got {names}"
-        raise SpecError(msg)
-    out_names = [t.name for t in outputs]
-    if spec.output.name not in out_names:
-        msg = (
-            f"{model}: has no output tensor {spec.output.name!r} (sidecar {sidecar}"
-            f" output.name); its outputs are {out_names}"
-        )
-        raise SpecError(msg)
-
-    inp = inputs[0]
-    shape = list(inp.shape)
-    if len(shape) != 4:
-        raise mismatch(inp.name, "rank", f"4 (NCHW) {spec.input.shape}", f"{len(shape)} {shape}")
-    for axis, what, want in ((1, "channels", spec.input.channels), (2, "height", spec.patch)):
-        if shape[axis] != want:
-            raise mismatch(inp.name, f"{what} (axis {axis})", want, shape[axis])
-    if shape[3] != spec.patch:
-        raise mismatch(inp.name, "width (axis 3)", spec.patch, shape[3])
-    dtype = _ORT_DTYPES.get(inp.type)
-    if dtype is None or dtype.name != spec.input.dtype:
-        raise mismatch(inp.name, "dtype", spec.input.dtype, inp.type)
-    model_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else -1
-    if model_batch != spec.input.shape[0]:
-        raise mismatch(inp.name, "batch (axis 0; -1 = dynamic)", spec.input.shape[0], model_batch)
-
-    out = next(t for t in outputs if t.name == spec.output.name)
-    oshape = list(out.shape)
-    if len(oshape) != 2:
-        raise mismatch(out.name, "rank", "2 ([batch, classes])", f"{len(oshape)} {oshape}")
-    if isinstance(oshape[1], int) and oshape[1] != spec.num_classes:
-        raise mismatch(out.name, "class count (axis 1)", f"{spec.num_classes} classes", oshape[1])
-    if out.type not in _ORT_DTYPES:
-        raise mismatch(out.name, "dtype", "float32 or float16", out.type)
-    return dtype, max(model_batch, 0)
-
-
-def _available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-register_backend(
-    BackendInfo(
-        name="onnxruntime",
-        factory=OnnxRuntimeBackend,
-        suffixes=(".onnx",),
-        devices=_DEVICES,
-        module="onnxruntime",
-        extra="onnxruntime",
-        is_available=_available,
-        title="ONNX Runtime",
-    )
-)
+    inputs = [tensor(t) for t in session.get_inputs()]
+    inp, _ = check_graph_io(model, spec, inputs, [tensor(t) for t in session.get_outputs()])
+    assert inp.dtype is not None and inp.shape is not None  # checked above
+    return inp.dtype, max(inp.shape[0], 0)

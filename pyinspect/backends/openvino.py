@@ -14,7 +14,6 @@ Why a second CPU backend: on the student, OpenVINO's CPU plugin is faster than O
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,13 @@ from typing import Any
 import numpy as np
 
 from pyinspect.backends.base import (
-    BackendInfo,
+    GraphTensor,
     HostBuffers,
     check_cpu_options,
+    check_graph_io,
+    check_model_file,
+    first_line,
     physical_cores,
-    register_backend,
 )
 from pyinspect.errors import (
     BackendError,
@@ -199,29 +200,6 @@ class OpenVinoBackend(HostBuffers):
 
 
 # ---- checks shared with the native runner ------------------------------------------------------
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_model_file(path: Path) -> None:
-    """Missing / empty / not-a-file model (and an IR without its .bin) -> ModelFileError."""
-    if not path.exists():
-        msg = f"{path}: model file not found"
-        raise ModelFileError(msg)
-    if not path.is_file():
-        msg = f"{path}: not a file (a model file is expected)"
-        raise ModelFileError(msg)
-    if path.stat().st_size == 0:
-        msg = f"{path}: model file is empty (0 bytes); re-export it"
-        raise ModelFileError(msg)
-    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
-        msg = (
-            f"{path}: OpenVINO IR needs its weights file {path.with_suffix('.bin').name} beside it"
-        )
-        raise ModelFileError(msg)
-
-
 def cpu_precisions(core: Any) -> list[str]:
     """Precisions the CPU plugin reports natively (e.g. ['FP32', 'INT8', 'BF16'])."""
     return [str(c) for c in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")]
@@ -258,83 +236,16 @@ def check_against_spec(
 
     Returns (input dtype, output dtype, fixed batch or 0 for a dynamic one).
     """
-    sidecar = ModelSpec.sidecar_path(path).name
 
-    def mismatch(tensor: str, what: str, expected: object, got: object) -> SpecError:
-        msg = (
-            f"{path}: tensor {tensor!r}: {what} is {got}, but {sidecar} expects {expected}"
-            " (re-export the model and its sidecar together)"
-        )
-        return SpecError(msg)
+    def tensor(port: Any) -> GraphTensor:
+        pshape = port.get_partial_shape()
+        shape = None
+        if pshape.rank.is_static:
+            shape = tuple(d.get_length() if d.is_static else -1 for d in pshape)
+        kind = port.get_element_type().get_type_name()
+        return GraphTensor(tuple(sorted(port.get_names())), shape, _OV_DTYPES.get(kind), kind)
 
-    inputs, outputs = model.inputs, model.outputs
-    in_names = [sorted(p.get_names()) for p in inputs]
-    if len(inputs) != 1:
-        msg = f"{path}: expected exactly one input tensor, got {in_names}"
-        raise SpecError(msg)
-    port = inputs[0]
-    if spec.input.name not in port.get_names():
-        msg = (
-            f"{path}: has no input tensor {spec.input.name!r} (sidecar {sidecar} input.name);"
-            f" its inputs are {in_names}"
-        )
-        raise SpecError(msg)
-    out_names = [sorted(p.get_names()) for p in outputs]
-    out_port = next((p for p in outputs if spec.output.name in p.get_names()), None)
-    if out_port is None:
-        msg = (
-            f"{path}: has no output tensor {spec.output.name!r} (sidecar {sidecar}"
-            f" output.name); its outputs are {out_names}"
-        )
-        raise SpecError(msg)
-
-    name = spec.input.name
-    pshape = port.get_partial_shape()
-    dims = [d.get_length() if d.is_static else -1 for d in pshape] if pshape.rank.is_static else []
-    if len(dims) != 4:
-        raise mismatch(name, "rank", f"4 (NCHW) {spec.input.shape}", f"{len(dims)} {pshape}")
-    for axis, what, want in (
-        (1, "channels", spec.input.channels),
-        (2, "height", spec.patch),
-        (3, "width", spec.patch),
-    ):
-        if dims[axis] != want:
-            raise mismatch(name, f"{what} (axis {axis})", want, dims[axis])
-    in_type = port.get_element_type().get_type_name()
-    in_dtype = _OV_DTYPES.get(in_type)
-    if in_dtype is None or in_dtype.name != spec.input.dtype:
-        raise mismatch(name, "dtype", spec.input.dtype, in_type)
-    if dims[0] != spec.input.shape[0]:
-        raise mismatch(name, "batch (axis 0; -1 = dynamic)", spec.input.shape[0], dims[0])
-
-    oshape = out_port.get_partial_shape()
-    if not oshape.rank.is_static or oshape.rank.get_length() != 2:
-        raise mismatch(spec.output.name, "rank", "2 ([batch, classes])", str(oshape))
-    classes = oshape[1]
-    if classes.is_static and classes.get_length() != spec.num_classes:
-        raise mismatch(
-            spec.output.name, "class count (axis 1)", f"{spec.num_classes} classes", classes
-        )
-    out_type = out_port.get_element_type().get_type_name()
-    out_dtype = _OV_DTYPES.get(out_type)
-    if out_dtype is None:
-        raise mismatch(spec.output.name, "dtype", "float32 or float16", out_type)
-    return in_dtype, out_dtype, max(dims[0], 0)
-
-
-def _available() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
-register_backend(
-    BackendInfo(
-        name="openvino",
-        factory=OpenVinoBackend,
-        suffixes=_SUFFIXES,
-        devices=_DEVICES,
-        module="openvino",
-        extra="openvino",
-        is_available=_available,
-        title="OpenVINO",
-    )
-)
+    inputs, outputs = [tensor(p) for p in model.inputs], [tensor(p) for p in model.outputs]
+    inp, out = check_graph_io(path, spec, inputs, outputs)
+    assert inp.dtype is not None and out.dtype is not None and inp.shape is not None
+    return inp.dtype, out.dtype, max(inp.shape[0], 0)

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from pyinspect import _cuda
-from pyinspect.backends.base import BackendInfo, TensorSpec, register_backend
+from pyinspect import cuda_buffers
+from pyinspect.backends.base import ClosingMixin, TensorSpec, check_batch
 from pyinspect.errors import (
     BackendError,
     BackendUnavailableError,
@@ -54,7 +54,10 @@ __all__ = [
 
 INSTALL_HINT = "Install it with `pip install pyinspect[tensorrt]` on a machine with an NVIDIA GPU."
 _DEVICES = ("cuda",)
-_Owned = TypeVar("_Owned", bound="_cuda.PinnedHostBuffer | _cuda.DeviceBuffer | _cuda.Stream")
+_Owned = TypeVar(
+    "_Owned",
+    bound="cuda_buffers.PinnedHostBuffer | cuda_buffers.DeviceBuffer | cuda_buffers.Stream",
+)
 
 # TensorRT DataType name -> NumPy dtype. Spelled out (rather than ``trt.nptype``) so the mapping
 # is typed, testable without TensorRT, and an unsupported type (BF16, FP8, INT4) gets a clear error.
@@ -86,7 +89,7 @@ def tensorrt_importable() -> bool:
 def is_available() -> bool:
     """TensorRT importable and at least one CUDA GPU visible (checked with cuda-python's
     ``cudaGetDeviceCount``, which creates no context on failure)."""
-    return tensorrt_importable() and _cuda.device_count() > 0
+    return tensorrt_importable() and cuda_buffers.device_count() > 0
 
 
 def import_tensorrt() -> ModuleType:
@@ -105,11 +108,11 @@ def import_tensorrt() -> ModuleType:
     return module
 
 
-def require_gpu(what: str) -> _cuda.DeviceInfo:
+def require_gpu(what: str) -> cuda_buffers.DeviceInfo:
     """Device 0's name and compute capability, or BackendUnavailableError. Call before creating
     any TensorRT object."""
     try:
-        return _cuda.device_info(0)
+        return cuda_buffers.device_info(0)
     except BackendUnavailableError as exc:
         msg = f"{what} needs an NVIDIA GPU: {exc}"
         raise BackendUnavailableError(msg) from exc
@@ -175,7 +178,7 @@ def check_plan_compatible(
     *,
     plan: Path,
     tensorrt_version: str,
-    gpu: _cuda.DeviceInfo,
+    gpu: cuda_buffers.DeviceInfo,
 ) -> None:
     """Refuse a plan whose sidecar says it was built for another TensorRT or another GPU.
 
@@ -258,7 +261,7 @@ def _device_index(device: str) -> int:
 
 
 # ---- the backend ---------------------------------------------------------------------------------
-class TensorRTBackend:
+class TensorRTBackend(ClosingMixin):
     """Inference of one TensorRT plan whose sidecar is ``spec`` (see the module docstring).
 
     ``cuda_graph=True`` captures the steady-state call (same batch size twice in a row) as a CUDA
@@ -289,7 +292,9 @@ class TensorRTBackend:
         self.spec = spec
         self.cuda_graph = bool(cuda_graph)
         self._closed = True
-        self._owners: list[_cuda.PinnedHostBuffer | _cuda.DeviceBuffer | _cuda.Stream] = []
+        self._owners: list[
+            cuda_buffers.PinnedHostBuffer | cuda_buffers.DeviceBuffer | cuda_buffers.Stream
+        ] = []
         plan_bytes = _read_plan(self.model_path)
 
         # Order matters: nothing TensorRT/CUDA is created until a GPU is confirmed.
@@ -389,11 +394,11 @@ class TensorRTBackend:
         """Pinned host + device buffers for ``max_batch`` rows, a stream, an execution context."""
         inp, out = self._input, self._output
         in_bytes, out_bytes = inp.nbytes(self.max_batch), out.nbytes(self.max_batch)
-        self._h_in = self._own(_cuda.PinnedHostBuffer(in_bytes))
-        self._h_out = self._own(_cuda.PinnedHostBuffer(out_bytes))
-        self._d_in = self._own(_cuda.DeviceBuffer(in_bytes))
-        self._d_out = self._own(_cuda.DeviceBuffer(out_bytes))
-        self._stream = self._own(_cuda.Stream())
+        self._h_in = self._own(cuda_buffers.PinnedHostBuffer(in_bytes))
+        self._h_out = self._own(cuda_buffers.PinnedHostBuffer(out_bytes))
+        self._d_in = self._own(cuda_buffers.DeviceBuffer(in_bytes))
+        self._d_out = self._own(cuda_buffers.DeviceBuffer(out_bytes))
+        self._stream = self._own(cuda_buffers.Stream())
         # Borrowed views of the pinned buffers (valid until close()); the tiler writes into
         # ``_in_view`` and ``infer`` returns rows of ``_out_view``.
         self._in_view = self._h_in.array((self.max_batch, *inp.shape[1:]), inp.dtype)
@@ -408,7 +413,7 @@ class TensorRTBackend:
             msg = f"{self.model_path}: TensorRT could not create an execution context (GPU memory?)"
             raise BackendError(msg)
         self._context: trt.IExecutionContext = context
-        self._graph: _cuda.CudaGraph | None = None
+        self._graph: cuda_buffers.CudaGraph | None = None
         self._graph_batch = 0
         self._last_batch = 0
         self._runs_at_batch = 0
@@ -462,12 +467,6 @@ class TensorRTBackend:
         del self._engine
         del self._runtime
 
-    def __enter__(self) -> TensorRTBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"TensorRTBackend({str(self.model_path)!r}, gpu={self.gpu.name!r},"
@@ -479,15 +478,13 @@ class TensorRTBackend:
         if self._closed:
             msg = f"tensorrt backend for {self.model_path} is closed"
             raise BackendError(msg)
-        if isinstance(batch, bool) or not isinstance(batch, int | np.integer):
-            msg = f"batch must be an int, got {type(batch).__name__}"
-            raise InputError(msg)
-        if not self.min_batch <= batch <= self.max_batch:
-            msg = (
-                f"batch must be in [{self.min_batch}, {self.max_batch}] (the plan's optimisation"
-                f" profile), got {batch}; rebuild with `pyinspect build --max-batch N` for more"
-            )
-            raise InputError(msg)
+        check_batch(
+            batch,
+            self.min_batch,
+            self.max_batch,
+            "the plan's optimisation profile",
+            "; rebuild with `pyinspect build --max-batch N` for more",
+        )
 
     def _set_shape_and_addresses(self, batch: int) -> None:
         ctx, inp, out = self._context, self._input, self._output
@@ -502,17 +499,21 @@ class TensorRTBackend:
 
     def _enqueue(self, batch: int) -> None:
         """Queue copy-in, execution and copy-out on the stream (no synchronisation)."""
-        _cuda.memcpy_htod_async(self._d_in, self._h_in, self._input.nbytes(batch), self._stream)
+        cuda_buffers.memcpy_htod_async(
+            self._d_in, self._h_in, self._input.nbytes(batch), self._stream
+        )
         if not self._context.execute_async_v3(self._stream.handle):
             msg = (
                 f"{self.model_path}: TensorRT execute_async_v3 failed (batch {batch});"
                 " its log above says why"
             )
             raise BackendError(msg)
-        _cuda.memcpy_dtoh_async(self._h_out, self._d_out, self._output.nbytes(batch), self._stream)
+        cuda_buffers.memcpy_dtoh_async(
+            self._h_out, self._d_out, self._output.nbytes(batch), self._stream
+        )
 
     def _capture(self, batch: int) -> None:
-        graph = _cuda.CudaGraph(self._stream)
+        graph = cuda_buffers.CudaGraph(self._stream)
         graph.begin()
         try:
             self._enqueue(batch)
@@ -556,17 +557,3 @@ def _read_plan(path: Path) -> bytes:
         msg = f"{path}: TensorRT plan is empty (0 bytes); rebuild it with `pyinspect build`"
         raise ModelFileError(msg)
     return data
-
-
-register_backend(
-    BackendInfo(
-        name="tensorrt",
-        factory=TensorRTBackend,
-        suffixes=(".plan", ".engine"),
-        devices=_DEVICES,
-        module="tensorrt",
-        extra="tensorrt",
-        is_available=is_available,
-        title="TensorRT",
-    )
-)

@@ -12,14 +12,13 @@ writes into a float32 NumPy buffer that the model reads without a copy.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from pyinspect.backends.base import BackendInfo, TensorSpec, register_backend
+from pyinspect.backends.base import ClosingMixin, TensorSpec, check_batch
 from pyinspect.errors import (
     BackendError,
     BackendUnavailableError,
@@ -73,7 +72,7 @@ def resolve_precision(precision: str | None, device: str) -> Literal["fp16", "fp
     return "fp16" if precision == "fp16" else "fp32"
 
 
-class TorchBackend:
+class TorchBackend(ClosingMixin):
     """Inference of one exported PyTorch program (``.pt2``) whose sidecar is ``spec``.
 
     Options: ``device`` ("auto", "cuda", "cuda:N", "cpu"), ``precision`` ("fp16" default on
@@ -203,12 +202,6 @@ class TorchBackend:
         self._graphs.clear()
         self._module = None
 
-    def __enter__(self) -> TorchBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
             f"TorchBackend({str(self.program)!r}, device={self.device!r},"
@@ -221,12 +214,7 @@ class TorchBackend:
         if self._closed:
             msg = f"torch backend for {self.program} is closed"
             raise BackendError(msg)
-        if isinstance(batch, bool) or not isinstance(batch, int | np.integer):
-            msg = f"batch must be an int, got {type(batch).__name__}"
-            raise InputError(msg)
-        if not 1 <= batch <= self.max_batch:
-            msg = f"batch must be in [1, {self.max_batch}] (max_batch), got {batch}"
-            raise InputError(msg)
+        check_batch(batch, 1, self.max_batch, "max_batch")
 
     def _infer_cuda(self, rows: int) -> np.ndarray:
         torch = self._torch
@@ -282,21 +270,3 @@ def _check_program_file(program: Path, given: Path) -> None:
     else:
         msg = f"{program}: exported program {'not a file' if program.exists() else 'not found'}"
     raise ModelFileError(msg)
-
-
-def _available() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
-register_backend(
-    BackendInfo(
-        name="torch",
-        factory=TorchBackend,
-        suffixes=(".pt2",),
-        devices=_DEVICES,
-        module="torch",
-        extra="torch",
-        is_available=_available,
-        title="PyTorch",
-    )
-)

@@ -1,14 +1,13 @@
 """The whole frame in one C++ call: tile -> OpenVINO infer -> vote, GIL released throughout.
 
-``pyinspect._fastcpu`` (this runner and the direct student engine) is built only when CMake
-found OpenVINO (``PYINSPECT_WITH_OPENVINO``, AUTO by default) and links the exact OpenVINO
-release it was compiled against; this module loads it, refuses another release with a clear
-message, and wraps it with the same inputs and results as ``Inspector.run``. The Python
-``openvino`` backend (``pyinspect.backends.openvino``) remains the fallback when the module
-is missing.
+``pyinspect._fastcpu`` is built only when CMake found OpenVINO (``PYINSPECT_WITH_OPENVINO``,
+AUTO by default) and links the exact OpenVINO release it was compiled against; this module loads
+it, refuses another release with a clear message, and wraps it as a ``FrameRunner``
+(``Inspector(model, "openvino", runner="openvino-native")``). The Python ``openvino`` backend
+(``pyinspect.backends.openvino``) is the path when the module is missing.
 
-    runner = native_runner("models/student.onnx")      # compiled for 512×512 frames
-    result = runner.run(frame)                         # InspectionResult, with stage timings
+    runner = OpenVinoFrameRunner("models/student.onnx")    # compiled for 512×512 frames
+    result = runner.inspect(frame)                         # InspectionResult, with stage timings
 """
 
 from __future__ import annotations
@@ -16,21 +15,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pyinspect.backends.base import physical_cores
-from pyinspect.backends.openvino import (
-    PRECISIONS,
-    check_against_spec,
+from pyinspect.backends.base import (
+    ClosingMixin,
     check_model_file,
+    check_threads,
     first_line,
-    require_precision,
+    physical_cores,
 )
+from pyinspect.backends.openvino import PRECISIONS, check_against_spec, require_precision
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, ModelFileError
-from pyinspect.result import InspectionResult, result_from_native
+from pyinspect.frames import check_frame
+from pyinspect.result import InspectionResult, Timings
 from pyinspect.spec import ModelSpec
+from pyinspect.tiling import tile_into
+
+if TYPE_CHECKING:
+    from pyinspect.backends.base import Backend
 
 REBUILD_HINT = "rebuild pyinspect with openvino installed: pip install --no-build-isolation -e ."
 #: Compiled runners kept per frame size (each compiles the model for its patch count).
@@ -77,12 +81,14 @@ def native_available() -> bool:
     return True
 
 
-class NativeFrameRunner:
+class OpenVinoFrameRunner(ClosingMixin):
     """Inspect frames with the native runner; same verdicts as ``Inspector(model, "openvino")``.
 
     Args:
         model_path: ``.onnx`` or ``.xml`` with its sidecar beside it (or pass ``spec``).
         spec: the sidecar, if already loaded.
+        reference: an open backend of the same model whose logits the runner must reproduce
+            on a 512×512 frame at load (the Inspector passes its own); ``None``: no check.
         frame_shape: (H, W) to compile for up front; other sizes compile on first use.
         precision: ``"f32"`` or ``"bf16"`` (refused on CPUs without native bf16).
         threads: inference threads (``None``: physical cores).
@@ -92,11 +98,15 @@ class NativeFrameRunner:
     Not safe for concurrent ``run`` from several threads (one input buffer per frame size).
     """
 
+    name = "openvino-native"
+    spins = False
+
     def __init__(
         self,
         model_path: str | os.PathLike[str],
         spec: ModelSpec | None = None,
         *,
+        reference: Backend | None = None,
         frame_shape: tuple[int, int] = (512, 512),
         precision: str = "f32",
         threads: int | None = None,
@@ -106,9 +116,7 @@ class NativeFrameRunner:
         if precision not in PRECISIONS:
             msg = f"precision must be one of {list(PRECISIONS)}, got {precision!r}"
             raise InputError(msg)
-        if threads is not None and threads < 1:
-            msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
-            raise InputError(msg)
+        check_threads(threads)
         self._native = load_native()
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
@@ -132,21 +140,31 @@ class NativeFrameRunner:
         del model
         self._runners: dict[tuple[int, int], Any] = {}
         self._runner(tuple(frame_shape))  # type: ignore[arg-type]
+        self.verify_delta = None if reference is None else self._verify(reference)
 
-    def run(self, frame: np.ndarray, *, threshold: float | None = None) -> InspectionResult:
-        """Inspect one uint8 frame (H×W or H×W×C, any strides)."""
-        from pyinspect.tiling import _check_frame
+    def accepts(self, image: np.ndarray) -> bool:
+        return True
 
-        _check_frame(frame)
-        thr = self.threshold if threshold is None else threshold
-        runner = self._runner((int(frame.shape[0]), int(frame.shape[1])))
+    def run(
+        self, image: np.ndarray, boxes: np.ndarray, threshold: float | None
+    ) -> InspectionResult:
+        """Verdict of a checked frame; ``boxes`` is the model's grid for its size, which the
+        C++ runner computes itself with the same function."""
+        runner = self._runner((int(image.shape[0]), int(image.shape[1])))
         try:
-            r = runner.run(frame, -1.0 if thr is None else float(thr))
+            r = runner.run(image, -1.0 if threshold is None else float(threshold))
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         except RuntimeError as exc:
             raise BackendError(str(exc)) from exc
-        return result_from_native(r, self.spec, runner.boxes)
+        timings = Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"])
+        return InspectionResult.from_vote(r, self.spec, runner.boxes, timings)
+
+    def inspect(self, frame: Any, *, threshold: float | None = None) -> InspectionResult:
+        """Check one uint8 frame (H×W or H×W×C, any strides) and inspect it."""
+        image = check_frame(frame)
+        thr = self.threshold if threshold is None else threshold
+        return self.run(image, self._runner(image.shape[:2]).boxes, thr)
 
     def logits(self, frame_shape: tuple[int, int] = (512, 512)) -> np.ndarray:
         """A copy of the logits [N, K] of the last frame of that size (for parity checks)."""
@@ -159,17 +177,30 @@ class NativeFrameRunner:
     def close(self) -> None:
         self._runners.clear()
 
-    def __enter__(self) -> NativeFrameRunner:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (
-            f"NativeFrameRunner({str(self.model_path)!r}, precision={self.precision!r},"
+            f"OpenVinoFrameRunner({str(self.model_path)!r}, precision={self.precision!r},"
             f" threads={self.threads}, frame_shapes={list(self._runners)})"
         )
+
+    def _verify(self, reference: Backend) -> float:
+        """Max |Δlogit| against ``reference`` on a fixed 512×512 frame (``BackendError`` above
+        1e-3: a runner that replaces a backend must give its verdicts)."""
+        frame = np.random.default_rng(20200).integers(0, 256, (512, 512), dtype=np.uint8)
+        if self.spec.input.channels == 3:
+            frame = np.ascontiguousarray(np.repeat(frame[:, :, None], 3, axis=2))
+        runner = self._runner((512, 512))
+        runner.run(frame, -1.0)
+        norm, boxes = self.spec.normalization, runner.boxes
+        tile_into(frame, reference.input_buffer(len(boxes)), boxes, norm.mean, norm.std)
+        worst = float(np.abs(runner.logits() - reference.infer(len(boxes))).max())
+        if not worst <= 1e-3:
+            msg = (
+                f"{self.model_path}: the native OpenVINO runner's logits differ from the"
+                f" {reference.name} backend's by {worst:.3g} (> 0.001)"
+            )
+            raise BackendError(msg)
+        return worst
 
     def _runner(self, shape: tuple[int, int]) -> Any:
         runner = self._runners.pop(shape, None)
@@ -209,10 +240,3 @@ class NativeFrameRunner:
             raise InputError(msg) from exc
         except RuntimeError as exc:
             raise BackendError(str(exc)) from exc
-
-
-def native_runner(
-    model_path: str | os.PathLike[str], spec: ModelSpec | None = None, **options: Any
-) -> NativeFrameRunner:
-    """Build a whole-frame native runner (the benchmark's entry point); options as the class."""
-    return NativeFrameRunner(model_path, spec, **options)

@@ -18,9 +18,9 @@ import pytest
 from fakes import FakeGPU, install
 from modelzoo import TinyBundle, textured_frame, write_tiny
 
-from pyinspect import _cuda
+from pyinspect import cuda_buffers
 from pyinspect.backends.tensorrt import tensorrt_importable
-from pyinspect.engine_build import (
+from pyinspect.build.tensorrt import (
     BuildOptions,
     EngineBuildError,
     add_arguments,
@@ -113,7 +113,7 @@ def test_options_validate(tmp_path: Path) -> None:
 def test_default_timing_cache_is_per_trt_and_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYINSPECT_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/x")
-    gpu = _cuda.DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", 1)
+    gpu = cuda_buffers.DeviceInfo(0, "NVIDIA GeForce RTX 4090", "8.9", 1)
     path = default_timing_cache("10.13.0.35", gpu)
     assert path == Path(
         "/x/pyinspect/tensorrt-10.13.0.35-nvidia-geforce-rtx-4090-sm89.timing-cache"
@@ -350,7 +350,7 @@ def test_int8_calibrates_through_device_memory(
 def test_int8_calibration_patches_are_the_tiler_output(
     gpu: FakeGPU, onnx_model: TinyBundle, tmp_path: Path
 ) -> None:
-    from pyinspect.engine_build import CalibrationData
+    from pyinspect.build.tensorrt import CalibrationData
     from pyinspect.tiling import tile
 
     calib = _calib_dir(tmp_path, 3)
@@ -415,7 +415,7 @@ def test_cli_registers_build_subcommand(gpu: FakeGPU, onnx_model: TinyBundle) ->
 
 def test_importing_builder_imports_no_gpu_library() -> None:
     code = (
-        "import sys, pyinspect.engine_build, pyinspect.backends.tensorrt;"
+        "import sys, pyinspect.build.tensorrt, pyinspect.backends.tensorrt;"
         "bad = [m for m in ('tensorrt', 'cuda.bindings.runtime', 'torch') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -428,7 +428,7 @@ def test_importing_builder_imports_no_gpu_library() -> None:
 def test_real_build_and_run(tmp_path: Path) -> None:
     if not tensorrt_importable():
         pytest.skip("tensorrt not importable")
-    if _cuda.device_count() == 0:
+    if cuda_buffers.device_count() == 0:
         pytest.skip("no CUDA GPU")
     from pyinspect.backends.onnxruntime import OnnxRuntimeBackend
     from pyinspect.backends.tensorrt import TensorRTBackend

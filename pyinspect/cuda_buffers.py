@@ -246,28 +246,31 @@ def memcpy_htod_async(
     dst: DeviceBuffer, src: PinnedHostBuffer, nbytes: int, stream: Stream
 ) -> None:
     """Queue a host→device copy of the first ``nbytes`` on ``stream``."""
-    _check_copy(dst.nbytes, src.nbytes, nbytes, "host->device")
-    rt = dst._rt
-    check(
-        rt,
-        "cudaMemcpyAsync(HostToDevice)",
-        rt.cudaMemcpyAsync(
-            dst.ptr, src.ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream.raw
-        ),
-    )
+    _memcpy_async(dst, src, nbytes, stream, "HostToDevice")
 
 
 def memcpy_dtoh_async(
     dst: PinnedHostBuffer, src: DeviceBuffer, nbytes: int, stream: Stream
 ) -> None:
     """Queue a device→host copy of the first ``nbytes`` on ``stream``."""
-    _check_copy(dst.nbytes, src.nbytes, nbytes, "device->host")
-    rt = src._rt
+    _memcpy_async(dst, src, nbytes, stream, "DeviceToHost")
+
+
+def _memcpy_async(
+    dst: DeviceBuffer | PinnedHostBuffer,
+    src: DeviceBuffer | PinnedHostBuffer,
+    nbytes: int,
+    stream: Stream,
+    kind: str,
+) -> None:
+    what = "host->device" if kind == "HostToDevice" else "device->host"
+    _check_copy(dst.nbytes, src.nbytes, nbytes, what)
+    rt = dst._rt
     check(
         rt,
-        "cudaMemcpyAsync(DeviceToHost)",
+        f"cudaMemcpyAsync({kind})",
         rt.cudaMemcpyAsync(
-            dst.ptr, src.ptr, nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream.raw
+            dst.ptr, src.ptr, nbytes, getattr(rt.cudaMemcpyKind, f"cudaMemcpy{kind}"), stream.raw
         ),
     )
 

@@ -12,26 +12,22 @@ import pytest
 from modelzoo import tiny_model, tiny_weights, write_tiny
 from onnx import TensorProto, helper, numpy_helper
 
-pytest.importorskip("openvino", reason="the openvino extra is not installed")
-
 from pyinspect import Inspector
 from pyinspect.errors import BackendUnavailableError, InputError
-from pyinspect.fast_student import FastStudentRunner, NotAStudentError
+from pyinspect.runners.student import NotAStudentError, StudentRunner
 from pyinspect.spec import ModelSpec
 
 WIDTHS = (4, 8, 16, 4, 4)
 
 
 @pytest.fixture(autouse=True)
-def _need_engine() -> None:
-    from pyinspect.backends.openvino_native import load_native
+def _need_runner() -> None:
+    from pyinspect.runners.student import require_runner
 
     try:
-        native = load_native()
+        require_runner()
     except BackendUnavailableError as exc:
-        pytest.skip(f"pyinspect._fastcpu not built here: {exc}")
-    if not native.student_engine_supported():
-        pytest.skip("this CPU has no AVX2+FMA")
+        pytest.skip(f"no direct student runner here: {exc}")
 
 
 def student_onnx(
@@ -136,11 +132,11 @@ def folded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_matches_onnxruntime(folded: Path, shape: tuple[int, int], shared: bool) -> None:
-    runner = FastStudentRunner(folded, threads=2, verify=False)
+    runner = StudentRunner(folded, threads=2, verify=False)
     with Inspector(folded, backend="onnxruntime", threads=1) as ref:
         for frame in frames(shape, 2):
             want = ref.run(frame)
-            got = runner.run(frame)
+            got = runner.inspect(frame)
             assert runner.last_stages["shared"] is shared
             assert (got.texture, got.defective) == (want.texture, want.defective)
             np.testing.assert_array_equal(got.patch_class, want.patch_class)
@@ -153,11 +149,11 @@ def test_logits_close_to_onnxruntime(folded: Path) -> None:
 
     from pyinspect.tiling import patch_grid
 
-    runner = FastStudentRunner(folded, threads=1)  # with the load-time check against OpenVINO
+    runner = StudentRunner(folded, threads=1)  # with the load-time check against ONNX Runtime
     assert runner.verify_delta is not None and runner.verify_delta < 1e-4
     session = ort.InferenceSession(str(folded), providers=["CPUExecutionProvider"])
     frame = frames((512, 512), 1)[0]
-    runner.run(frame)
+    runner.inspect(frame)
     boxes = patch_grid(512, 512, 224)
     tiles = np.stack([frame[y : y + h, x : x + w] for x, y, w, h in boxes])[:, None]
     want = session.run(None, {"input": tiles.astype(np.float32)})[0]
@@ -168,25 +164,25 @@ def test_thread_counts_agree_exactly(folded: Path) -> None:
     frame = frames((512, 512), 1)[0]
     results = []
     for threads in (1, 2):
-        runner = FastStudentRunner(folded, threads=threads, verify=False)
-        runner.run(frame)
+        runner = StudentRunner(folded, threads=threads, verify=False)
+        runner.inspect(frame)
         results.append(runner.logits())
     np.testing.assert_array_equal(results[0], results[1])
 
 
 def test_strided_frame_equals_contiguous(folded: Path) -> None:
-    runner = FastStudentRunner(folded, threads=2, verify=False)
+    runner = StudentRunner(folded, threads=2, verify=False)
     big = frames((512, 1024), 1)[0]
     view = big[:, ::2]  # stride 2 along x: read in place, never copied
     assert not view.flags.c_contiguous
-    runner.run(view)
+    runner.inspect(view)
     a = runner.logits()
-    runner.run(np.ascontiguousarray(view))
+    runner.inspect(np.ascontiguousarray(view))
     np.testing.assert_array_equal(a, runner.logits())
     flipped = big[::-1, -512:][:, ::-1]  # negative strides on both axes
-    runner.run(flipped)
+    runner.inspect(flipped)
     b = runner.logits()
-    runner.run(np.ascontiguousarray(flipped))
+    runner.inspect(np.ascontiguousarray(flipped))
     np.testing.assert_array_equal(b, runner.logits())
 
 
@@ -194,47 +190,49 @@ def test_three_channel_paper_network(tmp_path: Path) -> None:
     """The unfolded network (gray replicated to RGB, channel-uniform normalisation)."""
     path = tmp_path / "rgb.onnx"
     student_onnx(path, folded=False, seed=3)
-    runner = FastStudentRunner(path, threads=2, verify=False)
+    runner = StudentRunner(path, threads=2, verify=False)
     with Inspector(path, backend="onnxruntime", threads=1) as ref:
         for frame in frames((512, 512), 2):
-            want, got = ref.run(frame), runner.run(frame)
+            want, got = ref.run(frame), runner.inspect(frame)
             np.testing.assert_array_equal(got.patch_class, want.patch_class)
             assert (got.texture, got.defective) == (want.texture, want.defective)
 
 
 def test_gray_hw1_frame_and_threshold(folded: Path) -> None:
-    runner = FastStudentRunner(folded, threads=1, verify=False)
+    runner = StudentRunner(folded, threads=1, verify=False)
     frame = frames((512, 512), 1)[0]
-    a = runner.run(frame[:, :, None], threshold=0.0)
+    a = runner.inspect(frame[:, :, None], threshold=0.0)
     assert a.defective and a.num_patches == 9
 
 
 def test_refuses_color_frames(folded: Path) -> None:
-    runner = FastStudentRunner(folded, threads=1, verify=False)
+    runner = StudentRunner(folded, threads=1, verify=False)
     with pytest.raises(InputError, match=r"reads gray frames; got 3 channels"):
-        runner.run(np.zeros((512, 512, 3), np.uint8))
+        runner.inspect(np.zeros((512, 512, 3), np.uint8))
+    assert not runner.accepts(np.zeros((512, 512, 3), np.uint8))
+    assert runner.accepts(np.zeros((512, 512, 1), np.uint8))
 
 
 def test_refuses_other_networks(tmp_path: Path) -> None:
     bundle = write_tiny(tmp_path, channels=1, patch=224, mean=[0.5], std=[0.25])
     with pytest.raises(NotAStudentError, match=r"conv1 must be 3×3, stride 1, zero padding 1"):
-        FastStudentRunner(bundle.model_path)
+        StudentRunner(bundle.model_path)
     rgb = write_tiny(tmp_path / "rgb", channels=3, patch=224, mean=[0.4, 0.5, 0.6])
     with pytest.raises(NotAStudentError, match=r"same for every channel"):
-        FastStudentRunner(rgb.model_path)
+        StudentRunner(rgb.model_path)
     softmax = tmp_path / "soft" / "tiny.onnx"
     softmax.parent.mkdir()
     onnx.save(tiny_model(tiny_weights(1), softmax=True), softmax)
     ModelSpec.for_dagm(channels=1, output_kind="probabilities").save_for_model(softmax)
     with pytest.raises(NotAStudentError, match=r"needs a logits output"):
-        FastStudentRunner(softmax)
+        StudentRunner(softmax)
 
 
 def test_other_widths_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "wide.onnx"
     student_onnx(path, widths=(8, 8, 16, 4, 4))
     with pytest.raises(NotAStudentError, match=r"conv1 weight is \[8, 1, 3, 3\], expected \[4,"):
-        FastStudentRunner(path)
+        StudentRunner(path)
 
 
 def test_dead_channel_rows_are_skipped_exactly(tmp_path: Path) -> None:
@@ -248,71 +246,108 @@ def test_dead_channel_rows_are_skipped_exactly(tmp_path: Path) -> None:
             arr[0] = 0.0 if init.name == "w5" else -1.0
             init.CopyFrom(numpy_helper.from_array(arr, init.name))
     onnx.save(model, path)
-    runner = FastStudentRunner(path, threads=2, verify=False)
+    runner = StudentRunner(path, threads=2, verify=False)
     with Inspector(path, backend="onnxruntime", threads=1) as ref:
         frame = frames((512, 512), 1)[0]
-        np.testing.assert_array_equal(runner.run(frame).patch_class, ref.run(frame).patch_class)
+        np.testing.assert_array_equal(runner.inspect(frame).patch_class, ref.run(frame).patch_class)
 
 
-def test_load_time_check_refuses_a_wrong_engine(
-    folded: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """If the graph were misread, the engine's logits would differ from OpenVINO's: refused."""
-    import pyinspect.fast_student as fs
-    from pyinspect.errors import BackendError
+def _misread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the graph reader return a wrong fc2 bias, as a reader bug would."""
+    import pyinspect.runners.student as student
 
-    real = fs.extract_student
+    real = student.read_student
 
-    def misread(path: Path) -> fs.StudentGraph:
+    def misread(path: Path) -> student.StudentGraph:
         graph = real(path)
         graph.weights["fc2_b"] = graph.weights["fc2_b"] + 0.01
         return graph
 
-    monkeypatch.setattr(fs, "extract_student", misread)
-    with pytest.raises(BackendError, match=r"differ from the reference by 0\.01"):
-        FastStudentRunner(folded, threads=1)
+    monkeypatch.setattr(student, "read_student", misread)
 
 
-# ---- Inspector(engine=...) ----------------------------------------------------------------
-def _as_student(path: Path, widths: tuple[int, ...] = WIDTHS) -> Path:
-    """Mark the sidecar as the exporter does for the paper's student (the cheap hint)."""
-    sidecar = ModelSpec.sidecar_path(path)
-    doc = json.loads(sidecar.read_text())
-    doc.setdefault("provenance", {}).update(
-        {"model": "student", "arch_kwargs": {"c": list(widths), "fc": 256}}
-    )
-    sidecar.write_text(json.dumps(doc))
-    return path
+def test_load_time_check_refuses_a_wrong_runner(
+    folded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the graph were misread, the runner's logits would differ from the backend's: refused."""
+    from pyinspect.errors import BackendError
+
+    _misread(monkeypatch)
+    with pytest.raises(BackendError, match=r"differ from the onnxruntime backend's by 0\.01"):
+        StudentRunner(folded, threads=1)
 
 
+def test_graph_forms_the_reader_accepts(tmp_path: Path) -> None:
+    """A Gemm with transB=0 and a Reshape instead of a Flatten give the same weights."""
+    from pyinspect.runners.student import read_student
+
+    path = tmp_path / "s.onnx"
+    student_onnx(path, seed=11)
+    want = read_student(path)
+    model = onnx.load(path)
+    g = model.graph
+    for node in g.node:
+        if node.op_type == "Gemm" and node.input[1] == "fc2":
+            del node.attribute[:]
+    for init in g.initializer:
+        if init.name == "fc2":
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).T.copy(), "fc2"))
+    flat = next(n for n in g.node if n.op_type == "Flatten")
+    g.initializer.append(numpy_helper.from_array(np.array([-1, 196], np.int64), "shape"))
+    flat.CopyFrom(helper.make_node("Reshape", [flat.input[0], "shape"], list(flat.output)))
+    onnx.save(model, path)
+    got = read_student(path)
+    for key, value in want.weights.items():
+        np.testing.assert_array_equal(got.weights[key], value, err_msg=key)
+    assert (got.in_channels, got.pad_value) == (want.in_channels, want.pad_value)
+
+
+def test_reader_names_what_is_not_the_student(tmp_path: Path) -> None:
+    from pyinspect.runners.student import read_student
+
+    path = tmp_path / "s.onnx"
+    student_onnx(path, seed=12)
+    model = onnx.load(path)
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type = "Sigmoid"
+    onnx.save(model, path)
+    with pytest.raises(NotAStudentError, match=r"expected Relu after 'c1', got Sigmoid"):
+        read_student(path)
+    xml = tmp_path / "s.xml"
+    xml.write_text("<net/>")
+    with pytest.raises(NotAStudentError, match=r"reads ONNX files, not '\.xml'"):
+        read_student(xml)
+
+
+# ---- Inspector(runner=...) ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def marked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("marked") / "student.onnx"
     student_onnx(path, seed=7)
-    return _as_student(path)
+    return path
 
 
-def test_stream_reader_keeps_its_priority_beside_the_busy_waiting_engine(marked: Path) -> None:
-    """The engine's pool spins after a frame: a low-priority reader would starve (measured)."""
+def test_stream_reader_keeps_its_priority_beside_the_busy_waiting_runner(marked: Path) -> None:
+    """The runner's pool spins after a frame: a low-priority reader would starve (measured)."""
     from pyinspect.stream import auto_reader_nice
 
     with Inspector(marked, threads=2) as insp:
         gray = np.zeros((512, 512), np.uint8)
-        assert insp.engine == "student-engine"
+        assert insp.runner == "student"
         assert insp.inference_pool(gray) == (2, True)
         assert auto_reader_nice(insp, gray) == 0
         # a colour frame takes the backend: ONNX Runtime's pool, spinning off when it fills the CPUs
         assert insp.inference_pool(np.zeros((512, 512, 3), np.uint8)) == (2, insp.backend.spin)
 
 
-def test_inspector_auto_uses_the_engine_with_the_backends_verdicts(marked: Path) -> None:
+def test_inspector_auto_uses_the_runner_with_the_backends_verdicts(marked: Path) -> None:
     with (
         Inspector(marked, threads=1) as fast,
-        Inspector(marked, threads=1, engine="backend") as plain,
+        Inspector(marked, threads=1, runner="backend") as plain,
     ):
-        assert (fast.engine, fast.engine_note) == ("student-engine", "")
-        assert plain.engine == "backend" and "engine='backend'" in plain.engine_note
-        assert "engine='student-engine'" in repr(fast)
+        assert (fast.runner, fast.runner_note) == ("student", "")
+        assert plain.runner == "backend" and "runner='backend'" in plain.runner_note
+        assert "runner='student'" in repr(fast)
         for frame in frames((512, 512), 3) + frames((600, 600), 1):
             got, want = fast.run(frame), plain.run(frame)
             assert (got.texture, got.defective, got.label) == (
@@ -323,21 +358,21 @@ def test_inspector_auto_uses_the_engine_with_the_backends_verdicts(marked: Path)
             np.testing.assert_array_equal(got.patch_class, want.patch_class)
             np.testing.assert_array_equal(got.boxes, want.boxes)
             np.testing.assert_allclose(got.patch_score, want.patch_score, atol=1e-5)
-            assert got.timings.tile_ms == 0.0  # no tile buffer: the engine reads the frame
+            assert got.timings.tile_ms == 0.0  # no tile buffer: the runner reads the frame
 
 
-def test_inspector_engine_batch_and_stream_keep_order_and_colour_frames(marked: Path) -> None:
+def test_inspector_runner_batch_and_stream_keep_order_and_colour_frames(marked: Path) -> None:
     gray = frames((512, 512), 3)
     bgr = np.ascontiguousarray(np.repeat(gray[1][:, :, None], 3, axis=2))
     batch = [gray[0], bgr, gray[2], gray[1][:, :, None]]
     with (
         Inspector(marked, threads=1) as fast,
-        Inspector(marked, threads=1, engine="backend") as plain,
+        Inspector(marked, threads=1, runner="backend") as plain,
     ):
         want = [r.patch_class.tolist() for r in plain.run_batch(batch)]
         assert [r.patch_class.tolist() for r in fast.run_batch(batch)] == want
         assert [r.patch_class.tolist() for r in fast.stream(batch)] == want
-        # the colour frame went to the backend (it tiles), the gray ones to the engine
+        # the colour frame went to the backend (it tiles), the gray ones to the runner
         assert [r.timings.tile_ms > 0 for r in fast.run_batch(batch)] == [False, True, False, False]
 
 
@@ -345,29 +380,65 @@ def test_inspector_named_backend_or_other_network_keeps_the_backend(
     marked: Path, folded: Path, tmp_path: Path
 ) -> None:
     with Inspector(marked, backend="onnxruntime", threads=1) as named:
-        assert named.engine == "backend" and "chosen explicitly" in named.engine_note
-    with Inspector(folded, threads=1) as unmarked:  # sidecar does not say "student"
-        assert unmarked.engine == "backend" and "provenance" in unmarked.engine_note
+        assert named.runner == "backend" and "was named" in named.runner_note
+    with Inspector(folded, threads=1) as unmarked:  # decided from the graph, not the sidecar
+        assert unmarked.runner == "student"
     wide = tmp_path / "wide.onnx"
     student_onnx(wide, widths=(8, 8, 16, 4, 4))
-    _as_student(wide, widths=(4, 8, 16, 4, 4))  # a sidecar that lies: the engine still refuses
+    doc = json.loads(ModelSpec.sidecar_path(wide).read_text())
+    doc.setdefault("provenance", {})["arch_kwargs"] = {"c": list(WIDTHS)}  # a sidecar that lies
+    ModelSpec.sidecar_path(wide).write_text(json.dumps(doc))
     with Inspector(wide, threads=1) as insp:
-        assert insp.engine == "backend" and "conv1 weight is [8, 1, 3, 3]" in insp.engine_note
+        assert insp.runner == "backend" and "conv1 weight is [8, 1, 3, 3]" in insp.runner_note
 
 
-def test_inspector_engine_student_is_strict(folded: Path, tmp_path: Path) -> None:
+def test_inspector_failed_parity_warns_when_automatic_and_raises_when_asked(
+    marked: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from pyinspect.errors import BackendError
 
-    with Inspector(folded, threads=1, engine="student") as insp:  # asked for: no hint needed
-        assert insp.engine == "student-engine"
+    _misread(monkeypatch)
+    with caplog.at_level("WARNING", logger="pyinspect"), Inspector(marked, threads=1) as insp:
+        assert insp.runner == "backend"
+        assert "differ from the onnxruntime backend's by 0.01" in insp.runner_note
+    assert any(
+        "by 0.01" in r.getMessage() and "using the onnxruntime" in r.getMessage()
+        for r in caplog.records
+    )
+    with pytest.raises(BackendError, match=r"student runner cannot run this model: .*by 0\.01"):
+        Inspector(marked, threads=1, runner="student")
+
+
+def test_inspector_runner_student_is_strict(folded: Path, tmp_path: Path) -> None:
+    from pyinspect.errors import BackendError
+
+    with Inspector(folded, threads=1, runner="student") as insp:
+        assert insp.runner == "student"
     bundle = write_tiny(tmp_path, channels=1, patch=224, mean=[0.5], std=[0.25])
-    with pytest.raises(BackendError, match=r"student engine cannot run this model: .*conv1"):
-        Inspector(bundle.model_path, engine="student")
-    with pytest.raises(InputError, match=r"engine must be one of 'auto', 'student', 'backend'"):
-        Inspector(folded, engine="fastest")
+    with pytest.raises(BackendError, match=r"student runner cannot run this model: .*conv1"):
+        Inspector(bundle.model_path, runner="student")
+    with pytest.raises(InputError, match=r"runner must be one of \['auto', 'backend', 'student'"):
+        Inspector(folded, runner="fastest")
+    with pytest.raises(InputError, match=r"replaces the \['onnxruntime', 'openvino'\] backend"):
+        Inspector(folded, backend="torch", runner="student")
 
 
-def test_inspector_engine_errors_name_the_frame_and_closed_state(marked: Path) -> None:
+def test_deprecated_engine_names_still_work(folded: Path) -> None:
+    with pytest.warns(DeprecationWarning, match=r"engine=\.\.\.\) is deprecated"):
+        insp = Inspector(folded, threads=1, engine="backend")
+    with insp, pytest.warns(DeprecationWarning, match=r"Inspector\.engine is deprecated"):
+        assert insp.engine == "backend" and insp.runner == "backend"
+    with pytest.warns(DeprecationWarning, match=r"use pyinspect\.runners\.student"):
+        import importlib
+        import sys
+
+        sys.modules.pop("pyinspect.fast_student", None)
+        fs = importlib.import_module("pyinspect.fast_student")
+    old = fs.FastStudentRunner(folded, threads=1, verify=False, threshold=0.0)
+    assert old.run(frames((512, 512), 1)[0]).defective  # the old run(frame) call
+
+
+def test_inspector_runner_errors_name_the_frame_and_closed_state(marked: Path) -> None:
     from pyinspect.errors import BackendError
 
     insp = Inspector(marked, threads=1)

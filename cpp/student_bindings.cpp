@@ -1,0 +1,154 @@
+// pybind11 glue for the direct student engine in pyinspect._core: StudentRunner (engine + voter,
+// one GIL-free call per frame) and student_engine_supported(). The engine's kernels need AVX2 and
+// FMA: on an x86-64 build it is compiled in and the constructor refuses a CPU without them; on
+// other architectures (no PYINSPECT_HAVE_STUDENT_ENGINE) StudentRunner is absent and
+// student_engine_supported() is False. Python: pyinspect/runners/student.py; tests:
+// tests/test_runner_student.py.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "py_convert.hpp"
+#include "voting.hpp"
+
+#ifdef PYINSPECT_HAVE_STUDENT_ENGINE
+#include "student_engine.hpp"
+#endif
+
+namespace py = pybind11;
+
+namespace pyinspect::pyconv {
+
+#ifdef PYINSPECT_HAVE_STUDENT_ENGINE
+namespace {
+
+std::vector<float> floats(const py::dict& d, const char* key) {
+    if (!d.contains(key)) fail(std::string("student weights: missing '") + key + "'");
+    const auto a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(d[key]);
+    if (!a) fail(std::string("student weights: '") + key + "' is not a float array");
+    return {a.data(), a.data() + a.size()};
+}
+
+// The student engine plus the voter.
+struct StudentRunner {
+    std::unique_ptr<StudentEngine> engine;
+    std::vector<float> logits;  // [n][classes] of the last run
+    std::vector<std::int32_t> class_texture;
+    std::unique_ptr<bool[]> class_defective;
+    std::int64_t classes = 0;
+    bool is_logits = true;
+};
+
+std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, float input_scale,
+                                           float input_offset, float pad_value, int threads,
+                                           std::vector<std::int32_t> class_texture,
+                                           const std::vector<bool>& class_defective,
+                                           bool is_logits) {
+    StudentWeights sw;
+    sw.widths = {4, 8, 16, 4, 4};
+    sw.in_channels = in_channels;
+    for (int l = 0; l < 5; ++l) {
+        const std::string i = std::to_string(l + 1);
+        sw.conv_w.push_back(floats(w, ("conv" + i + "_w").c_str()));
+        sw.conv_b.push_back(floats(w, ("conv" + i + "_b").c_str()));
+    }
+    sw.fc1_w = floats(w, "fc1_w");
+    sw.fc1_b = floats(w, "fc1_b");
+    sw.fc2_w = floats(w, "fc2_w");
+    sw.fc2_b = floats(w, "fc2_b");
+    sw.input_scale = input_scale;
+    sw.input_offset = input_offset;
+    sw.pad_value = pad_value;
+    auto r = std::make_unique<StudentRunner>();
+    r->engine = std::make_unique<StudentEngine>(sw, threads);
+    r->classes = r->engine->num_classes();
+    if (class_texture.size() != static_cast<std::size_t>(r->classes) ||
+        class_defective.size() != class_texture.size()) {
+        fail("class tables have " + std::to_string(class_texture.size()) +
+             " entries, the model has " + std::to_string(r->classes) + " classes");
+    }
+    r->class_texture = std::move(class_texture);
+    r->class_defective.reset(new bool[class_defective.size()]);
+    std::copy(class_defective.begin(), class_defective.end(), r->class_defective.get());
+    r->is_logits = is_logits;
+    return r;
+}
+
+py::dict run(StudentRunner& self, const py::buffer& frame, const Int32Array& boxes,
+             double threshold) {
+    const py::buffer_info info = frame.request();  // holds the frame until return
+    const FrameView fv = frame_view(frame, info);
+    const BoxesView bx = boxes_view(boxes);
+    const auto n = static_cast<std::int64_t>(bx.size);
+    StudentTimes st;
+    StageTimes times;
+    VoteOutput r;
+    bool shared = false;
+    {
+        py::gil_scoped_release release;
+        const auto t0 = std::chrono::steady_clock::now();
+        self.logits.resize(static_cast<std::size_t>(n * self.classes));
+        self.engine->infer(fv, bx.data, bx.size, self.logits.data(), &st);
+        const auto t1 = std::chrono::steady_clock::now();
+        r = vote(self.logits.data(), n, self.classes, self.class_texture.data(), self.classes,
+                 self.class_defective.get(), self.classes, self.is_logits, threshold);
+        const auto t2 = std::chrono::steady_clock::now();
+        using ms = std::chrono::duration<double, std::milli>;
+        times.tile_ms = 0;  // the engine reads the frame itself
+        times.infer_ms = ms(t1 - t0).count();
+        times.vote_ms = ms(t2 - t1).count();
+        times.total_ms = ms(t2 - t0).count();
+        shared = self.engine->last_shared();
+    }
+    py::dict d = vote_dict(r, times);
+    py::list layers;
+    for (double v : st.layers_ms) layers.append(v);
+    d["layers_ms"] = layers;
+    d["fc_ms"] = st.fc_ms;
+    d["shared"] = shared;
+    return d;
+}
+
+}  // namespace
+#endif  // PYINSPECT_HAVE_STUDENT_ENGINE
+
+void bind_student(py::module_& m) {
+#ifdef PYINSPECT_HAVE_STUDENT_ENGINE
+    m.def("student_engine_supported", &student_engine_supported,
+          "Whether this CPU has AVX2 and FMA (the student engine's kernels need both).");
+
+    py::class_<StudentRunner>(m, "StudentRunner")
+        .def(py::init(&make_runner), py::arg("weights"), py::arg("in_channels"),
+             py::arg("input_scale"), py::arg("input_offset"), py::arg("pad_value"),
+             py::arg("threads"), py::arg("class_texture"), py::arg("class_defective"),
+             py::arg("is_logits"))
+        .def("run", &run, py::arg("frame"), py::arg("boxes").noconvert(),
+             py::arg("threshold") = -1.0,
+             "Infer and vote one gray frame's patches; GIL released throughout. Not reentrant.")
+        .def(
+            "logits",
+            [](const StudentRunner& self) {
+                const auto k = static_cast<py::ssize_t>(self.classes);
+                const auto n =
+                    static_cast<py::ssize_t>(self.logits.size()) / std::max<py::ssize_t>(k, 1);
+                return logits_array(self.logits.data(), n, k);
+            },
+            "A copy of the last run's logits [N, K].")
+        .def_property_readonly("threads",
+                               [](const StudentRunner& self) { return self.engine->threads(); });
+#else
+    m.def(
+        "student_engine_supported", [] { return false; },
+        "Whether this CPU has AVX2 and FMA (the student engine's kernels need both); this build "
+        "is not for x86-64, so it has no student engine.");
+#endif
+}
+
+}  // namespace pyinspect::pyconv

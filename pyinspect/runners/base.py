@@ -1,0 +1,124 @@
+"""Whole-frame runners: paths that take a frame to a verdict in one GIL-free C++ call.
+
+A backend classifies a batch of tiles that the Inspector cut; a runner does the tiling (or needs
+none), the network and the vote itself, which is what makes it fast. Runners sit behind one
+``FrameRunner`` protocol and one table, ``RUNNERS``, that ``Inspector(runner=...)`` reads:
+
+- ``runner="auto"``: the first runner of the table marked ``auto`` that takes the model, when the
+  backend was chosen automatically and runs on the CPU; otherwise the backend.
+- ``runner="<name>"``: that runner, or an error saying why it cannot run the model.
+- ``runner="backend"``: always the backend.
+
+A runner that replaces a backend must reproduce that backend's logits at load (the parity check);
+asked for by name, a failed check raises; chosen automatically, it logs a warning with the
+difference and the backend stays.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pyinspect.errors import InputError, suggest
+
+if TYPE_CHECKING:
+    from pyinspect.backends.base import Backend
+    from pyinspect.result import InspectionResult
+    from pyinspect.spec import ModelSpec
+
+__all__ = ["RUNNERS", "RUNNER_CHOICES", "FrameRunner", "RunnerInfo", "runner_info"]
+
+
+@runtime_checkable
+class FrameRunner(Protocol):
+    """What the Inspector needs from a whole-frame path."""
+
+    name: str
+    threads: int  # CPU threads its compute uses
+    spins: bool  # whether those threads busy-wait between frames (stream's reader steps aside)
+
+    def accepts(self, image: np.ndarray) -> bool:
+        """Whether this (checked) frame runs here; the others go to the backend."""
+        ...
+
+    def run(
+        self, image: np.ndarray, boxes: np.ndarray, threshold: float | None
+    ) -> InspectionResult:
+        """Verdict of a checked frame over ``boxes`` (the model's grid for its size)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+RunnerFactory = Callable[..., FrameRunner]
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    """One row of the table: how to open the runner and when ``auto`` may pick it."""
+
+    name: str
+    module: str  # imported only when the runner is considered
+    factory: str  # class or function in ``module``: (model_path, spec, *, threads, reference)
+    replaces: tuple[str, ...]  # backends whose verdicts it reproduces (and is checked against)
+    auto: bool  # picked by runner="auto"
+    summary: str
+
+    def open(
+        self,
+        model_path: str | os.PathLike[str],
+        spec: ModelSpec,
+        *,
+        threads: int | None,
+        reference: Backend | None,
+    ) -> FrameRunner:
+        factory: RunnerFactory = getattr(importlib.import_module(self.module), self.factory)
+        return factory(model_path, spec, threads=threads, reference=reference)
+
+
+RUNNERS: tuple[RunnerInfo, ...] = (
+    RunnerInfo(
+        name="student",
+        module="pyinspect.runners.student",
+        factory="StudentRunner",
+        replaces=("onnxruntime", "openvino"),
+        auto=True,
+        summary="the paper's (4,8,16,4,4) student on gray frames, conv1-4 shared (_core)",
+    ),
+    RunnerInfo(
+        name="openvino-native",
+        module="pyinspect.runners.openvino_native",
+        factory="OpenVinoFrameRunner",
+        replaces=("openvino",),
+        auto=False,
+        summary="tile -> OpenVINO -> vote in one C++ call (pyinspect._fastcpu, needs OpenVINO)",
+    ),
+)
+
+#: Values of ``Inspector(runner=...)`` and the CLI's ``--runner``.
+RUNNER_CHOICES: tuple[str, ...] = ("auto", "backend", *(r.name for r in RUNNERS))
+
+
+def runner_info(name: str) -> RunnerInfo:
+    """The table row of runner ``name`` (an ``InputError`` listing the choices otherwise)."""
+    for info in RUNNERS:
+        if info.name == name:
+            return info
+    hint = suggest(str(name), RUNNER_CHOICES)
+    msg = f"runner must be one of {list(RUNNER_CHOICES)}, got {name!r}.{hint}"
+    raise InputError(msg)
+
+
+def runner_choice(value: Any) -> str:
+    """``value`` checked as a runner choice (a non-string is named as such)."""
+    if not isinstance(value, str):
+        msg = f"runner must be one of {list(RUNNER_CHOICES)}, got {type(value).__name__}"
+        raise InputError(msg)
+    if value not in RUNNER_CHOICES:
+        runner_info(value)  # raises with the suggestion
+    return value

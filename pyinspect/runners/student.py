@@ -1,0 +1,423 @@
+"""The direct student runner: the paper's student on a whole gray frame in one C++ call.
+
+``pyinspect._core.StudentRunner`` (cpp/student_engine.cpp) computes the Table 1 student
+(``[conv3x3 -> ReLU -> maxpool2] x 5 -> FC -> ReLU -> FC``) over the frame once and recomputes
+only each patch's outermost ring, which is exact because the 3×3 grid's patch offsets are
+multiples of 16 (cpp/student_engine.hpp has the argument). It reads the uint8 frame itself (no
+tile buffer) and votes in the same GIL-free call.
+
+The weights come from the ONNX file every backend reads: the graph is matched op by op against
+the student's structure with the ``onnx`` package; anything else (other widths, a softmax head,
+other ops) is a ``NotAStudentError`` naming the op, and the Inspector keeps its backend. Before
+it is used, a freshly built runner must reproduce the backend's float32 logits on two fixed
+frames (one on the shared path, one patch by patch).
+
+    runner = StudentRunner("models/student.onnx")
+    result = runner.inspect(gray_frame)        # InspectionResult with stage timings
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pyinspect import _core
+from pyinspect.backends.base import check_model_file, check_threads, physical_cores
+from pyinspect.errors import BackendError, BackendUnavailableError, InputError, SpecError
+from pyinspect.frames import check_frame, is_gray
+from pyinspect.result import InspectionResult, Timings
+from pyinspect.spec import ModelSpec
+from pyinspect.tiling import patch_grid, tile_into
+
+if TYPE_CHECKING:
+    from pyinspect.backends.base import Backend
+
+__all__ = ["VERIFY_TOLERANCE", "WIDTHS", "NotAStudentError", "StudentGraph", "StudentRunner"]
+
+#: Conv widths of the paper's student (Table 1), the only ones the C++ kernels are written for.
+WIDTHS = (4, 8, 16, 4, 4)
+#: Largest |Δlogit| against the backend accepted at load (float summation order only: ~1e-5).
+VERIFY_TOLERANCE = 1e-3
+
+
+class NotAStudentError(SpecError):
+    """The model is not the paper's student in a form the direct runner reads."""
+
+
+@dataclass
+class StudentGraph:
+    """What the C++ runner needs from the model: weights and how conv1 sees a pixel."""
+
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+    in_channels: int = 1
+    pad_value: float = 0.0  # value conv1 sees outside the patch
+
+
+def read_student(model_path: str | os.PathLike[str]) -> StudentGraph:
+    """Read an ONNX file and match it op by op against the student (``NotAStudentError``)."""
+    import onnx
+
+    path = Path(model_path)
+    if path.suffix.lower() != ".onnx":
+        msg = f"{path}: the direct student runner reads ONNX files, not {path.suffix!r}"
+        raise NotAStudentError(msg)
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        msg = f"{path}: not a loadable ONNX model ({type(exc).__name__}: {exc})"
+        raise SpecError(msg) from exc
+    return _Matcher(model.graph, str(path)).match()
+
+
+class _Matcher:
+    """Walks the single chain of ops from the graph's input to its output."""
+
+    def __init__(self, graph: Any, name: str) -> None:
+        from onnx import numpy_helper
+
+        self.name = name
+        self.consts: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in graph.initializer
+        }
+        self.users: dict[str, list[Any]] = {}
+        for node in graph.node:
+            if node.op_type == "Constant" and len(node.output) == 1:
+                self.consts[node.output[0]] = _constant_value(node)
+                continue
+            for inp in node.input:
+                self.users.setdefault(inp, []).append(node)
+        inputs = [i.name for i in graph.input if i.name not in self.consts]
+        if len(inputs) != 1 or len(graph.output) != 1:
+            msg = f"{name}: the student has one input and one output"
+            raise NotAStudentError(msg)
+        self.output = graph.output[0].name
+        self.tensor = inputs[0]
+
+    def fail(self, what: str) -> NotAStudentError:
+        return NotAStudentError(f"{self.name}: {what}; not the paper's student")
+
+    def peek(self) -> str:
+        users = self.users.get(self.tensor, [])
+        return users[0].op_type if len(users) == 1 else ""
+
+    def step(self, op: str) -> Any:
+        users = self.users.get(self.tensor, [])
+        if len(users) != 1:
+            msg = f"tensor {self.tensor!r} feeds {len(users)} ops, expected one"
+            raise self.fail(msg)
+        node = users[0]
+        if node.op_type != op:
+            msg = f"expected {op} after {self.tensor!r}, got {node.op_type} ({node.name})"
+            raise self.fail(msg)
+        if node.input[0] != self.tensor:
+            msg = f"{node.op_type} ({node.name}) reads {self.tensor!r} as a weight"
+            raise self.fail(msg)
+        self.tensor = node.output[0]
+        return node
+
+    def const(self, node: Any, index: int, what: str) -> np.ndarray:
+        if index >= len(node.input) or node.input[index] not in self.consts:
+            msg = f"{what} of {node.op_type} ({node.name}) is not a constant"
+            raise self.fail(msg)
+        return np.asarray(self.consts[node.input[index]], dtype=np.float32)
+
+    def match(self) -> StudentGraph:
+        graph = StudentGraph()
+        saw_pad = False
+        if self.peek() == "Pad":
+            saw_pad = True
+            pad = self.step("Pad")
+            attrs = _attrs(pad)
+            pads = self.const(pad, 1, "pads").astype(np.int64).tolist()
+            if attrs.get("mode", b"constant") not in (b"constant", "constant") or pads != [
+                0,
+                0,
+                1,
+                1,
+                0,
+                0,
+                1,
+                1,
+            ]:
+                msg = "conv1's Pad must add one constant pixel on each side"
+                raise self.fail(msg)
+            if len(pad.input) > 2 and pad.input[2]:
+                graph.pad_value = float(self.const(pad, 2, "pad value").reshape(()))
+        for layer, width in enumerate(WIDTHS, start=1):
+            conv = self.step("Conv")
+            a = _attrs(conv)
+            want = [0, 0, 0, 0] if layer == 1 and saw_pad else [1, 1, 1, 1]
+            if (
+                list(a.get("strides", [1, 1])) != [1, 1]
+                or list(a.get("dilations", [1, 1])) != [1, 1]
+                or list(a.get("pads", [0, 0, 0, 0])) != want
+                or a.get("group", 1) != 1
+                or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            ):
+                msg = f"conv{layer} must be 3×3, stride 1, zero padding 1: got {a}"
+                raise self.fail(msg)
+            w = self.const(conv, 1, f"conv{layer} weight")
+            if w.ndim != 4 or w.shape[0] != width or w.shape[2:] != (3, 3):
+                msg = f"conv{layer} weight is {list(w.shape)}, expected [{width}, C, 3, 3]"
+                raise self.fail(msg)
+            if len(conv.input) < 3:
+                msg = f"conv{layer} has no bias"
+                raise self.fail(msg)
+            b = self.const(conv, 2, f"conv{layer} bias").reshape(-1)
+            if layer == 1:
+                graph.in_channels = int(w.shape[1])
+            self.step("Relu")
+            pool = self.step("MaxPool")
+            p = _attrs(pool)
+            if (
+                list(p.get("kernel_shape", [])) != [2, 2]
+                or list(p.get("strides", [1, 1])) != [2, 2]
+                or list(p.get("pads", [0, 0, 0, 0])) != [0, 0, 0, 0]
+                or p.get("ceil_mode", 0) != 0
+                or list(p.get("dilations", [1, 1])) != [1, 1]
+            ):
+                msg = f"pool{layer} must be 2×2 stride 2 without padding, got {p}"
+                raise self.fail(msg)
+            graph.weights[f"conv{layer}_w"] = w
+            graph.weights[f"conv{layer}_b"] = b
+        flat = WIDTHS[-1] * 7 * 7
+        if self.peek() == "Flatten":
+            if _attrs(self.step("Flatten")).get("axis", 1) != 1:
+                msg = "Flatten must keep the batch axis (axis=1)"
+                raise self.fail(msg)
+        else:
+            reshape = self.step("Reshape")
+            shape = self.const(reshape, 1, "shape").astype(np.int64).tolist()
+            if len(shape) != 2 or shape[1] not in (flat, -1):
+                msg = f"Reshape to {shape}, expected [N, {flat}]"
+                raise self.fail(msg)
+        for k in (1, 2):
+            gemm = self.step("Gemm")
+            a = _attrs(gemm)
+            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0:
+                msg = f"fc{k} must be a plain Gemm (no transA, alpha = beta = 1), got {a}"
+                raise self.fail(msg)
+            w = self.const(gemm, 1, f"fc{k} weight")
+            if not a.get("transB", 0):
+                w = w.T
+            graph.weights[f"fc{k}_w"] = np.ascontiguousarray(w, dtype=np.float32)
+            graph.weights[f"fc{k}_b"] = self.const(gemm, 2, f"fc{k} bias").reshape(-1)
+            if k == 1:
+                self.step("Relu")
+        if self.tensor != self.output:
+            msg = f"the graph goes on after fc2 ({self.peek() or 'several ops'})"
+            raise self.fail(msg)
+        fc1 = graph.weights["fc1_w"]
+        if fc1.shape[1] != flat or fc1.shape[0] % 8:
+            msg = f"fc1 weight is {list(fc1.shape)}, expected [hidden (multiple of 8), {flat}]"
+            raise self.fail(msg)
+        return graph
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _constant_value(node: Any) -> np.ndarray:
+    from onnx import numpy_helper
+
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_int"):
+            return np.asarray(a.f if a.name == "value_float" else a.i)
+        if a.name in ("value_floats", "value_ints"):
+            return np.asarray(list(a.floats if a.name == "value_floats" else a.ints))
+    return np.zeros(0, np.float32)
+
+
+class StudentRunner:
+    """Inspect gray frames with the direct student runner (same verdicts as the backend).
+
+    Args:
+        model_path: the student ``.onnx``, sidecar beside it (or pass ``spec``).
+        spec: the sidecar, if already loaded.
+        threads: compute threads (``None``: physical cores).
+        reference: an open backend of the same model to check the logits against at load; the
+            Inspector passes its own, so the check is parity with the path the runner replaces.
+            ``None``: a fresh ONNX Runtime backend.
+        verify: run that check (keep it on).
+
+    Raises ``NotAStudentError`` (a ``SpecError``) for other networks and
+    ``BackendUnavailableError`` where the CPU lacks AVX2/FMA or the core was built without the
+    runner; ``BackendError`` when the parity check fails. Not safe for concurrent ``run``.
+    """
+
+    name = "student"
+    spins = True  # the C++ pool busy-waits ~0.5 ms after each frame
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        spec: ModelSpec | None = None,
+        *,
+        threads: int | None = None,
+        reference: Backend | None = None,
+        verify: bool = True,
+    ) -> None:
+        check_threads(threads)
+        require_runner()
+        self.model_path = Path(model_path)
+        check_model_file(self.model_path)
+        self.spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
+        graph = read_student_for(self.model_path, self.spec)
+        norm = self.spec.normalization
+        # The tiler's arithmetic: u = x * float(1 / (255 std)) + float(-mean / std).
+        scale = float(np.float32(1.0 / (255.0 * norm.std[0])))
+        offset = float(np.float32(-norm.mean[0] / norm.std[0]))
+        self.threads = threads or physical_cores()
+        try:
+            self._native: Any = _core.StudentRunner(
+                graph.weights,
+                graph.in_channels,
+                scale,
+                offset,
+                graph.pad_value,
+                self.threads,
+                self.spec.class_texture.tolist(),
+                self.spec.class_defective.tolist(),
+                True,
+            )
+        except ValueError as exc:
+            msg = f"{self.model_path}: {exc}"
+            raise NotAStudentError(msg) from exc
+        self.verify_delta: float | None = self._verify(reference) if verify else None
+        self.last_stages: dict[str, Any] = {}
+
+    def accepts(self, image: np.ndarray) -> bool:
+        return is_gray(image)
+
+    def run(
+        self, image: np.ndarray, boxes: np.ndarray, threshold: float | None
+    ) -> InspectionResult:
+        """Verdict of a checked gray frame over ``boxes`` (int32 [N, 4], C-contiguous)."""
+        try:
+            r = self._native.run(image, boxes, -1.0 if threshold is None else float(threshold))
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        self.last_stages = {
+            "layers_ms": list(r["layers_ms"]),
+            "fc_ms": r["fc_ms"],
+            "shared": bool(r["shared"]),
+        }
+        timings = Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"])
+        return InspectionResult.from_vote(r, self.spec, boxes, timings)
+
+    def inspect(self, frame: Any, *, threshold: float | None = None) -> InspectionResult:
+        """Check one gray uint8 frame (H×W or H×W×1, any strides) and run it on its grid."""
+        image = check_frame(frame)
+        if not is_gray(image):
+            msg = (
+                f"the student runner reads gray frames; got {image.shape[2]} channels (convert"
+                " with cv2.cvtColor, or use Inspector for colour frames)"
+            )
+            raise InputError(msg)
+        return self.run(image, self.boxes(image.shape[0], image.shape[1]), threshold)
+
+    def boxes(self, height: int, width: int) -> np.ndarray:
+        """The model's patch grid for an H×W frame (cached, read-only), as ``Inspector.boxes``."""
+        rows, cols = self.spec.grid_rows_cols
+        return patch_grid(height, width, self.spec.patch, rows, cols)
+
+    def logits(self) -> np.ndarray:
+        """A copy of the last frame's logits [N, K]."""
+        return self._native.logits()
+
+    def close(self) -> None:
+        self._native = None
+
+    def __enter__(self) -> StudentRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StudentRunner({str(self.model_path)!r}, threads={self.threads})"
+
+    def _verify(self, reference: Backend | None) -> float:
+        """Max |Δlogit| against ``reference`` on a 512×512 frame (the shared path) and a 600×600
+        one (offsets not multiples of 16: patch by patch); a ``BackendError`` above
+        ``VERIFY_TOLERANCE``. Both have 9 patches, so the reference runs one batch size."""
+        rng = np.random.default_rng(20200)
+        owned = reference is None
+        if reference is None:
+            from pyinspect.backends.onnxruntime import OnnxRuntimeBackend
+
+            reference = OnnxRuntimeBackend(self.model_path, self.spec, threads=1)
+        worst = 0.0
+        norm = self.spec.normalization
+        try:
+            for shape in ((512, 512), (600, 600)):
+                frame = rng.integers(0, 256, shape, dtype=np.uint8)
+                boxes = self.boxes(*shape)
+                self._native.run(frame, boxes, -1.0)
+                got = self._native.logits()
+                tile_into(frame, reference.input_buffer(len(boxes)), boxes, norm.mean, norm.std)
+                want = reference.infer(len(boxes))
+                worst = max(worst, float(np.abs(got - want).max()))
+        finally:
+            if owned:
+                reference.close()
+        if not worst <= VERIFY_TOLERANCE:
+            msg = (
+                f"{self.model_path}: the student runner's logits differ from the"
+                f" {reference.name} backend's by {worst:.3g} (> {VERIFY_TOLERANCE})"
+            )
+            raise BackendError(msg)
+        return worst
+
+
+def read_student_for(model_path: Path, spec: ModelSpec) -> StudentGraph:
+    """The student's weights, after the sidecar checks that need no graph (cheap refusals
+    first: the Inspector tries this on every CPU model it loads)."""
+    if spec.output.kind != "logits":
+        msg = f"{model_path}: the student runner needs a logits output, not {spec.output.kind}"
+        raise NotAStudentError(msg)
+    mean, std = spec.normalization.mean, spec.normalization.std
+    if len(set(mean)) != 1 or len(set(std)) != 1:
+        msg = (
+            f"{model_path}: the runner feeds one gray plane, so the normalisation must be"
+            f" the same for every channel; got mean {mean}, std {std}"
+        )
+        raise NotAStudentError(msg)
+    if spec.patch != 224 or spec.input.dtype != "float32":
+        msg = f"{model_path}: the student runner runs float32 224×224 patches"
+        raise NotAStudentError(msg)
+    graph = read_student(model_path)
+    if graph.in_channels != spec.input.channels:
+        msg = (
+            f"{model_path}: conv1 takes {graph.in_channels} channels but the sidecar"
+            f" says {spec.input.channels}"
+        )
+        raise NotAStudentError(msg)
+    if graph.weights["fc2_b"].size != spec.num_classes:
+        msg = (
+            f"{model_path}: {graph.weights['fc2_b'].size} outputs, sidecar has"
+            f" {spec.num_classes} classes"
+        )
+        raise NotAStudentError(msg)
+    return graph
+
+
+def require_runner() -> None:
+    """``BackendUnavailableError`` unless this build of ``_core`` has the runner and this CPU
+    has the AVX2 and FMA its kernels need."""
+    supported = getattr(_core, "student_engine_supported", None)
+    if supported is None or not hasattr(_core, "StudentRunner"):
+        msg = "this build of pyinspect._core has no direct student runner (not an x86-64 build)"
+        raise BackendUnavailableError(msg)
+    if not supported():
+        msg = "the direct student runner needs a CPU with AVX2 and FMA"
+        raise BackendUnavailableError(msg)
