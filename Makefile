@@ -10,7 +10,8 @@ STAMP := $(VENV)/.pyinspect-installed
 # tensorrt-stubs pins tensorrt wheels that cannot install without NVIDIA's index and a GPU;
 # only its .pyi files are wanted (mypy), so it is installed without dependencies.
 TENSORRT_STUBS := tensorrt-stubs==10.13.0.35.1
-# OpenVINO must be installed before the build so CMake finds it and compiles pyinspect._fastcpu.
+# OpenVINO must be installed before the build so CMake finds it and compiles pyinspect._fastcpu
+# (the whole-frame OpenVINO runner); the direct student runner is in pyinspect._core either way.
 OPENVINO := openvino==2026.4.1
 
 .PHONY: test lint pytest install demo sanitize clean-venv
@@ -39,13 +40,13 @@ $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/p
 	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
 	touch $@
 
-# demo: runtime only (no torch): creates .venv if absent, installs pyinspect (with OpenVINO, so
-# the direct C++ student engine is built) when its core is missing, then inspects a fresh
+# demo: runtime only (no torch, no OpenVINO): creates .venv if absent, installs pyinspect when its
+# core is missing (pyinspect._core holds the direct C++ student runner), then inspects a fresh
 # synthetic sample with the shipped models/student.onnx.
 demo: | $(BIN)/python
-	@$(BIN)/python -c "import pyinspect._core, onnxruntime, cv2, tqdm, pydantic" 2>/dev/null || \
-	  { $(BIN)/pip install scikit-build-core pybind11 $(OPENVINO) && \
-	    $(BIN)/pip install --no-build-isolation -e '.[openvino]' ; }
+	@$(BIN)/python -c "import pyinspect._core, onnx, onnxruntime, cv2, tqdm, pydantic" 2>/dev/null || \
+	  { $(BIN)/pip install scikit-build-core pybind11 && \
+	    $(BIN)/pip install --no-build-isolation -e . ; }
 	$(BIN)/python scripts/demo.py
 
 clean-venv:

@@ -6,9 +6,10 @@ teacher (VGG16) 57.43 ms, student (4, 8, 16, 4, 4) 1.46 ms, a 39.3x speed-up. Th
 * pure inference at batch 9 (the paper's measurement) and batch 1: ``backend.infer`` on a filled
   input buffer;
 * end to end per frame: a 512x512 uint8 frame -> tile -> infer -> vote -> ``InspectionResult``
-  through ``Inspector.run`` (and through the whole-frame C++ paths when they are built: the native
-  OpenVINO runner and the direct student engine), with the time per stage and the Python overhead
-  (wall time minus the stages);
+  through ``Inspector.run`` (and through the whole-frame runners of ``pyinspect.runners``: the
+  direct student runner, row ``student``, and the native OpenVINO runner, row
+  ``openvino-native``), with the time per stage and the Python overhead (wall time minus the
+  stages);
 
 for the teacher, the student (the paper's 3-channel network) and the folded 1-channel student
 (the deployed variant), on every available backend (ONNX Runtime always). Each row reports the
@@ -19,21 +20,22 @@ events. ``--clock cpu --threads 1`` measures CPU time instead, for a machine sha
 
     .venv/bin/python benchmarks/latency.py                     # exports the models if absent
     .venv/bin/python benchmarks/latency.py --backend onnxruntime --runs 50
+    .venv/bin/python benchmarks/latency.py --backend student --backend onnxruntime --no-teacher
 
 Models missing from ``benchmarks/models/`` are exported first with random weights (timing does
-not depend on the weights; the output says so). Writes ``benchmarks/results/latency-<host>-
-<date>.json`` (or ``--json PATH``) with a bar chart (``.png``) and the Markdown report (``.md``)
-beside it, and prints the report.
+not depend on the weights; the output says so). A runner that cannot run here (not built, CPU
+without AVX2/FMA) is listed under "skipped" with the reason. Writes
+``benchmarks/results/latency-<host>-<date>.json`` (or ``--json PATH``) with a bar chart (``.png``)
+and the Markdown report (``.md``) beside it, and prints the report. ``benchmarks/compare_base.py``
+times this tree against a base commit in interleaved blocks.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,14 +44,12 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # _machine, when imported from tests
-import _machine
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
+import common
+from common import Model, fmt_ms
 
 from pyinspect.errors import PyInspectError
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "benchmarks" / "models"
-SHIPPED = ROOT / "models" / "student.onnx"
 PAPER: dict[str, Any] = {
     "source": "Kim, Noh & Park 2020, Table 5",
     "device": "NVIDIA TITAN Xp",
@@ -66,23 +66,12 @@ CLOCKS = {
 MIN_RUNS = {"teacher": 10, "student": 200}
 MAX_RUNS = 20_000
 ROUNDS = 10  # interleaved rounds per model and backend
-RANDOM_NOTE = "random weights (timing only)"
-NATIVE = "openvino-native"  # pyinspect.backends.openvino_native: C++ tile -> OpenVINO -> vote
-FAST = "fast-student"  # Inspector(engine="student"): the direct C++ student engine (students only)
-FRAME_RUNNERS = (NATIVE, FAST)  # whole-frame paths: end to end only, no separate inference
-
-
-@dataclass(frozen=True)
-class Model:
-    """One network to time: ``role`` is teacher or student (it sets the minimum run count)."""
-
-    key: str
-    role: str
-    title: str
-    path: Path
-    weights: str
-    parameters: int | None = None
-    channels: int = 3
+NATIVE = "openvino-native"  # pyinspect.runners.openvino_native: C++ tile -> OpenVINO -> vote
+STUDENT = "student"  # pyinspect.runners.student: the direct student runner (students only)
+RUNNER_TITLES = {
+    NATIVE: "native OpenVINO runner (C++)",
+    STUDENT: "direct student runner (C++)",
+}
 
 
 @dataclass
@@ -105,80 +94,13 @@ class Stats:
 @dataclass
 class Row:
     model: str
-    backend: str
+    backend: str  # a backend, or a whole-frame runner (NATIVE, STUDENT)
     kind: str  # "infer" (pure, at ``batch``) or "e2e" (one 512x512 frame)
     batch: int
     device: str
     timer: str
     stats: Stats
     stages: dict[str, float] = field(default_factory=dict)  # e2e: median tile/infer/vote/overhead
-
-
-# ---- models ------------------------------------------------------------------------------------
-def ensure_models(folder: Path, *, teacher: bool, log: Callable[[str], None]) -> list[Model]:
-    """The benchmark's models, exported with random weights when absent (ONNX + sidecar + .pt2)."""
-    wanted = [
-        ("student", "student", "Student (4,8,16,4,4)", "student.onnx", False),
-        # not student_folded.onnx: benchmarks/fast_cpu.py exports its own under that name
-        ("student-folded", "student", "Student, folded 1-ch", "student_1ch.onnx", True),
-    ]
-    if teacher:
-        wanted.insert(0, ("teacher", "teacher", "Teacher VGG16", "teacher.onnx", False))
-    models = []
-    for key, role, title, name, folded in wanted:
-        path = folder / name
-        if not (path.is_file() and path.with_name(name + ".json").is_file()):
-            log(f"exporting {path} ({RANDOM_NOTE}) ...")
-            t0 = time.perf_counter()
-            export_random(path, arch="vgg16" if role == "teacher" else "student", folded=folded)
-            log(f"  done in {time.perf_counter() - t0:.0f} s")
-        models.append(_model_entry(key, role, title, path))
-    if SHIPPED.is_file() and SHIPPED.with_name(SHIPPED.name + ".json").is_file():
-        models.append(_model_entry("shipped", "student", "Shipped models/student.onnx", SHIPPED))
-    return models
-
-
-def _model_entry(key: str, role: str, title: str, path: Path) -> Model:
-    from pyinspect.spec import ModelSpec
-
-    spec = ModelSpec.for_model(path)
-    prov = spec.provenance
-    if prov.preset == "benchmark-random":
-        weights = RANDOM_NOTE
-    else:
-        weights = "trained" if prov.accuracy is not None else "weights of unknown origin"
-    return Model(key, role, title, path, weights, prov.parameters, spec.input.channels)
-
-
-def export_random(path: Path, *, arch: str, folded: bool) -> None:
-    """Export ``arch`` with seeded random weights through ``train.export`` (the project's exporter,
-    parity-checked against PyTorch), plus ``<name>.pt2`` for the torch backend."""
-    import torch
-
-    from train.export import export, fold
-    from train.models import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    kwargs: dict[str, Any] = {"init": "scratch"} if arch == "vgg16" else {"c": [4, 8, 16, 4, 4]}
-    model = build_model(arch, **kwargs).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(tmp) / f"{arch}.pt"
-        meta = {"preset": "benchmark-random", "seed": 0}
-        save_checkpoint(ckpt, model, arch, kwargs, None, meta)
-        export(ckpt, path, folded=folded, provenance={"notes": f"{arch}, {RANDOM_NOTE}"})
-    net = fold(model, arch) if folded else model
-    example = torch.zeros(2, 1 if folded else 3, 224, 224)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad():
-        program = torch.export.export(net, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path.with_suffix(".pt2")))
-    del program, model, net
-    gc.collect()
-
-
-def user_model(key: str, role: str, path: str) -> Model:
-    p = Path(path)
-    return _model_entry(key, role, f"{role.title()} {p.name}", p)
 
 
 # ---- timing ------------------------------------------------------------------------------------
@@ -266,8 +188,9 @@ def measure(tasks: list[Task], timer: Timer, role: str, args: argparse.Namespace
                     t.stages.append((tm.tile_ms, tm.infer_ms, tm.vote_ms))
 
 
-def _row(model: Model, backend: str, device: str, timer_name: str, t: Task,
-         args: argparse.Namespace) -> Row:
+def make_row(
+    model: Model, backend: str, device: str, timer_name: str, t: Task, args: argparse.Namespace
+) -> Row:
     ms = np.array(t.ms)
     row = Row(model.key, backend, t.kind, t.batch, device, timer_name, Stats.of(ms))
     if t.kind == "e2e":
@@ -275,8 +198,12 @@ def _row(model: Model, backend: str, device: str, timer_name: str, t: Task,
         med = np.median(stages, axis=0)
         # overhead = wall time in no stage; CPU time and the (wall-time) stages do not subtract
         overhead = float(np.median(ms - stages.sum(axis=1))) if args.clock == "wall" else math.nan
-        row.stages = {"tile_ms": float(med[0]), "infer_ms": float(med[1]),
-                      "vote_ms": float(med[2]), "overhead_ms": overhead}
+        row.stages = {
+            "tile_ms": float(med[0]),
+            "infer_ms": float(med[1]),
+            "vote_ms": float(med[2]),
+            "overhead_ms": overhead,
+        }
     return row
 
 
@@ -284,21 +211,16 @@ def host_timer(args: argparse.Namespace) -> tuple[Timer, str]:
     return (cpu_ms, "process_time") if args.clock == "cpu" else (wall_ms, "perf_counter")
 
 
-# ---- one model on one backend --------------------------------------------------------------------
-def bench_frame(seed: int = 0) -> np.ndarray:
-    """A 512x512 uint8 gray frame (DAGM's size and format); content does not change timing."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 256, (512, 512), dtype=np.uint8)
-
-
-def bench_backend(model: Model, backend: str, frame: np.ndarray, args: argparse.Namespace
-                  ) -> list[Row]:
+# ---- one model on one backend or runner ---------------------------------------------------------
+def bench_backend(
+    model: Model, backend: str, frame: np.ndarray, args: argparse.Namespace
+) -> list[Row]:
     """Pure inference at batch 9 and 1 (``backend.infer`` on a buffer tiled once from
-    ``frame``) and ``Inspector.run(frame)``, interleaved."""
+    ``frame``) and ``Inspector.run(frame)`` on the backend, interleaved."""
     from pyinspect import Inspector
     from pyinspect.tiling import tile_into
 
-    with Inspector(model.path, backend=backend, threads=args.threads) as insp:
+    with Inspector(model.path, backend=backend, runner="backend", threads=args.threads) as insp:
         b = insp.backend
         device = str(getattr(b, "device", "cpu"))
         gpu_timer = cuda_timer(device)
@@ -307,52 +229,25 @@ def bench_backend(model: Model, backend: str, frame: np.ndarray, args: argparse.
         boxes = insp.boxes(*frame.shape[:2])
         mean, std = tuple(spec.normalization.mean), tuple(spec.normalization.std)
 
-        tasks = [Task("infer", n, functools.partial(b.infer, n)) for n in (9, 1)
-                 if n <= insp.max_batch]
+        tasks = [
+            Task("infer", n, functools.partial(b.infer, n)) for n in (9, 1) if n <= insp.max_batch
+        ]
         tasks.append(Task("e2e", len(boxes), functools.partial(insp.run, frame)))
         # infer(1) reads row 0 of the same buffer that infer(9) reads; Inspector.run re-tiles
         # the same frame into it, so every task sees the same input.
         tile_into(frame, b.input_buffer(len(boxes)), boxes, mean, std)
         measure(tasks, timer, model.role, args)
-        return [_row(model, backend, device, timer_name, t, args) for t in tasks]
+        return [make_row(model, backend, device, timer_name, t, args) for t in tasks]
 
 
-def bench_runner(path: str, model: Model, frame: np.ndarray, args: argparse.Namespace
-                 ) -> list[Row]:
-    """A whole-frame runner: one C++ call per frame (tile/read -> infer -> vote)."""
-    runner: Any
-    if path == NATIVE:
-        from pyinspect.backends.openvino_native import native_runner
-
-        runner = native_runner(model.path, threads=args.threads, frame_shape=frame.shape[:2])
-    else:  # what users get: Inspector.run dispatching gray frames to the engine
-        from pyinspect import Inspector
-
-        runner = Inspector(model.path, threads=args.threads, engine="student")
-    with runner:
+def bench_runner(name: str, model: Model, frame: np.ndarray, args: argparse.Namespace) -> list[Row]:
+    """``Inspector.run`` on whole-frame runner ``name`` (one C++ call per frame: tile or read ->
+    infer -> vote), as a user who asks for that runner gets it."""
+    with common.open_runner_inspector(name, model.path, args.threads) as insp:
         timer, timer_name = host_timer(args)
-        task = Task("e2e", 9, functools.partial(runner.run, frame))
+        task = Task("e2e", len(insp.boxes(*frame.shape[:2])), functools.partial(insp.run, frame))
         measure([task], timer, model.role, args)
-        return [_row(model, path, "cpu", timer_name, task, args)]
-
-
-def frame_runners() -> list[str]:
-    """The whole-frame paths built into this installation."""
-    found: list[str] = []
-    try:
-        from pyinspect.backends.openvino_native import load_native, native_available
-    except ImportError:
-        return found
-    if native_available():
-        found.append(NATIVE)
-        try:
-            import pyinspect.fast_student  # noqa: F401
-
-            if load_native().student_engine_supported():
-                found.append(FAST)
-        except (ImportError, AttributeError):
-            pass
-    return found
+        return [make_row(model, name, "cpu", timer_name, task, args)]
 
 
 # ---- summary -------------------------------------------------------------------------------------
@@ -377,25 +272,34 @@ def summarise(rows: list[Row], backends: list[str]) -> dict[str, Any]:
             }
     overhead = []
     for r in rows:
-        if r.kind != "e2e" or r.backend in FRAME_RUNNERS or r.model == "teacher":
+        if r.kind != "e2e" or r.backend in RUNNER_TITLES or r.model == "teacher":
             continue
         pure = find(rows, r.model, r.backend, "infer")
         if pure:
             ratio = r.stats.median / pure.stats.median
-            overhead.append({"model": r.model, "backend": r.backend, "e2e_ms": r.stats.median,
-                             "pure_b9_ms": pure.stats.median, "e2e_over_pure": ratio,
-                             "meets_target": ratio <= TARGET_E2E_OVER_PURE})
+            overhead.append(
+                {
+                    "model": r.model,
+                    "backend": r.backend,
+                    "e2e_ms": r.stats.median,
+                    "pure_b9_ms": pure.stats.median,
+                    "e2e_over_pure": ratio,
+                    "meets_target": ratio <= TARGET_E2E_OVER_PURE,
+                }
+            )
     students = [r for r in rows if r.kind == "e2e" and r.model != "teacher"]
     best = min(students, key=lambda r: r.stats.median, default=None)
-    return {
-        "speedup_by_backend": ratios,
-        "e2e_over_pure": overhead,
-        "best_student_e2e": None if best is None else {
-            "model": best.model, "backend": best.backend, "median_ms": best.stats.median,
-            "p99_ms": best.stats.p99, "stages": best.stages,
+    best_row = None
+    if best is not None:
+        best_row = {
+            "model": best.model,
+            "backend": best.backend,
+            "median_ms": best.stats.median,
+            "p99_ms": best.stats.p99,
+            "stages": best.stages,
             "vs_paper_student_ms": PAPER["student_ms"],
-        },
-    }
+        }
+    return {"speedup_by_backend": ratios, "e2e_over_pure": overhead, "best_student_e2e": best_row}
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -405,13 +309,16 @@ def markdown(result: dict[str, Any]) -> str:
     out = [
         f"# Latency: teacher vs student ({m['host']}, {m['date']})",
         "",
-        _machine.describe(m),
+        common.describe(m),
         "",
-        "Models: " + "; ".join(
+        "Models: "
+        + "; ".join(
             f"{v['title']} = `{v['path']}` ({v['weights']}"
-            + (f", {v['parameters']:,} parameters" if v["parameters"] else "") + ")"
+            + (f", {v['parameters']:,} parameters" if v["parameters"] else "")
+            + ")"
             for v in result["models"].values()
-        ) + ".",
+        )
+        + ".",
         "",
         f"Clock: {CLOCKS[result['clock']]}; threads: {result['threads'] or 'physical cores'}.",
         "",
@@ -423,8 +330,10 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rows:
         if r.kind == "infer":
             s = r.stats
-            out.append(f"| {titles[r.model]} | {r.backend} ({r.device}) | {r.batch} | "
-                       f"{_ms(s.median)} | {_ms(s.p90)} | {_ms(s.p99)} | {_ms(s.min)} | {s.runs} |")
+            out.append(
+                f"| {titles[r.model]} | {r.backend} ({r.device}) | {r.batch} | "
+                f"{fmt_ms(s.median)} | {fmt_ms(s.p90)} | {fmt_ms(s.p99)} | {fmt_ms(s.min)} | {s.runs} |"
+            )
     out += [
         "",
         "## End to end per frame (512x512 uint8 -> tile -> infer -> vote -> result), ms",
@@ -435,12 +344,11 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rows:
         if r.kind == "e2e":
             s, g = r.stats, r.stages
-            path = {NATIVE: "native C++ runner (OpenVINO)", FAST: "direct C++ student engine"}.get(
-                r.backend, f"Inspector.run, {r.backend}")
+            path = RUNNER_TITLES.get(r.backend, f"Inspector.run, {r.backend}")
             out.append(
-                f"| {titles[r.model]} | {path} | {_ms(s.median)} | {_ms(s.p90)} | {_ms(s.p99)} |"
-                f" {_ms(s.min)} | {_ms(g['tile_ms'])} | {_ms(g['infer_ms'])} |"
-                f" {_ms(g['vote_ms'])} | {_ms(g['overhead_ms'])} | {s.runs} |"
+                f"| {titles[r.model]} | {path} | {fmt_ms(s.median)} | {fmt_ms(s.p90)} | {fmt_ms(s.p99)} |"
+                f" {fmt_ms(s.min)} | {fmt_ms(g['tile_ms'])} | {fmt_ms(g['infer_ms'])} |"
+                f" {fmt_ms(g['vote_ms'])} | {fmt_ms(g['overhead_ms'])} | {s.runs} |"
             )
     summary = result["summary"]
     ratios = summary["speedup_by_backend"]
@@ -451,56 +359,46 @@ def markdown(result: dict[str, Any]) -> str:
             f"## Against the paper ({PAPER['source']}: batch 9, {PAPER['device']})",
             "",
             "| per image (9 patches) | paper | "
-            + " | ".join(f"{n} (median)" for n in names) + " |",
+            + " | ".join(f"{n} (median)" for n in names)
+            + " |",
             "|---|---:|" + "---:|" * len(names),
             f"| Teacher VGG16, ms | {PAPER['teacher_ms']} | "
-            + " | ".join(_ms(ratios[n]["teacher_ms"]) for n in names) + " |",
+            + " | ".join(fmt_ms(ratios[n]["teacher_ms"]) for n in names)
+            + " |",
             f"| Student (4,8,16,4,4), ms | {PAPER['student_ms']} | "
-            + " | ".join(_ms(ratios[n]["student_ms"]) for n in names) + " |",
+            + " | ".join(fmt_ms(ratios[n]["student_ms"]) for n in names)
+            + " |",
             f"| Speed-up | {PAPER['speedup']}x | "
-            + " | ".join(f"{ratios[n]['speedup']:.1f}x" for n in names) + " |",
+            + " | ".join(f"{ratios[n]['speedup']:.1f}x" for n in names)
+            + " |",
         ]
     out += ["", "## Targets", ""]
     for n, v in ratios.items():
         verdict = "PASS" if v["meets_paper"] else "FAIL"
-        out.append(f"- {verdict}: teacher/student on {n} = {v['speedup']:.1f}x"
-                   f" (paper {PAPER['speedup']}x)")
+        out.append(
+            f"- {verdict}: teacher/student on {n} = {v['speedup']:.1f}x (paper {PAPER['speedup']}x)"
+        )
     for v in summary["e2e_over_pure"]:
         verdict = "PASS" if v["meets_target"] else "FAIL"
-        out.append(f"- {verdict}: {titles[v['model']]} on {v['backend']}: end to end"
-                   f" {_ms(v['e2e_ms'])} ms = {v['e2e_over_pure']:.3f} x pure batch-9 inference"
-                   f" {_ms(v['pure_b9_ms'])} ms (target <= {TARGET_E2E_OVER_PURE})")
+        out.append(
+            f"- {verdict}: {titles[v['model']]} on {v['backend']}: end to end"
+            f" {fmt_ms(v['e2e_ms'])} ms = {v['e2e_over_pure']:.3f} x pure batch-9 inference"
+            f" {fmt_ms(v['pure_b9_ms'])} ms (target <= {TARGET_E2E_OVER_PURE})"
+        )
     best = summary["best_student_e2e"]
     if best:
         g = best["stages"]
         out.append(
-            f"- Best student frame, end to end: {_ms(best['median_ms'])} ms median"
-            f" ({titles[best['model']]}, {best['backend']}; tile {_ms(g['tile_ms'])} + infer"
-            f" {_ms(g['infer_ms'])} + vote {_ms(g['vote_ms'])} + overhead"
-            f" {_ms(g['overhead_ms'])} ms) vs the paper's {PAPER['student_ms']} ms (pure"
+            f"- Best student frame, end to end: {fmt_ms(best['median_ms'])} ms median"
+            f" ({titles[best['model']]}, {best['backend']}; tile {fmt_ms(g['tile_ms'])} + infer"
+            f" {fmt_ms(g['infer_ms'])} + vote {fmt_ms(g['vote_ms'])} + overhead"
+            f" {fmt_ms(g['overhead_ms'])} ms) vs the paper's {PAPER['student_ms']} ms (pure"
             f" inference on a {PAPER['device']} GPU)"
         )
     for s in result["skipped"]:
         out.append(f"- skipped {s['model']} on {s['backend']}: {s['reason']}")
     out += ["", f"Command: `{result['command']}`"]
     return "\n".join(out) + "\n"
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN (a figure that does not apply) -> null, so the file is strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _ms(v: float | None) -> str:
-    if v is None or math.isnan(v):
-        return "n/a"
-    return f"{v:.3f}" if v < 10 else (f"{v:.1f}" if v < 1000 else f"{v:,.0f}")
 
 
 def chart(result: dict[str, Any], path: Path) -> Path | None:
@@ -526,7 +424,7 @@ def chart(result: dict[str, Any], path: Path) -> Path | None:
             values.append(float(hit[0]["stats"]["median"]) if hit else np.nan)
         xs = np.arange(len(groups)) + (i - (len(models) - 1) / 2) * width
         bars = ax.bar(xs, values, width, label=result["models"][key]["title"])
-        ax.bar_label(bars, labels=[("" if np.isnan(v) else _ms(v)) for v in values], fontsize=7)
+        ax.bar_label(bars, labels=[("" if np.isnan(v) else fmt_ms(v)) for v in values], fontsize=7)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylabel("ms per image (batch of 9 patches), log scale")
@@ -542,24 +440,47 @@ def chart(result: dict[str, Any], path: Path) -> Path | None:
 # ---- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backend", action="append", metavar="NAME",
-                    help="backend to time (repeatable; also the whole-frame C++ paths"
-                         " 'openvino-native' and 'fast-student'); default: every available one")
-    ap.add_argument("--runs", type=int, help="timed runs per row (default: adaptive, >= 200"
-                    " for students, >= 10 for the teacher)")
-    ap.add_argument("--budget", type=float, default=3.0,
-                    help="seconds of timed runs per row when --runs is not given (default 3)")
-    ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/"
-                    "latency-<host>-<date>.json; the chart goes beside it as .png)")
-    ap.add_argument("--models", type=Path, default=MODELS,
-                    help="folder of the exported models (default benchmarks/models)")
+    ap.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="backend to time (repeatable; also the whole-frame runners 'student' and"
+        " 'openvino-native'); default: every available backend and every runner",
+    )
+    ap.add_argument(
+        "--runs",
+        type=int,
+        help="timed runs per row (default: adaptive, >= 200 for students, >= 10 for the teacher)",
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=3.0,
+        help="seconds of timed runs per row when --runs is not given (default 3)",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="results file (default benchmarks/results/latency-<host>-<date>.json; the chart"
+        " goes beside it as .png)",
+    )
+    ap.add_argument(
+        "--models",
+        type=Path,
+        default=common.MODELS,
+        help="folder of the exported models (default benchmarks/models)",
+    )
     ap.add_argument("--teacher", help="time this teacher model instead of exporting one")
     ap.add_argument("--student", help="time this student model instead of exporting one")
     ap.add_argument("--no-teacher", action="store_true", help="skip the teacher")
     ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
-    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                    help="wall time (default), or process CPU time: robust to other jobs on a"
-                         " shared machine, meaningful with --threads 1")
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time (default), or process CPU time: robust to other jobs on a shared"
+        " machine, meaningful with --threads 1",
+    )
     ap.add_argument("--no-chart", action="store_true")
     args = ap.parse_args(argv)
     if args.runs is not None and args.runs < 1:
@@ -567,97 +488,126 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def pick_models(args: argparse.Namespace) -> list[Model]:
+    """``--teacher``/``--student`` files, else the exported benchmark models."""
+    if not (args.teacher or args.student):
+        return common.ensure_models(args.models, teacher=not args.no_teacher)
+    models = []
+    if args.teacher and not args.no_teacher:
+        models.append(common.user_model("teacher", "teacher", args.teacher))
+    if args.student:
+        models.append(common.user_model("student", "student", args.student))
+    return models
 
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
 
+def skip_reason(model: Model, name: str, available: list[str], runners: list[str]) -> str:
+    """Why ``model`` is not timed on backend or runner ``name`` here (``""``: it is)."""
+    if name in runners:
+        return common.runner_unavailable(name)
+    if name not in available:
+        return "not available here"
+    return ""
+
+
+def tensorrt_target(model: Model) -> tuple[Model | None, str]:
+    """The ``.plan`` beside an ONNX model (TensorRT reads plans), or why there is none."""
+    if model.path.suffix != ".onnx":
+        return model, ""
+    plan = model.path.with_suffix(".plan")
+    if not plan.is_file():
+        return None, f"no {plan.name}; build it: `pyinspect build {model.path} -o {plan}`"
+    return Model(
+        model.key, model.role, model.title, plan, model.weights, model.parameters, model.channels
+    ), ""
+
+
+def time_all(
+    models: list[Model], backends: list[str], args: argparse.Namespace
+) -> tuple[list[Row], list[dict[str, str]]]:
+    """Every model on every backend and runner: the rows, and what was skipped with why."""
     from pyinspect.backends.base import list_backends
 
-    available = list_backends(available_only=True) + frame_runners()
-    backends = args.backend or available
-    known = [*list_backends(), *FRAME_RUNNERS]
-    unknown = [b for b in backends if b not in known]
-    if unknown:
-        log(f"error: unknown backend(s) {unknown}; choose from {known}")
-        return 2
-    if args.teacher or args.student:
-        models = []
-        if args.teacher and not args.no_teacher:
-            models.append(user_model("teacher", "teacher", args.teacher))
-        if args.student:
-            models.append(user_model("student", "student", args.student))
-    else:
-        models = ensure_models(args.models, teacher=not args.no_teacher, log=log)
-    random_models = [m.key for m in models if m.weights == RANDOM_NOTE]
-    if random_models:
-        log(f"note: {', '.join(random_models)} have {RANDOM_NOTE}")
-    facts = _machine.machine_facts()
-    frame = bench_frame()
+    available = list_backends(available_only=True)
+    runners = common.runner_names()
+    frame = common.bench_frame()
     rows: list[Row] = []
     skipped: list[dict[str, str]] = []
     for model in models:
         for be in backends:
-            label = f"{model.key} on {be}"
-            if be not in available:
-                skipped.append({"model": model.key, "backend": be, "reason": "not available here"})
+            if be == STUDENT and model.role == "teacher":
+                continue  # the direct student runner runs the paper's student only
+            reason = skip_reason(model, be, available, runners)
+            target: Model | None = model
+            if not reason and be == "tensorrt":
+                target, reason = tensorrt_target(model)
+            if reason or target is None:
+                skipped.append({"model": model.key, "backend": be, "reason": reason})
+                common.log(f"{model.key} on {be}: skipped: {reason}")
                 continue
-            if be == FAST and model.role == "teacher":
-                continue  # the engine runs the paper's student only
-            if be == "tensorrt" and model.path.suffix == ".onnx":
-                plan = model.path.with_suffix(".plan")
-                if not plan.is_file():
-                    reason = f"no {plan.name}; build it: `pyinspect build {model.path} -o {plan}`"
-                    skipped.append({"model": model.key, "backend": be, "reason": reason})
-                    continue
-                target = Model(model.key, model.role, model.title, plan, model.weights,
-                               model.parameters, model.channels)
-            else:
-                target = model
-            log(f"timing {label} ...")
+            common.log(f"timing {model.key} on {be} ...")
             t0 = time.perf_counter()
             try:
-                got = bench_runner(be, target, frame, args) if be in FRAME_RUNNERS else \
-                    bench_backend(target, be, frame, args)
+                if be in runners:
+                    got = bench_runner(be, target, frame, args)
+                else:
+                    got = bench_backend(target, be, frame, args)
             except PyInspectError as exc:
                 skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
-                log(f"  skipped: {exc}")
+                common.log(f"  skipped: {exc}")
                 continue
             rows.extend(got)
-            log(f"  {time.perf_counter() - t0:.1f} s: " + ", ".join(
-                f"{r.kind}{'' if r.kind == 'e2e' else f'@{r.batch}'} {_ms(r.stats.median)} ms"
-                for r in got))
+            done = ", ".join(
+                f"{r.kind}{'' if r.kind == 'e2e' else f'@{r.batch}'} {fmt_ms(r.stats.median)} ms"
+                for r in got
+            )
+            common.log(f"  {time.perf_counter() - t0:.1f} s: {done}")
+    return rows, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from pyinspect.backends.base import list_backends
+
+    runners = common.runner_names()
+    backends = args.backend or [*list_backends(available_only=True), *runners]
+    known = [*list_backends(), *runners]
+    unknown = [b for b in backends if b not in known]
+    if unknown:
+        common.log(f"error: unknown backend(s) {unknown}; choose from {known}")
+        return 2
+    models = pick_models(args)
+    random_models = [m.key for m in models if m.weights == common.RANDOM_NOTE]
+    if random_models:
+        common.log(f"note: {', '.join(random_models)} have {common.RANDOM_NOTE}")
+    facts = common.machine_facts()
+    rows, skipped = time_all(models, backends, args)
     result: dict[str, Any] = {
-        "machine": _machine.finish(facts),
+        "machine": common.finish(facts),
         "paper": PAPER,
         "clock": args.clock,
         "threads": args.threads,
-        "command": " ".join(["python benchmarks/latency.py", *(argv or sys.argv[1:])]),
-        "models": {m.key: {"title": m.title, "path": _rel(m.path), "weights": m.weights,
-                           "parameters": m.parameters, "channels": m.channels} for m in models},
+        "command": common.command_line("benchmarks/latency.py", argv),
+        "models": {
+            m.key: {
+                "title": m.title,
+                "path": common.rel(m.path),
+                "weights": m.weights,
+                "parameters": m.parameters,
+                "channels": m.channels,
+            }
+            for m in models
+        },
         "rows": [asdict(r) for r in rows],
         "skipped": skipped,
-        "summary": summarise(rows, [b for b in backends if b not in FRAME_RUNNERS]),
+        "summary": summarise(rows, [b for b in backends if b not in runners]),
     }
-    json_path = args.json or _machine.result_path("latency", facts)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    import json
-
-    json_path.write_text(json.dumps(_json_safe(result), indent=2) + "\n")
+    json_path = args.json or common.result_path("latency", facts)
+    result = common.json_safe(result)
     png = None if args.no_chart else chart(result, json_path.with_suffix(".png"))
-    report = markdown(result)
-    json_path.with_suffix(".md").write_text(report)
-    print(report)
-    log(f"wrote {json_path}, its .md" + (f" and {png}" if png else ""))
+    common.write_results(result, json_path, markdown(result))
+    if png:
+        common.log(f"wrote {png}")
     return 0
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Typed surface of the private C++ core (``pyinspect._core``).
 
-The public Python layer (``pyinspect.tiling``, ``pyinspect.voting``) validates arguments and words
-the errors; these functions re-check shapes once in C++ and raise ``ValueError``/``TypeError`` so a
-direct call can never crash the process.
+The public Python layer (``pyinspect.tiling``, ``pyinspect.voting``, ``pyinspect.runners.student``)
+validates arguments and words the errors; these functions re-check shapes once in C++ and raise
+``ValueError``/``TypeError`` so a direct call can never crash the process.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,3 +59,39 @@ def tile_kernel_isa() -> str:
 def float_to_half(value: float) -> int:
     """Bits of the float16 nearest (ties to even) to float32(value); the tiler's rounding, for
     tests."""
+
+def student_engine_supported() -> bool:
+    """Whether the direct student engine runs here: an x86-64 build on a CPU with AVX2 and FMA (the
+    engine's kernels need both). False on other architectures, where ``StudentRunner`` is absent."""
+
+class StudentRunner:
+    """The direct student engine plus the voter (x86-64 builds only; the constructor raises
+    ``ValueError`` on a CPU without AVX2+FMA). Gray frames only; GIL released in ``run``."""
+
+    def __init__(
+        self,
+        weights: dict[str, npt.NDArray[np.float32]],
+        in_channels: int,
+        input_scale: float,
+        input_offset: float,
+        pad_value: float,
+        threads: int,
+        class_texture: Sequence[int],
+        class_defective: Sequence[bool],
+        is_logits: bool,
+    ) -> None:
+        """``weights``: 'conv1_w' .. 'conv5_w' [C_out, C_in, 3, 3], 'conv1_b' .. 'conv5_b',
+        'fc1_w' [hidden, 196], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b' (widths 4, 8, 16, 4, 4;
+        hidden a multiple of 8). conv1 sees a pixel x as x * input_scale + input_offset and
+        pad_value outside the patch; in_channels 3 means gray replicated (conv1 is summed)."""
+    def run(
+        self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
+    ) -> dict[str, Any]:
+        """Logits of the 224×224 ``boxes`` [N, 4] of a gray uint8 frame (H×W or H×W×1, any
+        strides), then the vote: the dict of ``vote`` plus 'tile_ms' (0: the engine reads the
+        frame itself), 'infer_ms', 'vote_ms', 'total_ms', 'layers_ms' (conv1..conv5), 'fc_ms' and
+        'shared' (whether patches shared work: offsets multiples of 16). Not reentrant."""
+    def logits(self) -> npt.NDArray[np.float32]:
+        """A copy of the last run's logits [N, K]."""
+    @property
+    def threads(self) -> int: ...

@@ -1,6 +1,6 @@
-"""Typed surface of the optional C++ module ``pyinspect._fastcpu`` (built when CMake finds
-OpenVINO; see docs/fast_cpu.md). Use it through ``pyinspect.backends.openvino_native`` and
-``pyinspect.fast_student``, which check the OpenVINO release and word the errors."""
+"""Typed surface of the optional C++ module ``pyinspect._fastcpu``: the whole-frame OpenVINO
+runner (built when CMake finds OpenVINO; see docs/fast_cpu.md). Use it through
+``pyinspect.runners.openvino_native``, which checks the OpenVINO release and words the errors."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -13,9 +13,6 @@ def build_version() -> str:
 
 def runtime_version() -> str:
     """Build number of the libopenvino actually loaded."""
-
-def student_engine_supported() -> bool:
-    """Whether this CPU has AVX2 and FMA (the student engine's kernels need both)."""
 
 class FrameRunner:
     """Tile -> OpenVINO infer -> vote for frames of one size; GIL released in ``run``."""
@@ -48,28 +45,5 @@ class FrameRunner:
     def logits(self) -> npt.NDArray[np.float32]: ...
     @property
     def precision(self) -> str: ...
-    @property
-    def threads(self) -> int: ...
-
-class StudentRunner:
-    """The direct student engine plus the voter; gray frames only; GIL released in ``run``."""
-
-    def __init__(
-        self,
-        weights: dict[str, npt.NDArray[np.float32]],
-        in_channels: int,
-        input_scale: float,
-        input_offset: float,
-        pad_value: float,
-        threads: int,
-        class_texture: Sequence[int],
-        class_defective: Sequence[bool],
-        is_logits: bool,
-    ) -> None: ...
-    def run(
-        self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
-    ) -> dict[str, Any]:
-        """Vote dict plus stage timings, 'layers_ms' (conv1..conv5), 'fc_ms' and 'shared'."""
-    def logits(self) -> npt.NDArray[np.float32]: ...
     @property
     def threads(self) -> int: ...

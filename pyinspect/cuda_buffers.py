@@ -135,6 +135,16 @@ class _Owner:
     def _free(self) -> None:
         raise NotImplementedError
 
+    def _allocate(self, nbytes: int, what: str, call: str) -> None:
+        """``call`` (cudaMalloc or cudaMallocHost) of ``nbytes``: sets ``ptr``, opens the owner."""
+        if nbytes <= 0:
+            msg = f"{what} size must be > 0 bytes, got {nbytes}"
+            raise BackendError(msg)
+        self._rt = runtime()
+        self.nbytes = int(nbytes)
+        self.ptr = int(check(self._rt, call, getattr(self._rt, call)(self.nbytes)))
+        self._closed = False
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -164,13 +174,7 @@ class PinnedHostBuffer(_Owner):
     """
 
     def __init__(self, nbytes: int) -> None:
-        if nbytes <= 0:
-            msg = f"pinned host buffer size must be > 0 bytes, got {nbytes}"
-            raise BackendError(msg)
-        self._rt = runtime()
-        self.nbytes = int(nbytes)
-        self.ptr = int(check(self._rt, "cudaMallocHost", self._rt.cudaMallocHost(self.nbytes)))
-        self._closed = False
+        self._allocate(nbytes, "pinned host buffer", "cudaMallocHost")
         # The ctypes array borrows the pinned memory; it carries a reference to this owner so
         # any NumPy view built on it keeps the owner (not the memory, see close()) alive.
         raw = (ctypes.c_ubyte * self.nbytes).from_address(self.ptr)
@@ -199,13 +203,7 @@ class DeviceBuffer(_Owner):
     """Device memory (``cudaMalloc``), addressed by integer pointer for TensorRT."""
 
     def __init__(self, nbytes: int) -> None:
-        if nbytes <= 0:
-            msg = f"device buffer size must be > 0 bytes, got {nbytes}"
-            raise BackendError(msg)
-        self._rt = runtime()
-        self.nbytes = int(nbytes)
-        self.ptr = int(check(self._rt, "cudaMalloc", self._rt.cudaMalloc(self.nbytes)))
-        self._closed = False
+        self._allocate(nbytes, "device buffer", "cudaMalloc")
 
     def _free(self) -> None:
         check(self._rt, "cudaFree", self._rt.cudaFree(self.ptr))

@@ -112,12 +112,7 @@ class Inspector:
         **backend_options: Any,
     ) -> None:
         if engine is not None:
-            warnings.warn(
-                "Inspector(engine=...) is deprecated; use runner=... ('auto', 'student',"
-                " 'backend')",
-                DeprecationWarning,
-                stacklevel=2,
-            )
+            _deprecated("Inspector(engine=...)", "runner=... ('auto', 'student', 'backend')")
             runner = _ENGINE_TO_RUNNER.get(engine, engine)
         runner = runner_choice(runner)
         check_threads(threads)
@@ -174,17 +169,13 @@ class Inspector:
     def engine(self) -> str:
         """Deprecated (one release): ``"student-engine"`` when the student runner is in use,
         else ``"backend"``; use ``runner``."""
-        warnings.warn("Inspector.engine is deprecated; use Inspector.runner", DeprecationWarning, 2)
+        _deprecated("Inspector.engine", "Inspector.runner")
         return "student-engine" if self.runner == "student" else "backend"
 
     @property
     def engine_note(self) -> str:
         """Deprecated (one release): use ``runner_note``."""
-        warnings.warn(
-            "Inspector.engine_note is deprecated; use Inspector.runner_note",
-            DeprecationWarning,
-            2,
-        )
+        _deprecated("Inspector.engine_note", "Inspector.runner_note")
         return self.runner_note
 
     @property
@@ -414,6 +405,11 @@ class Inspector:
                     verdict, self._spec, prepared[i].boxes, timings
                 )
                 row += n
+
+
+def _deprecated(old: str, new: str) -> None:
+    """Warn the caller of an Inspector method (two frames up) that ``old`` is going away."""
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
 
 
 def _on_cpu(backend_options: dict[str, Any]) -> bool:

@@ -94,31 +94,22 @@ class InspectionResult:
         the dict a whole-frame C++ runner returns with the same field names. The patch arrays
         become read-only, so a result can be shared between threads."""
         if isinstance(vote, Mapping):
-            arrays = [vote[k] for k in _VOTE_ARRAYS]
+            arrays = {k: vote[k] for k in _VOTE_ARRAYS}
             texture, defective = int(vote["texture"]), bool(vote["defective"])
             patch_defective = vote["patch_defective"]
         else:
-            arrays = [getattr(vote, k) for k in _VOTE_ARRAYS]
+            arrays = {k: getattr(vote, k) for k in _VOTE_ARRAYS}
             texture, defective = vote.texture, vote.defective
             patch_defective = vote.patch_defective
-        for a in arrays:
+        for a in arrays.values():
             a.flags.writeable = False
         defective_patches = np.flatnonzero(patch_defective)
         defective_patches.flags.writeable = False
-        patch_class, patch_score, patch_defect_prob, texture_votes = arrays
+        label = spec.label(texture, defective)
         return cls(
-            texture=texture,
-            texture_name=spec.textures[texture],
-            defective=defective,
-            label=spec.label(texture, defective),
-            boxes=boxes,
-            patch_class=patch_class,
-            patch_score=patch_score,
-            patch_defect_prob=patch_defect_prob,
-            defective_patches=defective_patches,
-            timings=timings,
-            texture_votes=texture_votes,
-        )
+            texture, spec.textures[texture], defective, label, boxes,
+            defective_patches=defective_patches, timings=timings, **arrays,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only (JSON-ready)."""

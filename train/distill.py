@@ -186,11 +186,9 @@ def distill(
         seed_everything(seed, cfg.threads)
         kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
         # Layout: on the 2-core CPU a (4,8,16,4,4) BatchNorm training step (batch 32) takes
-        # 0.15 s in NCHW vs 0.27 s in channels_last, whose BatchNorm is slow at 4 channels
-        # (`sec_per_iter` of session 6's results/cpu/logs/student-transfer-r0.jsonl vs session
-        # 5's CPU restart r1, in git history);
-        # evaluation keeps channels_last, faster for inference. On a GPU the measured runs
-        # used channels_last: kept.
+        # 0.15 s in NCHW against 0.27 s in channels_last, whose BatchNorm is slow at 4 channels
+        # (`sec_per_iter` in results/cpu/logs/student-transfer-r*.jsonl, measured in NCHW);
+        # evaluation keeps channels_last, faster for inference. On a GPU, channels_last.
         layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
         model = build_model("student", **kwargs, batchnorm=batchnorm,
                             c1_init=c1_init).to(memory_format=layout)

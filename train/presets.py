@@ -3,11 +3,10 @@
 * ``smoke``: seconds; tiny synthetic set and tiny widths; the tests run it end to end.
 * ``cpu``: the real experiment sized for a 2-core CPU: full synthetic DAGM, ``lite0`` teacher from
   ImageNet vs from scratch (no aug), a (4,8,16,4,4) student distilled from the transfer teacher,
-  §4 evaluation on the held-out 20 %. Measured: 148 min of stages on 2 CPU cores without the
-  sweep (teachers 74 min, two students 66 min; it resumes, so it can run in parts); 5 min on one
-  H200 with ``--device cuda`` (session 5, one 12-epoch student).
-* ``paper``: VGG16 and the full protocol of the paper (5 trials, every teacher of Table 2, the whole
-  Fig. 10 sweep) for a GPU.
+  §4 evaluation on the held-out 20 %, one trial. Its stage timings are in results/cpu/REPORT.md
+  (about 150 min on 2 CPU cores without the sweep; it resumes, so it can run in parts).
+* ``paper``: VGG16 and the full protocol of the paper (5 trials of random 80/20 splits, every
+  teacher of Table 2, the whole Fig. 10 sweep) for a GPU.
 """
 
 from __future__ import annotations
