@@ -20,6 +20,7 @@ test: lint pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python tools/check_tensorrt_types.py
 
 pytest: $(STAMP)

@@ -5,24 +5,27 @@ A 512×512 gray frame -> 9 patches -> logits -> verdict, end to end, for:
 * ``ort-rgb``        Inspector + ONNX Runtime, the paper's 3-channel network (tiler normalises)
 * ``ort-folded``     Inspector + ONNX Runtime, the folded 1-channel student
 * ``ov-folded``      Inspector + OpenVINO (Python backend, f32), folded student
-* ``ov-native``      pyinspect._fastcpu.FrameRunner: tile -> OpenVINO -> vote in one C++ call
-* ``engine``         pyinspect._fastcpu.StudentRunner: the direct student engine (shared work)
-* ``engine-1t``      the same on one thread
+* ``ov-native``      ``pyinspect.runners.openvino_native.OpenVinoFrameRunner``: tile -> OpenVINO
+                     -> vote in one C++ call
+* ``student``        ``pyinspect.runners.student.StudentRunner``: the direct student runner
+                     (conv1-4 computed once over the frame, in ``pyinspect._core``)
+* ``student-1t``     the same on one thread
 
 The CPU is shared (other processes, turbo), so paths run in interleaved rounds — A, B, C, A, B, C —
-and each figure is the median over rounds of the per-round median; the load average is recorded.
-Also checks verdict and patch-class parity of every path against ``ort-rgb`` on the frames used.
+and each figure is the median over rounds of the per-round median; the CPU and the load average
+are recorded. Also checks verdict and patch-class parity of every path against ``ort-rgb`` on the
+frames used. A path that cannot run here is named with the reason and left out.
 
     .venv/bin/python benchmarks/fast_cpu.py                 # random-weight students
     .venv/bin/python benchmarks/fast_cpu.py --folded models/student.onnx \
         --rgb models/student_rgb.onnx
+    .venv/bin/python benchmarks/fast_cpu.py --rounds 2 --iters 5   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "benchmarks" / "models"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
+import common
+
 PAPER_MS = 1.46
-FLOP_FOLDED = None  # computed in flops()
+PATHS = ("ort-rgb", "ort-folded", "ov-folded", "ov-native", "student", "student-1t")
+
+#: One path: the object that owns the compute (closed at the end) and frame -> InspectionResult.
+Path_ = tuple[Any, Callable[[np.ndarray], Any]]
 
 
 def flops(widths: tuple[int, ...] = (4, 8, 16, 4, 4), cin: int = 1, hidden: int = 4096) -> dict:
@@ -51,27 +58,10 @@ def flops(widths: tuple[int, ...] = (4, 8, 16, 4, 4), cin: int = 1, hidden: int 
     return {"per_patch_mac": per_patch, "shared_mac": shared}
 
 
-def ensure_models(log: Callable[[str], None]) -> tuple[Path, Path]:
-    """Random-weight students (timing only) exported like train/export.py, if absent."""
-    folded, rgb = MODELS / "student_folded.onnx", MODELS / "student_rgb.onnx"
-    if folded.is_file() and rgb.is_file():
-        return folded, rgb
-    log("exporting random-weight students to benchmarks/models/ (timing only) ...")
-    sys.path.insert(0, str(ROOT))
-    import torch
-
-    from pyinspect.spec import ModelSpec
-    from train.export import _onnx_export, fold
-    from train.models import Student
-
-    torch.manual_seed(0)
-    model = Student().eval()
-    MODELS.mkdir(parents=True, exist_ok=True)
-    _onnx_export(fold(model, "student"), torch.zeros(2, 1, 224, 224), folded, 18)
-    _onnx_export(model, torch.zeros(2, 3, 224, 224), rgb, 18)
-    ModelSpec.for_dagm(channels=1, mean=[0.0], std=[1 / 255]).save_for_model(folded)
-    ModelSpec.for_dagm(channels=3, mean=[0.5] * 3, std=[0.5] * 3).save_for_model(rgb)
-    return folded, rgb
+def ensure_models() -> tuple[Path, Path]:
+    """The benchmark's random-weight students (timing only): (folded 1-channel, 3-channel)."""
+    models = {m.key: m.path for m in common.ensure_models(common.MODELS, teacher=False)}
+    return models["student-folded"], models["student"]
 
 
 def frames(n: int = 8) -> list[np.ndarray]:
@@ -85,36 +75,42 @@ def frames(n: int = 8) -> list[np.ndarray]:
         return [rng.integers(0, 256, (512, 512), dtype=np.uint8) for _ in range(n)]
 
 
-def build_paths(folded: Path, rgb: Path, threads: int, which: list[str]) -> dict[str, Any]:
+def build_paths(folded: Path, rgb: Path, threads: int, which: list[str]) -> dict[str, Path_]:
+    """The paths named in ``which`` that open here; the others are named with the reason."""
     from pyinspect import Inspector
+    from pyinspect.errors import PyInspectError
 
-    paths: dict[str, Any] = {}
-    makers: dict[str, Callable[[], Any]] = {
-        "ort-rgb": lambda: Inspector(rgb, backend="onnxruntime", threads=threads),
-        "ort-folded": lambda: Inspector(folded, backend="onnxruntime", threads=threads),
-        "ov-folded": lambda: Inspector(folded, backend="openvino", threads=threads),
-        "ov-native": lambda: _native(folded, threads),
-        "engine": lambda: _engine(folded, threads),
-        "engine-1t": lambda: _engine(folded, 1),
+    def inspector(model: Path, backend: str) -> Path_:
+        insp = Inspector(model, backend=backend, runner="backend", threads=threads)
+        return insp, insp.run
+
+    def native(model: Path) -> Path_:
+        from pyinspect.runners.openvino_native import OpenVinoFrameRunner
+
+        runner = OpenVinoFrameRunner(model, threads=threads)
+        return runner, runner.inspect
+
+    def student(model: Path, n: int) -> Path_:
+        from pyinspect.runners.student import StudentRunner
+
+        runner = StudentRunner(model, threads=n)
+        return runner, runner.inspect
+
+    makers: dict[str, Callable[[], Path_]] = {
+        "ort-rgb": lambda: inspector(rgb, "onnxruntime"),
+        "ort-folded": lambda: inspector(folded, "onnxruntime"),
+        "ov-folded": lambda: inspector(folded, "openvino"),
+        "ov-native": lambda: native(folded),
+        "student": lambda: student(folded, threads),
+        "student-1t": lambda: student(folded, 1),
     }
+    paths: dict[str, Path_] = {}
     for name in which:
         try:
             paths[name] = makers[name]()
-        except Exception as exc:  # a path missing here is reported, not fatal
-            print(f"skip {name}: {exc}", file=sys.stderr)
+        except (ImportError, PyInspectError) as exc:  # a path missing here is named, not fatal
+            common.log(f"skip {name}: {exc}")
     return paths
-
-
-def _native(model: Path, threads: int) -> Any:
-    from pyinspect.backends.openvino_native import native_runner
-
-    return native_runner(model, threads=threads)
-
-
-def _engine(model: Path, threads: int) -> Any:
-    from pyinspect.fast_student import FastStudentRunner
-
-    return FastStudentRunner(model, threads=threads)
 
 
 def timed(paths: dict[str, Any], frames_: list[np.ndarray], rounds: int, iters: int) -> dict:

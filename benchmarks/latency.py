@@ -330,9 +330,9 @@ def markdown(result: dict[str, Any]) -> str:
     for r in rows:
         if r.kind == "infer":
             s = r.stats
+            times = " | ".join(fmt_ms(v) for v in (s.median, s.p90, s.p99, s.min))
             out.append(
-                f"| {titles[r.model]} | {r.backend} ({r.device}) | {r.batch} | "
-                f"{fmt_ms(s.median)} | {fmt_ms(s.p90)} | {fmt_ms(s.p99)} | {fmt_ms(s.min)} | {s.runs} |"
+                f"| {titles[r.model]} | {r.backend} ({r.device}) | {r.batch} | {times} | {s.runs} |"
             )
     out += [
         "",
@@ -345,11 +345,9 @@ def markdown(result: dict[str, Any]) -> str:
         if r.kind == "e2e":
             s, g = r.stats, r.stages
             path = RUNNER_TITLES.get(r.backend, f"Inspector.run, {r.backend}")
-            out.append(
-                f"| {titles[r.model]} | {path} | {fmt_ms(s.median)} | {fmt_ms(s.p90)} | {fmt_ms(s.p99)} |"
-                f" {fmt_ms(s.min)} | {fmt_ms(g['tile_ms'])} | {fmt_ms(g['infer_ms'])} |"
-                f" {fmt_ms(g['vote_ms'])} | {fmt_ms(g['overhead_ms'])} | {s.runs} |"
-            )
+            stages = (g["tile_ms"], g["infer_ms"], g["vote_ms"], g["overhead_ms"])
+            times = " | ".join(fmt_ms(v) for v in (s.median, s.p90, s.p99, s.min, *stages))
+            out.append(f"| {titles[r.model]} | {path} | {times} | {s.runs} |")
     summary = result["summary"]
     ratios = summary["speedup_by_backend"]
     if ratios:

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import resource
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _machine import describe, machine_facts, result_path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "models" / "student.onnx"
-EXPORTED = ROOT / "benchmarks" / "models" / "student.onnx"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
+import common
+
+ROOT = common.ROOT
+EXPORTED = common.MODELS / "student.onnx"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -53,30 +52,11 @@ def rss_bytes() -> int:
 
 
 def default_model() -> Path:
-    if SHIPPED.is_file():
-        return SHIPPED
+    if common.SHIPPED.is_file():
+        return common.SHIPPED
     if not EXPORTED.is_file():
-        export_student(EXPORTED)
+        common.export_random(EXPORTED, arch="student", pt2=False)
     return EXPORTED
-
-
-def export_student(path: Path) -> None:
-    """The paper's student with seeded random weights, through the project's exporter."""
-    sys.path.insert(0, str(ROOT))
-    import torch
-
-    from train.export import export
-    from train.models import build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    kwargs: dict[str, Any] = {"c": [4, 8, 16, 4, 4]}
-    model = build_model("student", **kwargs).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(tmp) / "student.pt"
-        save_checkpoint(ckpt, model, "student", kwargs, None, {"preset": "soak", "seed": 0})
-        export(ckpt, path, provenance={"notes": "student, seeded random weights (soak)"})
-    del model
-    gc.collect()
 
 
 def frame_pool(n: int, seed: int) -> list[np.ndarray]:
@@ -119,6 +99,7 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
 
     model = Path(args.model) if args.model else default_model()
     pool = frame_pool(args.pool, args.seed)
+    facts = common.machine_facts()
     threads_before = {t.ident for t in threading.enumerate()}
     gc.collect()
     samples: list[dict[str, float]] = [
@@ -131,6 +112,8 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     with Inspector(model, backend=args.backend, threads=args.threads) as insp:
         backend = insp.backend_name
+        if insp.runner != "backend":  # gray frames run on the runner, BGR ones on the backend
+            backend += f", gray frames on the {insp.runner} runner"
         for i, result in enumerate(insp.stream(camera(pool, args.frames, args.fault_every)), 1):
             if result.ok:
                 total_ms[i - 1] = result.timings.total_ms
@@ -156,11 +139,12 @@ def soak(args: argparse.Namespace) -> dict[str, Any]:
     wall = time.perf_counter() - start
     time.sleep(0.2)  # the stream's threads are joined on close; give stragglers a moment
     leaked = [t.name for t in threading.enumerate() if t.ident not in threads_before]
-    return summarize(args, model, backend, samples, errors, total_ms, wall, leaked)
+    return summarize(args, facts, model, backend, samples, errors, total_ms, wall, leaked)
 
 
 def summarize(
     args: argparse.Namespace,
+    facts: dict[str, Any],
     model: Path,
     backend: str,
     samples: list[dict[str, float]],
@@ -182,7 +166,8 @@ def summarize(
     ok = growth <= args.max_growth and not leaked and errors == faults
     t = total_ms[np.isfinite(total_ms)]
     return {
-        "machine": machine_facts(),
+        "machine": common.finish(facts),
+        "command": common.command_line("benchmarks/soak.py", args.argv),
         "model": str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model),
         "backend": backend,
         "frames": args.frames,
@@ -218,11 +203,11 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         f"# Soak: {r['frames']:,} frames through Inspector.stream() ({m['host']}, {m['date']})",
         "",
-        f"Machine: {describe(m)}",
+        f"Machine: {common.describe(m)}",
         "",
         f"Model `{r['model']}` on `{r['backend']}`; 512x512 frames, gray and BGR alternating, a"
         f" fresh array per frame; a `None` frame and a float32 frame injected every"
-        f" {r['fault_every']:,} frames. Command: `python benchmarks/soak.py`.",
+        f" {r['fault_every']:,} frames. Command: `{r['command']}`.",
         "",
         "| | value |",
         "|---|---|",
@@ -275,6 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", help="output prefix (default benchmarks/results/soak-<host>-<date>)")
     ap.add_argument("--progress", action="store_true", help="print each sample to stderr")
     args = ap.parse_args(argv)
+    args.argv = argv
     if not 0 < args.warmup < args.frames:
         ap.error("--warmup must be between 0 and --frames")
     return args
@@ -283,13 +269,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = soak(args)
-    json_path = Path(args.out + ".json") if args.out else result_path("soak", result["machine"])
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    text = report(result)
-    json_path.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
-    print(f"wrote {json_path} and {json_path.with_suffix('.md')}")
+    if args.out:
+        json_path = Path(args.out + ".json")
+    else:
+        json_path = common.result_path("soak", result["machine"])
+    common.write_results(result, json_path, report(result))
     return 0 if result["passed"] else 1
 
 

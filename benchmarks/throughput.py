@@ -14,7 +14,7 @@ stream >= 90% of that, and stream > plain.
 
     .venv/bin/python benchmarks/throughput.py                 # students on ONNX Runtime
     .venv/bin/python benchmarks/throughput.py --backend openvino --frames 500
-    .venv/bin/python benchmarks/throughput.py --backend auto --gray   # the direct student engine
+    .venv/bin/python benchmarks/throughput.py --backend auto --gray   # the direct student runner
 
 Writes ``benchmarks/results/throughput-<host>-<date>.json`` (or ``--json PATH``) and the Markdown
 report beside it (``.md``), and prints the report.
@@ -23,7 +23,6 @@ report beside it (``.md``), and prints the report.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -35,8 +34,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _machine
-import latency
+import common
 
 TARGET_OF_SLOWEST = 0.90
 
@@ -127,8 +125,15 @@ def rate_stream(insp: Any, video: Path, depth: int, gray: bool, nice: int | None
 SPIN = {"auto": None, "on": True, "off": False}
 
 
-def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarray],
-          args: argparse.Namespace, spin: str = "auto", nice: str = "auto") -> dict[str, Any]:
+def bench(
+    model: common.Model,
+    backend: str,
+    video: Path,
+    frames: list[np.ndarray],
+    args: argparse.Namespace,
+    spin: str = "auto",
+    nice: str = "auto",
+) -> dict[str, Any]:
     from pyinspect import Inspector
     from pyinspect.stream import auto_reader_nice
 
@@ -136,9 +141,9 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
     if gray:
         frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in frames]
     with Inspector(model.path, backend=backend, threads=args.threads, spin=SPIN[spin]) as insp:
-        engine = insp.engine
-        # spinning is a property of the backend's pool; the engine's rows do not use it
-        spinning = getattr(insp.backend, "spin", None) if engine == "backend" else None
+        runner = insp.runner
+        # spinning is a property of the backend's pool; a runner's rows do not use it
+        spinning = getattr(insp.backend, "spin", None) if runner == "backend" else None
         reader_nice = auto_reader_nice(insp, frames[0]) if nice == "auto" else int(nice)
         for f in frames[: min(len(frames), 20)]:  # warm up: buffers, first-call compilation
             insp.run(f)
@@ -153,7 +158,7 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
     return {
         "model": model.key,
         "backend": backend,
-        "engine": engine,
+        "runner": runner,
         "spin": spinning,
         "reader_nice": reader_nice,
         "input": "gray" if gray else "BGR",
@@ -170,11 +175,11 @@ def bench(model: latency.Model, backend: str, video: Path, frames: list[np.ndarr
     }
 
 
-def _backend_label(row: dict[str, Any]) -> str:
+def backend_label(row: dict[str, Any]) -> str:
     spin = row.get("spin")
     tail = "" if spin is None else f", spin {'on' if spin else 'off'}"
     tail += f", reader nice {row['reader_nice']}" if row.get("reader_nice") else ""
-    return f"{row['backend']} ({row.get('engine', 'backend')}{tail})"
+    return f"{row['backend']} ({row['runner']}{tail})"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -184,20 +189,20 @@ def markdown(result: dict[str, Any]) -> str:
     out = [
         f"# Throughput: stream() vs a plain run() loop ({m['host']}, {m['date']})",
         "",
-        _machine.describe(m),
+        common.describe(m),
         "",
         f"Video: {v['frames']} frames of {v['size']}x{v['size']}, {v['fourcc']} in .avi"
         f" ({v['bytes'] / 1e6:.1f} MB), decoded by OpenCV {cv2.__version__}; frames/s, median of"
         f" {result['repeats']} passes; stream depth {result['depth']}.",
         "",
-        "| model | backend (engine) | input | decode | inspect | slowest stage | plain loop |"
+        "| model | backend (runner) | input | decode | inspect | slowest stage | plain loop |"
         " stream | stream / slowest | stream / plain |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         f = r["fps"]
         out.append(
-            f"| {titles[r['model']]} | {_backend_label(r)} |"
+            f"| {titles[r['model']]} | {backend_label(r)} |"
             f" {r.get('input', 'BGR')} | {f['decode']:.0f} | {f['inspect']:.0f} |"
             f" {r['slowest_stage_fps']:.0f} | {f['plain']:.0f} | {f['stream']:.0f} |"
             f" {100 * r['stream_of_slowest']:.0f}% | {r['stream_over_plain']:.2f}x |"
@@ -206,7 +211,7 @@ def markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         verdict = "PASS" if r["meets_target"] else "FAIL"
         out.append(
-            f"- {verdict}: {titles[r['model']]} on {_backend_label(r)}: stream"
+            f"- {verdict}: {titles[r['model']]} on {backend_label(r)}: stream"
             f" {r['fps']['stream']:.0f} frames/s = {100 * r['stream_of_slowest']:.0f}% of the"
             f" slowest stage (target >= {100 * TARGET_OF_SLOWEST:.0f}%),"
             f" {r['stream_over_plain']:.2f}x the plain loop (target > 1)"
@@ -219,29 +224,57 @@ def markdown(result: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backend", action="append", metavar="NAME",
-                    help="backend (repeatable; default onnxruntime)")
-    ap.add_argument("--model", action="append", metavar="PATH",
-                    help="model to run (repeatable; default the benchmark's two students)")
+    ap.add_argument(
+        "--backend",
+        action="append",
+        metavar="NAME",
+        help="backend (repeatable; default onnxruntime)",
+    )
+    ap.add_argument(
+        "--model",
+        action="append",
+        metavar="PATH",
+        help="model to run (repeatable; default the benchmark's two students)",
+    )
     ap.add_argument("--frames", type=int, default=300, help="frames in the video (default 300)")
     ap.add_argument("--repeats", type=int, default=3, help="passes per mode (default 3)")
     ap.add_argument("--depth", type=int, default=2, help="stream depth (default 2)")
     ap.add_argument("--fourcc", default="MJPG", help="video codec (default MJPG, in .avi)")
     ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
-    ap.add_argument("--spin", action="append", choices=sorted(SPIN), metavar="MODE",
-                    help="ONNX Runtime thread spinning: auto (off when its threads fill every"
-                    " core), on, off; repeatable to compare (default auto)")
-    ap.add_argument("--reader-nice", action="append", metavar="N", dest="reader_nice",
-                    help="stream reader's nice increment: auto (10 when inference threads fill"
-                    " every CPU and sleep when idle, else 0) or 0..19; repeatable to compare"
-                    " (default auto)")
-    ap.add_argument("--gray", action="store_true",
-                    help="convert decoded frames to gray (a mono camera; lets backend 'auto'"
-                    " use the direct student engine)")
-    ap.add_argument("--models", type=Path, default=latency.MODELS,
-                    help="folder of the exported models (default benchmarks/models)")
-    ap.add_argument("--json", type=Path, help="results file (default benchmarks/results/"
-                    "throughput-<host>-<date>.json)")
+    ap.add_argument(
+        "--spin",
+        action="append",
+        choices=sorted(SPIN),
+        metavar="MODE",
+        help="ONNX Runtime thread spinning: auto (off when its threads fill every"
+        " core), on, off; repeatable to compare (default auto)",
+    )
+    ap.add_argument(
+        "--reader-nice",
+        action="append",
+        metavar="N",
+        dest="reader_nice",
+        help="stream reader's nice increment: auto (10 when inference threads fill"
+        " every CPU and sleep when idle, else 0) or 0..19; repeatable to compare"
+        " (default auto)",
+    )
+    ap.add_argument(
+        "--gray",
+        action="store_true",
+        help="convert decoded frames to gray (a mono camera; lets backend 'auto'"
+        " use the direct student runner)",
+    )
+    ap.add_argument(
+        "--models",
+        type=Path,
+        default=common.MODELS,
+        help="folder of the exported models (default benchmarks/models)",
+    )
+    ap.add_argument(
+        "--json",
+        type=Path,
+        help="results file (default benchmarks/results/throughput-<host>-<date>.json)",
+    )
     args = ap.parse_args(argv)
     for value in args.reader_nice or []:
         if value != "auto" and not (value.isdigit() and int(value) <= 19):
@@ -254,62 +287,65 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
     from pyinspect.errors import PyInspectError
 
     if args.model:
-        models = [latency.user_model(f"model{i}" if i else "model", "student", p)
-                  for i, p in enumerate(args.model)]
+        models = [
+            common.user_model(f"model{i}" if i else "model", "student", p)
+            for i, p in enumerate(args.model)
+        ]
     else:
-        models = [m for m in latency.ensure_models(args.models, teacher=False, log=log)
-                  if m.key != "shipped"]
+        exported = common.ensure_models(args.models, teacher=False)
+        models = [m for m in exported if m.key != "shipped"]
     backends = args.backend or ["onnxruntime"]
-    facts = _machine.machine_facts()
+    facts = common.machine_facts()
     rows, skipped = [], []
     with tempfile.TemporaryDirectory() as tmp:
         source = dagm_like_frames(args.frames)
         video = write_video(Path(tmp) / "dagm.avi", source, args.fourcc)
         frames = decode_all(video)
         if len(frames) != args.frames:
-            log(f"note: wrote {args.frames} frames, OpenCV decodes {len(frames)}")
-        video_info = {"frames": len(frames), "size": 512, "fourcc": args.fourcc,
-                      "bytes": video.stat().st_size}
+            common.log(f"note: wrote {args.frames} frames, OpenCV decodes {len(frames)}")
+        video_info = {
+            "frames": len(frames),
+            "size": 512,
+            "fourcc": args.fourcc,
+            "bytes": video.stat().st_size,
+        }
+        combos = [
+            (b, s, n)
+            for b in backends
+            for s in args.spin or ["auto"]
+            for n in args.reader_nice or ["auto"]
+            if s == "auto" or b in ("onnxruntime", "auto")  # spinning is an ONNX Runtime option
+        ]
         for model in models:
-            combos = [(b, s, n) for b in backends for s in args.spin or ["auto"]
-                      for n in args.reader_nice or ["auto"]]
             for be, spin, nice in combos:
-                if spin != "auto" and be not in ("onnxruntime", "auto"):
-                    continue  # spinning is an ONNX Runtime option
-                log(f"{model.key} on {be} (spin {spin}, reader nice {nice}) ...")
+                common.log(f"{model.key} on {be} (spin {spin}, reader nice {nice}) ...")
                 try:
                     row = bench(model, be, video, frames, args, spin, nice)
                 except PyInspectError as exc:
                     skipped.append({"model": model.key, "backend": be, "reason": str(exc)})
-                    log(f"  skipped: {exc}")
+                    common.log(f"  skipped: {exc}")
                     continue
                 rows.append(row)
-                log("  " + ", ".join(f"{k} {v:.0f}" for k, v in row["fps"].items()) + " frames/s")
+                fps = ", ".join(f"{k} {v:.0f}" for k, v in row["fps"].items())
+                common.log(f"  {fps} frames/s")
     result = {
-        "machine": _machine.finish(facts),
-        "command": " ".join(["python benchmarks/throughput.py", *(argv or sys.argv[1:])]),
+        "machine": common.finish(facts),
+        "command": common.command_line("benchmarks/throughput.py", argv),
         "video": video_info,
         "repeats": args.repeats,
         "depth": args.depth,
-        "models": {m.key: {"title": m.title, "path": latency._rel(m.path), "weights": m.weights}
-                   for m in models},
+        "models": {
+            m.key: {"title": m.title, "path": common.rel(m.path), "weights": m.weights}
+            for m in models
+        },
         "rows": rows,
         "skipped": skipped,
     }
-    path = args.json or _machine.result_path("throughput", facts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown(result)
-    path.with_suffix(".md").write_text(report)
-    print(report)
-    log(f"wrote {path} and its .md")
+    path = args.json or common.result_path("throughput", facts)
+    common.write_results(result, path, markdown(result))
     return 0
 
 

@@ -123,6 +123,12 @@ class Inspector:
             raise ModelFileError(msg)
         name = pick_backend(self.model_path) if backend == "auto" else backend
         require_backend(name)  # unknown or not installed: fail before reading anything else
+        if runner not in ("auto", "backend") and name not in runner_info(runner).replaces:
+            msg = (
+                f"{self.model_path}: the {runner} runner replaces the"
+                f" {list(runner_info(runner).replaces)} backend(s), not {name!r}"
+            )
+            raise InputError(msg)
         self._spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
         self.threshold = check_threshold(threshold)
         self._backend: Backend = create_backend(
@@ -138,6 +144,7 @@ class Inspector:
             self._class_defective = self._spec.class_defective
             self._lock = threading.Lock()
             self._closed = False
+            self._grids: dict[tuple[int, int], np.ndarray] = {}
             auto_backend = backend == "auto" and _on_cpu(backend_options)
             self._runner, self.runner_note = _open_runner(
                 runner, auto_backend, self.model_path, self._spec, threads, self._backend
@@ -199,8 +206,13 @@ class Inspector:
 
     def boxes(self, height: int, width: int) -> np.ndarray:
         """The patch grid (x, y, w, h) this model uses on an H×W frame (cached, read-only)."""
-        rows, cols = self._spec.grid_rows_cols
-        return patch_grid(height, width, self._spec.patch, rows, cols)
+        boxes = self._grids.get((height, width))
+        if boxes is None:
+            rows, cols = self._spec.grid_rows_cols
+            boxes = patch_grid(height, width, self._spec.patch, rows, cols)
+            if len(self._grids) < 64:  # a camera has a few sizes; a folder of odd ones, many
+                self._grids[(height, width)] = boxes
+        return boxes
 
     # ---- inspecting ------------------------------------------------------------------------
     def prepare(self, frame: Frame) -> PreparedFrame:
@@ -431,12 +443,6 @@ def _open_runner(
         return None, "runner='backend' was asked for"
     if choice != "auto":
         info = runner_info(choice)
-        if backend.name not in info.replaces:
-            msg = (
-                f"{model_path}: the {info.name} runner replaces the {list(info.replaces)}"
-                f" backend(s), not {backend.name!r}"
-            )
-            raise InputError(msg)
         try:
             return info.open(model_path, spec, threads=threads, reference=backend), ""
         except (ImportError, PyInspectError) as exc:

@@ -24,7 +24,7 @@ from pyinspect.result import InspectionResult
 
 
 class Classifier(Protocol):
-    """Anything with ``run(frame) -> InspectionResult``: an Inspector or a NativeFrameRunner."""
+    """Anything with ``run(frame) -> InspectionResult``: an Inspector, whatever path it runs."""
 
     def run(self, frame: np.ndarray) -> InspectionResult: ...
 

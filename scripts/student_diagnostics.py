@@ -92,8 +92,10 @@ def cmd_auc(args: argparse.Namespace) -> None:
     sample = test_patches(args.data)
     for path in args.checkpoints:
         model, ckpt = load_checkpoint(path)
-        print(json.dumps({"checkpoint": path, "auc": texture_aucs(model, ckpt["arch"], sample)}),
-              flush=True)
+        print(
+            json.dumps({"checkpoint": path, "auc": texture_aucs(model, ckpt["arch"], sample)}),
+            flush=True,
+        )
 
 
 def group_mean_loss(targets: np.ndarray, groups: np.ndarray) -> float:
@@ -110,9 +112,15 @@ def cmd_oracle(args: argparse.Namespace) -> None:
     run = Path(args.run)
     y = np.load(run / "data" / f"{args.set}.labels.npy")
     t = np.load(run / "cache" / args.logits).astype(np.float64)
-    print(json.dumps({"nothing": round(group_mean_loss(t, np.zeros_like(y)), 1),
-                      "texture_only": round(group_mean_loss(t, y // 2), 1),
-                      "class": round(group_mean_loss(t, y), 1)}))
+    print(
+        json.dumps(
+            {
+                "nothing": round(group_mean_loss(t, np.zeros_like(y)), 1),
+                "texture_only": round(group_mean_loss(t, y // 2), 1),
+                "class": round(group_mean_loss(t, y), 1),
+            }
+        )
+    )
 
 
 def texture_subset(labels: np.ndarray, textures: list[int] | None) -> np.ndarray:
@@ -163,12 +171,19 @@ def cmd_train(args: argparse.Namespace) -> None:
         sched.step()
         losses.append(loss.item())
         if (it + 1) % 750 == 0:
-            print(f"it {it + 1}: loss {np.mean(losses[-750:]):.4f} ({time.time() - t0:.0f} s)",
-                  flush=True)
+            print(
+                f"it {it + 1}: loss {np.mean(losses[-750:]):.4f} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
     model.eval()
     aucs = texture_aucs(model, "student", test_patches(args.data))
-    report = {"loss": args.loss, "batchnorm": args.batchnorm, "epochs": args.epochs,
-              "patches": len(x), "train_loss": float(np.mean(losses[-(len(x) // 32):]))}
+    report = {
+        "loss": args.loss,
+        "batchnorm": args.batchnorm,
+        "epochs": args.epochs,
+        "patches": len(x),
+        "train_loss": float(np.mean(losses[-(len(x) // 32) :])),
+    }
     if args.textures:  # a net that knows some textures only: their AUC, no 12-class accuracy
         report |= {"textures": args.textures, "auc": {k: aucs[k - 1] for k in args.textures}}
     else:
@@ -191,15 +206,27 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--batchnorm", action="store_true")
     tr.add_argument("--epochs", type=int, default=4)
     tr.add_argument("--threads", type=int, default=2)
-    tr.add_argument("--textures", type=int, nargs="+", metavar="K",
-                    help="train on these textures (1..6) only; report their AUC")
+    tr.add_argument(
+        "--textures",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="train on these textures (1..6) only; report their AUC",
+    )
     for sp in (o, tr):
         sp.add_argument("--set", default="aug-0-d0246-max24000", help="patch set name in RUN/data")
-        sp.add_argument("--logits", default="teacher-transfer-it2000-aug24000-d0246.logits.npy",
-                        help="teacher logits file in RUN/cache")
+        sp.add_argument(
+            "--logits",
+            default="teacher-transfer-it2000-aug24000-d0246.logits.npy",
+            help="teacher logits file in RUN/cache",
+        )
     args = ap.parse_args(argv)
-    commands = {"orientations": cmd_orientations, "auc": cmd_auc, "oracle": cmd_oracle,
-                "train": cmd_train}
+    commands = {
+        "orientations": cmd_orientations,
+        "auc": cmd_auc,
+        "oracle": cmd_oracle,
+        "train": cmd_train,
+    }
     commands[args.cmd](args)
     return 0
 

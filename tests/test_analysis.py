@@ -221,14 +221,17 @@ def test_inversion_batch_is_independent_per_image() -> None:
         targets = net(images)
     x0 = torch.full((2, 1, 8, 8), 0.5)
     both = am.invert(net, targets, (2, 1, 8, 8), steps=5, x0=x0, tv_weight=0.1)
-    alone = [am.invert(net, targets[b : b + 1], (1, 1, 8, 8), steps=5, x0=x0[b : b + 1],
-                       tv_weight=0.1) for b in range(2)]
+    alone = [
+        am.invert(net, targets[b : b + 1], (1, 1, 8, 8), steps=5, x0=x0[b : b + 1], tv_weight=0.1)
+        for b in range(2)
+    ]
     # exactly, not nearly: TV's gradient jumps where neighbours are equal, so any rounding
     # difference between a batched and a single-image pass would show as ~1e-3 after 5 steps
     assert torch.equal(both.x, torch.cat([r.x for r in alone]))
     assert both.best == [r.best[0] for r in alone]
-    assert both.history == pytest.approx([a + b for a, b in zip(alone[0].history,
-                                                                 alone[1].history, strict=True)])
+    assert both.history == pytest.approx(
+        [a + b for a, b in zip(alone[0].history, alone[1].history, strict=True)]
+    )
     with pytest.raises(am.AnalysisError, match="target has 2 images, shape asks for 1"):
         am.invert(net, targets, (1, 1, 8, 8), steps=1)
 
@@ -326,21 +329,35 @@ def test_the_preset_teacher_is_analysed_not_a_fig8_run() -> None:
     from train.analysis import classify, pick_teacher
 
     info = {"transfer": {"init": "imagenet", "patches": "noaug"}}
-    main = classify("teacher-transfer", {"arch": "lite0", "arch_kwargs": {"init": "imagenet"},
-                                         "meta": {"iteration": 2000}}, info)
-    full = classify("teacher-transfer-frac1.0", {"arch": "lite0",
-                                                 "arch_kwargs": {"init": "imagenet"},
-                                                 "meta": {"iteration": 300,
-                                                          "data_fraction": 1.0}}, info)
+    main = classify(
+        "teacher-transfer",
+        {"arch": "lite0", "arch_kwargs": {"init": "imagenet"}, "meta": {"iteration": 2000}},
+        info,
+    )
+    full = classify(
+        "teacher-transfer-frac1.0",
+        {
+            "arch": "lite0",
+            "arch_kwargs": {"init": "imagenet"},
+            "meta": {"iteration": 300, "data_fraction": 1.0},
+        },
+        info,
+    )
     assert main is not None and full is not None and full.fraction == 1.0
     assert pick_teacher([full, main]).name == "teacher-transfer"
     imagenet = {"arch": "lite0", "arch_kwargs": {"init": "imagenet"}}
     longer = classify("teacher-transfer-long", {**imagenet, "meta": {"iteration": 5000}}, info)
     assert longer is not None and pick_teacher([main, longer, full]).name == "teacher-transfer-long"
-    aug = classify("teacher-scratch-aug", {"arch": "lite0", "arch_kwargs": {"init": "scratch"},
-                                           "meta": {"iteration": 10}}, {})
-    plain = classify("teacher-scratch", {"arch": "lite0", "arch_kwargs": {"init": "scratch"},
-                                         "meta": {"iteration": 500}}, {})
+    aug = classify(
+        "teacher-scratch-aug",
+        {"arch": "lite0", "arch_kwargs": {"init": "scratch"}, "meta": {"iteration": 10}},
+        {},
+    )
+    plain = classify(
+        "teacher-scratch",
+        {"arch": "lite0", "arch_kwargs": {"init": "scratch"}, "meta": {"iteration": 500}},
+        {},
+    )
     assert pick_teacher([plain, aug]).name == "teacher-scratch-aug"  # the paper's comparison
 
 

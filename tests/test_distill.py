@@ -78,12 +78,21 @@ def test_hard_label_term_changes_training_and_needs_labels(tmp_path: Path) -> No
     targets = rng.normal(0, 1, (16, 12)).astype(np.float32)
     kw = {"c": (2, 2, 2, 2, 2), "fc": 8, "epochs": 1, "batch": 8, "progress": False}
     with pytest.raises(ValueError, match="needs the patches' labels"):
-        distill(patches, targets, [], tmp_path / "a.pt", tmp_path / "a.jsonl", hard_weight=1.0,
-                **kw)
+        distill(
+            patches, targets, [], tmp_path / "a.pt", tmp_path / "a.jsonl", hard_weight=1.0, **kw
+        )
     labels = rng.integers(0, 12, 16)
     plain = distill(patches, targets, [], tmp_path / "p.pt", tmp_path / "p.jsonl", **kw)
-    mixed = distill(patches, targets, [], tmp_path / "m.pt", tmp_path / "m.jsonl",
-                    labels=labels, hard_weight=5.0, **kw)
+    mixed = distill(
+        patches,
+        targets,
+        [],
+        tmp_path / "m.pt",
+        tmp_path / "m.jsonl",
+        labels=labels,
+        hard_weight=5.0,
+        **kw,
+    )
     assert mixed["final_loss"] > plain["final_loss"]  # the CE term is added to Eq. 1
 
 
@@ -95,8 +104,19 @@ def test_batchnorm_distillation_saves_the_plain_student(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     patches = rng.integers(0, 256, (32, 224, 224), dtype=np.uint8)
     targets = rng.normal(0, 3, (32, 12)).astype(np.float32)
-    out = distill(patches, targets, [], tmp_path / "bn.pt", tmp_path / "bn.jsonl",
-                  c=(2, 2, 2, 2, 2), fc=16, epochs=2, batch=16, progress=False, batchnorm=True)
+    out = distill(
+        patches,
+        targets,
+        [],
+        tmp_path / "bn.pt",
+        tmp_path / "bn.jsonl",
+        c=(2, 2, 2, 2, 2),
+        fc=16,
+        epochs=2,
+        batch=16,
+        progress=False,
+        batchnorm=True,
+    )
     model, ckpt = load_checkpoint(tmp_path / "bn.pt")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     assert ckpt["arch_kwargs"] == {"c": [2, 2, 2, 2, 2], "fc": 16}
@@ -115,28 +135,76 @@ def test_cli_passes_schedule_hard_labels_and_student_seed(tmp_path: Path) -> Non
     from train.distill import main
     from train.synth import synthesize
 
-    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1,
-               progress=False)
+    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1, progress=False)
     teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
-    save_checkpoint(tmp_path / "t.pt", teacher, "student", {"c": (2, 2, 2, 2, 2), "fc": 8}, None,
-                    {"iteration": 1})
+    save_checkpoint(
+        tmp_path / "t.pt",
+        teacher,
+        "student",
+        {"c": (2, 2, 2, 2, 2), "fc": 8},
+        None,
+        {"iteration": 1},
+    )
     out = tmp_path / "out"
-    code = main(["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data"),
-                 "--widths", "2,2,2,2,2", "--fc", "8", "--epochs", "2", "--max-patches", "64",
-                 "--schedule", "cosine", "--hard-weight", "0.5", "--student-seed", "3",
-                 "--threads", "1", "--out", str(out)])
+    code = main(
+        [
+            "--teacher",
+            str(tmp_path / "t.pt"),
+            "--data",
+            str(tmp_path / "data"),
+            "--widths",
+            "2,2,2,2,2",
+            "--fc",
+            "8",
+            "--epochs",
+            "2",
+            "--max-patches",
+            "64",
+            "--schedule",
+            "cosine",
+            "--hard-weight",
+            "0.5",
+            "--student-seed",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     ck = out / "checkpoints" / "student-2x2x2x2x2-from-t-s3.pt"
     meta = torch.load(ck, map_location="cpu", weights_only=False)["meta"]
     assert meta["seed"] == 3 and meta["epochs"] == 2
     assert meta["c1_init"] == "random"
     # the schedule reaches distill(): the same run at a constant rate gives another student
-    code = main(["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data"),
-                 "--widths", "2,2,2,2,2", "--fc", "8", "--epochs", "2", "--max-patches", "64",
-                 "--hard-weight", "0.5", "--student-seed", "3", "--threads", "1",
-                 "--out", str(tmp_path / "const")])
-    other = torch.load(tmp_path / "const" / "checkpoints" / ck.name, map_location="cpu",
-                       weights_only=False)
+    code = main(
+        [
+            "--teacher",
+            str(tmp_path / "t.pt"),
+            "--data",
+            str(tmp_path / "data"),
+            "--widths",
+            "2,2,2,2,2",
+            "--fc",
+            "8",
+            "--epochs",
+            "2",
+            "--max-patches",
+            "64",
+            "--hard-weight",
+            "0.5",
+            "--student-seed",
+            "3",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "const"),
+        ]
+    )
+    other = torch.load(
+        tmp_path / "const" / "checkpoints" / ck.name, map_location="cpu", weights_only=False
+    )
     kept = torch.load(ck, map_location="cpu", weights_only=False)
     assert code == 0
     assert not all(torch.equal(kept["state_dict"][k], v) for k, v in other["state_dict"].items())
@@ -149,18 +217,48 @@ def test_cli_c1_basis_init_reaches_the_student(tmp_path: Path) -> None:
     from train.models import c1_basis
     from train.synth import synthesize
 
-    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1,
-               progress=False)
+    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1, progress=False)
     teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
-    save_checkpoint(tmp_path / "t.pt", teacher, "student", {"c": (2, 2, 2, 2, 2), "fc": 8}, None,
-                    {"iteration": 1})
-    code = main(["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data"),
-                 "--widths", "4,2,2,2,2", "--fc", "8", "--epochs", "1", "--max-patches", "32",
-                 "--c1-init", "basis", "--lr", "0", "--batch", "8", "--threads", "1",
-                 "--out", str(tmp_path / "out")])
+    save_checkpoint(
+        tmp_path / "t.pt",
+        teacher,
+        "student",
+        {"c": (2, 2, 2, 2, 2), "fc": 8},
+        None,
+        {"iteration": 1},
+    )
+    code = main(
+        [
+            "--teacher",
+            str(tmp_path / "t.pt"),
+            "--data",
+            str(tmp_path / "data"),
+            "--widths",
+            "4,2,2,2,2",
+            "--fc",
+            "8",
+            "--epochs",
+            "1",
+            "--max-patches",
+            "32",
+            "--c1-init",
+            "basis",
+            "--lr",
+            "0",
+            "--batch",
+            "8",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
-    ck = torch.load(tmp_path / "out" / "checkpoints" / "student-4x2x2x2x2-from-t.pt",
-                    map_location="cpu", weights_only=False)
+    ck = torch.load(
+        tmp_path / "out" / "checkpoints" / "student-4x2x2x2x2-from-t.pt",
+        map_location="cpu",
+        weights_only=False,
+    )
     assert ck["meta"]["c1_init"] == "basis"
     w0 = ck["init_state_dict"]["features.0.weight"].sum(1)
     assert torch.allclose(w0, c1_basis(), atol=1e-6)

@@ -26,8 +26,10 @@ def _patches() -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("mean", "std"),
-    [((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # uniform: pad with the pixel value 127.5
-     ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))],  # per channel: bias map
+    [
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # uniform: pad with the pixel value 127.5
+        ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ],  # per channel: bias map
 )
 def test_folded_conv_equals_normalised_rgb_conv(mean: Any, std: Any) -> None:
     torch.manual_seed(0)
@@ -63,10 +65,20 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     torch.manual_seed(0)
     net = build_model("student", c=WIDTHS, fc=16)
     ck = d / "s.pt"
-    save_checkpoint(ck, net, "student", {"c": WIDTHS, "fc": 16}, None,
-                    {"accuracy": 0.875, "seed": 7, "preset": "test"})
-    return {"folded": export(ck, d / "s.onnx", folded=True),
-            "rgb": export(ck, d / "s_rgb.onnx"), "ckpt": ck, "dir": d}
+    save_checkpoint(
+        ck,
+        net,
+        "student",
+        {"c": WIDTHS, "fc": 16},
+        None,
+        {"accuracy": 0.875, "seed": 7, "preset": "test"},
+    )
+    return {
+        "folded": export(ck, d / "s.onnx", folded=True),
+        "rgb": export(ck, d / "s_rgb.onnx"),
+        "ckpt": ck,
+        "dir": d,
+    }
 
 
 def test_export_parity_and_sidecar_of_the_folded_variant(exported: dict[str, Any]) -> None:

@@ -237,9 +237,15 @@ def test_to_input_takes_a_read_only_patch_cache_without_warning(tmp_path: Path) 
         f"p = np.load({str(tmp_path / 'p.npy')!r}, mmap_mode='r')\n"
         "x = to_input(p, (0.5,) * 3, (0.5,) * 3)\n"
         "assert not p.flags.writeable and tuple(x.shape) == (2, 3, 4, 4)\n"
-        "assert abs(float(x[1, 2, 3, 3]) - (31 / 255 - 0.5) / 0.5) < 1e-6\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=Path(__file__).resolve().parents[1])
+        "assert abs(float(x[1, 2, 3, 3]) - (31 / 255 - 0.5) / 0.5) < 1e-6\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "not writable" not in run.stderr
 

@@ -165,16 +165,25 @@ def test_aug_all_orientations_and_no_rotation() -> None:
 
 def test_aug_orientations_drawn_only_from_members() -> None:
     recs = _records()
-    axis = collect(sample_aug(recs, np.random.default_rng(3), members=AXIS_PRESERVING,
-                              loader=_painted))
+    axis = collect(
+        sample_aug(recs, np.random.default_rng(3), members=AXIS_PRESERVING, loader=_painted)
+    )
     assert set(axis.orientation.tolist()) == set(AXIS_PRESERVING)
     img = _painted(recs[0])
-    for p, i, (x, y), k in zip(axis.patches, axis.record_index, axis.corner, axis.orientation,
-                               strict=True):
+    for p, i, (x, y), k in zip(
+        axis.patches, axis.record_index, axis.corner, axis.orientation, strict=True
+    ):
         if i == 0:  # the emitted pixels are the crop turned/flipped by the recorded member
             assert np.array_equal(p, dihedral(img[y : y + 224, x : x + 224], int(k)))
-    all4 = collect(sample_aug(recs[:1], np.random.default_rng(3), members=AXIS_PRESERVING,
-                              orientations=4, loader=_painted))
+    all4 = collect(
+        sample_aug(
+            recs[:1],
+            np.random.default_rng(3),
+            members=AXIS_PRESERVING,
+            orientations=4,
+            loader=_painted,
+        )
+    )
     assert sorted(all4.orientation.tolist()) == sorted(AXIS_PRESERVING * 3)
     # the default draws exactly what it drew before ``members`` existed (caches stay valid)
     a = collect(sample_aug(recs, np.random.default_rng(4), loader=_painted))
@@ -184,8 +193,15 @@ def test_aug_orientations_drawn_only_from_members() -> None:
         with pytest.raises(ValueError, match=message):
             list(sample_aug(recs, np.random.default_rng(0), members=bad, loader=_painted))
     with pytest.raises(ValueError, match=r"orientations must be in 1..4, got 5"):
-        list(sample_aug(recs, np.random.default_rng(0), members=AXIS_PRESERVING, orientations=5,
-                        loader=_painted))
+        list(
+            sample_aug(
+                recs,
+                np.random.default_rng(0),
+                members=AXIS_PRESERVING,
+                orientations=5,
+                loader=_painted,
+            )
+        )
 
 
 def test_samplers_are_deterministic_and_capped() -> None:

@@ -17,14 +17,32 @@ pytest.importorskip("pyinspect._core", reason="the C++ core is not built")
 def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     from pyinspect import Inspector
     from pyinspect.spec import ModelSpec
+
     out = tmp_path / "smoke"
     # A fresh interpreter, as a user runs it: the pipeline must not depend on (or be disturbed
     # by) thread pools that earlier tests' ONNX Runtime / OpenVINO sessions left in this process.
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", "--out", str(out),
-           "--threads", "1"]
-    proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(repo)}, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "reproduce",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["data"]["test_images"] == 12 and res["data"]["train_images"] == 36
@@ -90,15 +108,26 @@ def test_a_retrained_teacher_never_reuses_stale_logits_or_summary(tmp_path: Path
     ck = tmp_path / "checkpoints" / "teacher-transfer.pt"
     ck.parent.mkdir()
     curve = [(10, 0.5), (100, 0.9), (500, 0.903)]
-    torch.save({"meta": {"run": "teacher-transfer", "iteration": 500, "curve": curve,
-                         "sec_per_iter": 2.0}}, ck)
+    torch.save(
+        {
+            "meta": {
+                "run": "teacher-transfer",
+                "iteration": 500,
+                "curve": curve,
+                "sec_per_iter": 2.0,
+            }
+        },
+        ck,
+    )
     first = logits_cache(tmp_path, ck, 6000)
     assert first != logits_cache(tmp_path, ck, 24000)  # another aug set size
     assert first != logits_cache(tmp_path, ck, 6000, "-d0246")  # other orientations
     s = summary_from_checkpoint(ck)
     assert (s["iterations"], s["convergence_iteration"]) == (500, 100)
-    torch.save({"meta": {"run": "teacher-transfer", "iteration": 2000,
-                         "curve": [*curve, (2000, 0.99)]}}, ck)
+    torch.save(
+        {"meta": {"run": "teacher-transfer", "iteration": 2000, "curve": [*curve, (2000, 0.99)]}},
+        ck,
+    )
     assert logits_cache(tmp_path, ck, 6000) != first
     s = summary_from_checkpoint(ck)
     assert (s["iterations"], s["convergence_iteration"]) == (2000, 2000)
@@ -137,14 +166,19 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     assert (second["accuracy"], second["confusion"]) == (first["accuracy"], first["confusion"])
     # the report says what was reused, and the reused stages keep their first measured times
     assert res["reused_stages"] == []
-    assert again["reused_stages"] == ["teacher-scratch-fit", "teacher-scratch-eval",
-                                      "student-scratch"]
+    assert again["reused_stages"] == [
+        "teacher-scratch-fit",
+        "teacher-scratch-eval",
+        "student-scratch",
+    ]
     for name in ("teacher-scratch-fit", "student-scratch"):
         assert again["timings"][name] == res["timings"][name]
     report = (out / "REPORT.md").read_text()
     total = sum(again["timings"].values()) / 60
-    assert ("Taken from this directory's checkpoints instead of recomputed: teacher-scratch-fit, "
-            "teacher-scratch-eval, student-scratch") in report
+    assert (
+        "Taken from this directory's checkpoints instead of recomputed: teacher-scratch-fit, "
+        "teacher-scratch-eval, student-scratch"
+    ) in report
     assert f"add up to {total:.1f} min." in report
     # a run directory made from other data refuses to resume (its checkpoints do not fit)
     from train.dagm import DagmError
@@ -177,11 +211,17 @@ def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> 
     # the reused point keeps its measured time, and the report says it was reused
     assert again["timings"]["sweep-scratch:2x2x2x2x2"] == took
     assert "sweep-scratch:2x2x2x2x2" in again["reused_stages"]
-    basis = run_preset(get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1,
-                                  student_c1_init="basis"), out, threads=1)
+    basis = run_preset(
+        get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=1, student_c1_init="basis"),
+        out,
+        threads=1,
+    )
     assert basis["sweep"]["scratch:2x2x2x2x2"]["c1_init"] == "basis"
-    longer = run_preset(get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=2,
-                                   student_c1_init="basis"), out, threads=1)
+    longer = run_preset(
+        get_preset("smoke", sweep=((2, 2, 2, 2, 2),), sweep_epochs=2, student_c1_init="basis"),
+        out,
+        threads=1,
+    )
     assert longer["sweep"]["scratch:2x2x2x2x2"]["epochs"] == 2
     assert log.read_text().count('"event": "start"') == 3
     report = (out / "REPORT.md").read_text()
@@ -227,20 +267,33 @@ def test_fig10_rows_go_widest_first_and_end_at_the_preset_student() -> None:
     from train.reproduce import sweep_rows
 
     def point(teacher: str, params: int) -> dict[str, object]:
-        return {"teacher": teacher, "widths": [1] * 5, "parameters": params, "epochs": 3,
-                "accuracy": 0.5}
+        return {
+            "teacher": teacher,
+            "widths": [1] * 5,
+            "parameters": params,
+            "epochs": 3,
+            "accuracy": 0.5,
+        }
 
-    results = {"config": {"distill_epochs": 16},
-               "sweep": {"t:a": point("transfer", 1_000), "t:b": point("transfer", 5_000),
-                         "s:a": point("scratch", 1_000)},
-               "students": {"transfer": {"widths": [4, 8, 16, 4, 4], "parameters": 800,
-                                         "test": {"accuracy": 0.99}},
-                            "other": {"widths": [4, 8, 16, 4, 4], "parameters": 800,
-                                      "test": {"accuracy": 0.9}}}}
+    results = {
+        "config": {"distill_epochs": 16},
+        "sweep": {
+            "t:a": point("transfer", 1_000),
+            "t:b": point("transfer", 5_000),
+            "s:a": point("scratch", 1_000),
+        },
+        "students": {
+            "transfer": {"widths": [4, 8, 16, 4, 4], "parameters": 800, "test": {"accuracy": 0.99}},
+            "other": {"widths": [4, 8, 16, 4, 4], "parameters": 800, "test": {"accuracy": 0.9}},
+        },
+    }
     rows = sweep_rows(results)
     assert [(r["teacher"], r["parameters"], r.get("preset_student", False)) for r in rows] == [
-        ("transfer", 5_000, False), ("transfer", 1_000, False), ("transfer", 800, True),
-        ("scratch", 1_000, False)]
+        ("transfer", 5_000, False),
+        ("transfer", 1_000, False),
+        ("transfer", 800, True),
+        ("scratch", 1_000, False),
+    ]
     assert rows[2]["epochs"] == 16 and rows[2]["accuracy"] == 0.99
 
 
@@ -251,8 +304,14 @@ def test_the_sweep_can_compare_a_teacher_that_ships_no_student(tmp_path: Path) -
     from train.reproduce import run_preset
 
     assert get_preset("smoke").sweep_teachers == ("scratch",)
-    preset = get_preset("smoke", distill_from=(), ship=None, sweep=((2, 2, 2, 2, 2),),
-                        sweep_epochs=1, sweep_from=("scratch",))
+    preset = get_preset(
+        "smoke",
+        distill_from=(),
+        ship=None,
+        sweep=((2, 2, 2, 2, 2),),
+        sweep_epochs=1,
+        sweep_from=("scratch",),
+    )
     res = run_preset(preset, tmp_path / "smoke", threads=1)
     assert res["students"] == {}
     assert list(res["sweep"]) == ["scratch:2x2x2x2x2"]
@@ -265,16 +324,22 @@ def test_the_sweep_can_compare_a_teacher_that_ships_no_student(tmp_path: Path) -
 def test_a_preset_naming_an_unknown_teacher_is_refused(field: str) -> None:
     from train.presets import get_preset
 
-    with pytest.raises(ValueError, match=f"{field} names 'transfr', not one of its teachers "
-                                         r"\(transfer, scratch\)"):
+    with pytest.raises(
+        ValueError,
+        match=f"{field} names 'transfr', not one of its teachers "
+        r"\(transfer, scratch\)",
+    ):
         get_preset("cpu", **{field: ("transfr",)})
 
 
 def test_a_preset_shipping_a_student_it_does_not_distil_is_refused() -> None:
     from train.presets import get_preset
 
-    with pytest.raises(ValueError, match=r"ships the student of 'scratch', which it does not "
-                                         r"distil \(distill_from: transfer\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"ships the student of 'scratch', which it does not "
+        r"distil \(distill_from: transfer\)",
+    ):
         get_preset("cpu", ship="scratch")
     with pytest.raises(ValueError, match=r"ships the student of 'transfr'"):
         get_preset("cpu", ship="transfr")  # a misspelt teacher cannot be distilled either

@@ -72,10 +72,9 @@ def test_class2_streaks_are_near_vertical() -> None:
 
 
 def test_class2_scratches_cross_the_fibres() -> None:
-    """A scratch along the fibres is one more dark fibre: the session-5 teacher missed 7 of 30
-    texture-2 scratches, 5 of them within 0.3 rad of vertical. Scratches now keep
-    SCRATCH_ACROSS_FIBRES off this image's fibres, so ≥ that minus the fibres' tilt off vertical,
-    and still take every other direction."""
+    """A scratch along the fibres is one more dark fibre, which a teacher misses, so scratches
+    keep SCRATCH_ACROSS_FIBRES off this image's fibres (≥ that minus the fibres' tilt off
+    vertical) and still take every other direction."""
     thetas = np.array([synth_image(0, 1, i, True)[1].theta for i in range(60)])  # type: ignore[union-attr]
     off_vertical = np.pi / 2 - np.abs(thetas)
     least = synth.SCRATCH_ACROSS_FIBRES - synth.FIBRE_TILT

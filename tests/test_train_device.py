@@ -62,12 +62,17 @@ def test_cli_device_error_is_one_line_not_a_traceback(
     ck = tmp_path / "s.pt"
     from train.models import save_checkpoint
 
-    save_checkpoint(ck, build_model("student", c=(2, 2, 2, 2, 2), fc=8), "student",
-                    {"c": (2, 2, 2, 2, 2), "fc": 8}, None, {})
+    save_checkpoint(
+        ck,
+        build_model("student", c=(2, 2, 2, 2, 2), fc=8),
+        "student",
+        {"c": (2, 2, 2, 2, 2), "fc": 8},
+        None,
+        {},
+    )
     from train.synth import synthesize
 
-    synthesize(tmp_path / "data", classes=1, good=2, defective=1, seed=3, workers=1,
-               progress=False)
+    synthesize(tmp_path / "data", classes=1, good=2, defective=1, seed=3, workers=1, progress=False)
     code = main(["--checkpoint", str(ck), "--data", str(tmp_path / "data"), "--device", "cuda"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: device 'cuda'") and "Traceback" not in err
@@ -114,8 +119,11 @@ def test_the_restart_with_the_lowest_final_loss_is_kept() -> None:
 def test_distill_key_names_restarts_hard_labels_and_c1_init_only_when_used() -> None:
     base = distill_key(get_preset("smoke"), 12, 96)
     assert "restarts" not in base and "hard_weight" not in base and "c1_init" not in base
-    key = distill_key(get_preset("smoke", distill_restarts=3, distill_hard_weight=0.5,
-                                 student_c1_init="basis"), 12, 96)
+    key = distill_key(
+        get_preset("smoke", distill_restarts=3, distill_hard_weight=0.5, student_c1_init="basis"),
+        12,
+        96,
+    )
     assert key == {**base, "restarts": 3, "hard_weight": 0.5, "c1_init": "basis"}
 
 
@@ -128,7 +136,8 @@ def test_a_run_resumed_elsewhere_records_the_first_machine_once() -> None:
     results["machine"] = cpu
     record_other_machine(results, cpu)  # a second resume on the same machine changes nothing
     assert results["other_machines"] == [
-        {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}]
+        {"machine": gpu, "wall_seconds": 296.0, "timings": {"student": 84.8}}
+    ]
     same: dict = {"machine": cpu}
     record_other_machine(same, cpu)
     assert "other_machines" not in same
@@ -143,15 +152,34 @@ def test_fit_and_distill_run_on_cuda_and_save_cpu_checkpoints(tmp_path: Path) ->
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (16, 224, 224), dtype=np.uint8)
     y = rng.integers(0, 12, 16).astype(np.int64)
-    cfg = FitConfig(arch="student", arch_kwargs={"c": (2, 2, 2, 2, 2), "fc": 8}, iters=3,
-                    batch=4, eval_at=[], threads=1, device="cuda")
+    cfg = FitConfig(
+        arch="student",
+        arch_kwargs={"c": (2, 2, 2, 2, 2), "fc": 8},
+        iters=3,
+        batch=4,
+        eval_at=[],
+        threads=1,
+        device="cuda",
+    )
     summary = fit(cfg, x, y, [], tmp_path / "t.pt", tmp_path / "t.jsonl", progress=False)
     assert summary["iterations"] == 3
     _, ckpt = load_checkpoint(tmp_path / "t.pt")  # readable on the CPU
     assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
     targets = rng.normal(size=(16, 12)).astype(np.float32)
-    distill(x, targets, [], tmp_path / "s.pt", tmp_path / "s.jsonl", c=(2, 2, 2, 2, 2), fc=8,
-            epochs=1, batch=4, progress=False, batchnorm=True, device="cuda")
+    distill(
+        x,
+        targets,
+        [],
+        tmp_path / "s.pt",
+        tmp_path / "s.jsonl",
+        c=(2, 2, 2, 2, 2),
+        fc=8,
+        epochs=1,
+        batch=4,
+        progress=False,
+        batchnorm=True,
+        device="cuda",
+    )
     meta = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=False)["meta"]
     assert meta["device"] == torch.cuda.get_device_name()
     events = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]

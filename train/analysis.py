@@ -26,19 +26,34 @@ import numpy as np
 from train.analysis_math import AnalysisError
 from train.report import END_MARK, START_MARK, carry_section, pct, splice_report
 
-__all__ = ["END_MARK", "START_MARK", "AnalysisError", "analyze", "carry_section", "classify",
-           "discover", "main", "pick_teacher", "splice_report"]
+__all__ = [
+    "END_MARK",
+    "START_MARK",
+    "AnalysisError",
+    "analyze",
+    "carry_section",
+    "classify",
+    "discover",
+    "main",
+    "pick_teacher",
+    "splice_report",
+]
 
 PAPER_D = {"scratch": 8.09, "transfer": 3.28}
 PAPER_LAST_SPARSITY = {"scratch": 0.0844, "transfer": 0.9047}
 #: skimage.data photos used as the "natural images" side of Fig. 1 (ImageNet is not available here)
 NATURAL_IMAGES = (
-    "astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "hubble_deep_field",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "camera",
+    "coins",
+    "moon",
+    "hubble_deep_field",
     "clock",
 )
 KIND_LABEL = {"transfer": "Transfer", "scratch": "Scratch"}
-
-
 
 
 # --------------------------------------------------------------------------- run discovery
@@ -102,13 +117,17 @@ def classify(
     """
     arch = ckpt.get("arch")
     meta = ckpt.get("meta") or {}
-    is_teacher = (arch != "student" or name.startswith("teacher")
-                  or str(meta.get("run", "")).startswith("teacher"))
+    is_teacher = (
+        arch != "student"
+        or name.startswith("teacher")
+        or str(meta.get("run", "")).startswith("teacher")
+    )
     if is_teacher:
         info = teacher_info.get(name) or teacher_info.get(name.removeprefix("teacher-")) or {}
         init = (ckpt.get("arch_kwargs") or {}).get("init") or info.get("init")
         kind = {"imagenet": "transfer", "scratch": "scratch"}.get(str(init)) or _kind_from_text(
-            name.removeprefix("teacher-"))
+            name.removeprefix("teacher-")
+        )
         if kind is None:
             return None
         patches = info.get("patches") or _patches_of(name, meta)
@@ -122,6 +141,7 @@ def pick_teacher(cands: list[Run]) -> Run:
     """The teacher a kind is analysed with: a run that names no data fraction (the preset's own)
     before a Fig. 8 run, even a 100 % one; then aug patches (the paper's scratch comparison);
     then the longest-trained; then the name."""
+
     def rank(r: Run) -> tuple[int, int, int, str]:
         iteration = int((r.ckpt.get("meta") or {}).get("iteration") or 0)
         return (r.fraction is not None, r.patches != "aug", -iteration, r.name)
@@ -151,7 +171,8 @@ def discover(run_dir: Path) -> RunSet:
     blobs = {p.stem: (p, torch.load(p, map_location="cpu", weights_only=False)) for p in files}
     results = _results_json(run_dir)
     teacher_info: dict[str, dict[str, Any]] = {
-        k: dict(v) for k, v in (results.get("teachers") or {}).items() if isinstance(v, dict)}
+        k: dict(v) for k, v in (results.get("teachers") or {}).items() if isinstance(v, dict)
+    }
     runs: list[Run] = []
     skipped: list[str] = []
     for name, (path, ck) in blobs.items():
@@ -163,7 +184,7 @@ def discover(run_dir: Path) -> RunSet:
         runs.append(r)
         if r.role == "teacher":  # students name their teacher by checkpoint stem
             teacher_info.setdefault(name, {})["kind"] = r.kind
-    for r in runs:  # a student's kind is its teacher's, now that every teacher is known
+    for r in runs:  # a student's kind is its teacher's, once every teacher is known
         if r.role == "student":
             t = str((r.ckpt.get("meta") or {}).get("teacher", ""))
             r.kind = teacher_info.get(t, {}).get("kind", r.kind)
@@ -177,13 +198,20 @@ def discover(run_dir: Path) -> RunSet:
     for kind in ("transfer", "scratch"):
         cands = [r for r in runs if r.role == "student" and r.kind == kind]
         if cands:
-            students[kind] = min(cands, key=lambda r: (
-                not r.name.startswith("student"),
-                tuple((r.ckpt.get("arch_kwargs") or {}).get("c", ())) != STUDENT_DEFAULT,
-                r.name))
+            students[kind] = min(
+                cands,
+                key=lambda r: (
+                    not r.name.startswith("student"),
+                    tuple((r.ckpt.get("arch_kwargs") or {}).get("c", ())) != STUDENT_DEFAULT,
+                    r.name,
+                ),
+            )
     datasize = sorted(
-        (r for r in runs
-         if r.role == "teacher" and r.kind == "transfer" and r.fraction is not None),
+        (
+            r
+            for r in runs
+            if r.role == "teacher" and r.kind == "transfer" and r.fraction is not None
+        ),
         key=lambda r: float(r.fraction or 0.0),
     )
     return RunSet(teachers, students, datasize, skipped)
@@ -219,8 +247,10 @@ def find_data_root(run_dir: Path, explicit: str | None) -> Path:
     for c in cands:
         if c.is_dir():
             return c
-    msg = (f"no DAGM data root for {run_dir}: pass --data ROOT (tried "
-           f"{[str(c) for c in cands] or 'nothing'}; results.json data.root is read when present)")
+    msg = (
+        f"no DAGM data root for {run_dir}: pass --data ROOT (tried "
+        f"{[str(c) for c in cands] or 'nothing'}; results.json data.root is read when present)"
+    )
     raise AnalysisError(msg)
 
 
@@ -371,8 +401,11 @@ def natural_crops(limit: int, patch: int = 224) -> np.ndarray:
         img = np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
         for short in (224, 320, 448):
             s = short / min(img.shape[:2])
-            im = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
-                            interpolation=cv2.INTER_AREA)
+            im = cv2.resize(
+                img,
+                (round(img.shape[1] * s), round(img.shape[0] * s)),
+                interpolation=cv2.INTER_AREA,
+            )
             for y in range(0, im.shape[0] - patch + 1, 112):
                 for x in range(0, im.shape[1] - patch + 1, 112):
                     crops.append(im[y : y + patch, x : x + patch])
@@ -434,8 +467,11 @@ def fig5_gamma(rs: RunSet, fig_dir: Path, out: dict[str, Any]) -> str:
         g = weight_change_rate(r.ckpt["init_state_dict"], r.ckpt["state_dict"], names)
         out.setdefault("gamma", {})[kind] = {"run": r.name, "layers": names, "gamma": g.tolist()}
         third = max(1, len(g) // 3)
-        summary[kind] = {"low": float(g[:third].mean()), "high": float(g[-third:].mean()),
-                         "mean": float(g.mean())}
+        summary[kind] = {
+            "low": float(g[:third].mean()),
+            "high": float(g[-third:].mean()),
+            "mean": float(g.mean()),
+        }
         ax.bar(np.arange(1, len(g) + 1), g, color="tab:blue" if kind == "transfer" else "tab:red")
         ax.set_title(f"{r.label} teacher ({r.ckpt['arch']}): γ per conv layer")
         ax.set_xlabel("conv layer (forward order)")
@@ -443,30 +479,44 @@ def fig5_gamma(rs: RunSet, fig_dir: Path, out: dict[str, Any]) -> str:
     fig.tight_layout()
     fig.savefig(fig_dir / "fig5_weight_change.png", dpi=110)
     plt.close(fig)
-    parts = [f"{rs.teachers[k].label}: mean γ {v['mean']:.3g}, lowest third {v['low']:.3g}, "
-             f"highest third {v['high']:.3g}" for k, v in summary.items()]
+    parts = [
+        f"{rs.teachers[k].label}: mean γ {v['mean']:.3g}, lowest third {v['low']:.3g}, "
+        f"highest third {v['high']:.3g}"
+        for k, v in summary.items()
+    ]
     verdict = []
     if "transfer" in summary:
         t = summary["transfer"]
-        verdict.append({1: "transfer moves its upper layers more than its lower ones, as in the "
-                           "paper",
-                        -1: "transfer moves its lower layers more (paper: the upper ones)",
-                        0: "transfer moves upper and lower layers about equally (paper: upper "
-                           "more)"}[_compare(t["high"], t["low"])])
+        verdict.append(
+            {
+                1: "transfer moves its upper layers more than its lower ones, as in the paper",
+                -1: "transfer moves its lower layers more (paper: the upper ones)",
+                0: "transfer moves upper and lower layers about equally (paper: upper more)",
+            }[_compare(t["high"], t["low"])]
+        )
     if "scratch" in summary:
         s = summary["scratch"]
-        verdict.append({1: "Scratch moves its lower layers more, as in the paper",
-                        -1: "Scratch moves its upper layers more (paper: the lower ones)",
-                        0: "Scratch moves upper and lower layers about equally (paper: lower "
-                           "more)"}[_compare(s["low"], s["high"])])
+        verdict.append(
+            {
+                1: "Scratch moves its lower layers more, as in the paper",
+                -1: "Scratch moves its upper layers more (paper: the lower ones)",
+                0: "Scratch moves upper and lower layers about equally (paper: lower more)",
+            }[_compare(s["low"], s["high"])]
+        )
     if len(summary) == 2:
-        verdict.append({1: "transfer changes its weights less overall, as in the paper",
-                        -1: "transfer changes its weights MORE overall (paper: less)",
-                        0: "both change their weights about equally overall (paper: transfer "
-                           "less)"}[_compare(summary["scratch"]["mean"],
-                                             summary["transfer"]["mean"])])
-    return ("**Fig. 5 (weight change rate γ, Eq. 2)** — `figures/fig5_weight_change.png`. "
-            + "; ".join(parts) + ". " + ("; ".join(verdict) + "." if verdict else ""))
+        verdict.append(
+            {
+                1: "transfer changes its weights less overall, as in the paper",
+                -1: "transfer changes its weights MORE overall (paper: less)",
+                0: "both change their weights about equally overall (paper: transfer less)",
+            }[_compare(summary["scratch"]["mean"], summary["transfer"]["mean"])]
+        )
+    return (
+        "**Fig. 5 (weight change rate γ, Eq. 2)** — `figures/fig5_weight_change.png`. "
+        + "; ".join(parts)
+        + ". "
+        + ("; ".join(verdict) + "." if verdict else "")
+    )
 
 
 def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[str, Any]) -> str:
@@ -482,13 +532,20 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
         s = np.array(list(p.sparsity.values()))
         sp_out[key] = {"layers": list(p.sparsity), "sparsity": s.tolist()}
         run = rs.teachers[kind] if role == "teacher" else rs.students[kind]
-        ax.plot(np.arange(1, len(s) + 1), 100 * s, "o-", ms=3, label=run.label,
-                color="tab:blue" if kind == "transfer" else "tab:red")
+        ax.plot(
+            np.arange(1, len(s) + 1),
+            100 * s,
+            "o-",
+            ms=3,
+            label=run.label,
+            color="tab:blue" if kind == "transfer" else "tab:red",
+        )
         lines.append((role, kind, run, s))
     for ax, title in zip(axes[0], ("teachers", "students (Table 1)"), strict=True):
         if not ax.lines:
-            ax.text(0.5, 0.5, f"no {title.split()[0]} in this run", ha="center",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, f"no {title.split()[0]} in this run", ha="center", transform=ax.transAxes
+            )
         ax.set_title(f"Sparsity sˡ per conv layer with a ReLU, {title}")
         ax.set_xlabel("conv layer (those followed by ReLU/ReLU6)")
         ax.set_ylabel("dead channels %")
@@ -502,8 +559,10 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
     txt = []
     last = {}
     for role, kind, run, s in lines:
-        txt.append(f"{role} {run.label}: last layer {pct(s[-1])}%, mean of the other layers "
-                   f"{pct(float(s[:-1].mean()) if len(s) > 1 else 0.0)}%")
+        txt.append(
+            f"{role} {run.label}: last layer {pct(s[-1])}%, mean of the other layers "
+            f"{pct(float(s[:-1].mean()) if len(s) > 1 else 0.0)}%"
+        )
         if role == "teacher":
             last[kind] = float(s[-1])
     verdict = ""
@@ -512,19 +571,30 @@ def fig6_sparsity(rs: RunSet, passes: dict[str, Pass], fig_dir: Path, out: dict[
         s = rise[0][1]
         third = max(1, len(s) // 3)
         lo, hi = float(s[:third].mean()), float(s[-third:].mean())
-        verdict += (f" Transfer teacher: lowest third of layers {pct(lo)}%, highest third "
-                    f"{pct(hi)}% — " + ("sparsity rises towards the top, as in the paper."
-                                        if hi > lo + 0.05 else
-                                        "no clear rise towards the top (paper: it rises from "
-                                        "layer 9 on)."))
+        verdict += (
+            f" Transfer teacher: lowest third of layers {pct(lo)}%, highest third "
+            f"{pct(hi)}% — "
+            + (
+                "sparsity rises towards the top, as in the paper."
+                if hi > lo + 0.05
+                else "no clear rise towards the top (paper: it rises from layer 9 on)."
+            )
+        )
     if len(last) == 2:
         ok = last["transfer"] > last["scratch"]
-        verdict += (f" Paper: last layer transfer {pct(PAPER_LAST_SPARSITY['transfer'])}% vs "
-                    f"Scratch {pct(PAPER_LAST_SPARSITY['scratch'])}%. "
-                    + ("Reproduced in direction: transfer's last layer is sparser."
-                       if ok else "Not reproduced: transfer's last layer is not sparser."))
-    return ("**Fig. 6 (sparsity, Eq. 3)** — `figures/fig6_sparsity.png`, averaged over the "
-            "training-split patches of the sample. " + "; ".join(txt) + "." + verdict)
+        verdict += (
+            f" Paper: last layer transfer {pct(PAPER_LAST_SPARSITY['transfer'])}% vs "
+            f"Scratch {pct(PAPER_LAST_SPARSITY['scratch'])}%. "
+            + (
+                "Reproduced in direction: transfer's last layer is sparser."
+                if ok
+                else "Not reproduced: transfer's last layer is not sparser."
+            )
+        )
+    return (
+        "**Fig. 6 (sparsity, Eq. 3)** — `figures/fig6_sparsity.png`, averaged over the "
+        "training-split patches of the sample. " + "; ".join(txt) + "." + verdict
+    )
 
 
 def fig7_channels(rs: RunSet, sample: Sample, fig_dir: Path) -> str:
@@ -541,8 +611,10 @@ def fig7_channels(rs: RunSet, sample: Sample, fig_dir: Path) -> str:
         return "**Fig. 7/11**: not drawn, the sample has no defective patch."
     i = int(pick[0])
     texts = []
-    for fig_name, group, title in (("fig7_teacher_channels.png", rs.teachers, "teacher"),
-                                   ("fig11_student_channels.png", rs.students, "student")):
+    for fig_name, group, title in (
+        ("fig7_teacher_channels.png", rs.teachers, "teacher"),
+        ("fig11_student_channels.png", rs.students, "student"),
+    ):
         kinds = [k for k in ("scratch", "transfer") if k in group]
         if not kinds:
             texts.append(f"{title}s: none in this run")
@@ -555,29 +627,38 @@ def fig7_channels(rs: RunSet, sample: Sample, fig_dir: Path) -> str:
             model = load_model(run)
             mean, std = normalization(run.ckpt["arch"])
             with torch.no_grad():
-                act = representation(model, last_conv(model)[1],
-                                     to_input(sample.patches[i : i + 1], mean, std))[0].numpy()
+                act = representation(
+                    model, last_conv(model)[1], to_input(sample.patches[i : i + 1], mean, std)
+                )[0].numpy()
             dead = float((act.reshape(act.shape[0], -1) == 0).all(axis=1).mean())
             ax.imshow(channel_mosaic(act), cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{run.label} {title}: {act.shape[0]}×{act.shape[1]}×{act.shape[2]}, "
-                         f"{pct(dead)}% dead", fontsize=9)
+            ax.set_title(
+                f"{run.label} {title}: {act.shape[0]}×{act.shape[1]}×{act.shape[2]}, "
+                f"{pct(dead)}% dead",
+                fontsize=9,
+            )
             texts.append(f"{title} {run.label} {pct(dead)}% of {act.shape[0]} channels dead")
         for ax in axes:
             ax.axis("off")
         fig.tight_layout()
         fig.savefig(fig_dir / fig_name, dpi=110)
         plt.close(fig)
-    return ("**Fig. 7 / Fig. 11 (last-conv channels, one defective patch)** — "
-            "`figures/fig7_teacher_channels.png`, `figures/fig11_student_channels.png`; "
-            "each mosaic is scaled by its layer's maximum, so dead channels are black: "
-            + "; ".join(texts) + ". Paper: most transfer channels dead, Scratch dense.")
+    return (
+        "**Fig. 7 / Fig. 11 (last-conv channels, one defective patch)** — "
+        "`figures/fig7_teacher_channels.png`, `figures/fig11_student_channels.png`; "
+        "each mosaic is scaled by its layer's maximum, so dead channels are black: "
+        + "; ".join(texts)
+        + ". Paper: most transfer channels dead, Scratch dense."
+    )
 
 
 def table4_d(rs: RunSet, passes: dict[str, Pass], out: dict[str, Any]) -> str:
     from train.analysis_math import disentanglement, nonzero_columns
 
-    rows = ["| teacher | N | dims (non-zero / all) | d (ours) | d (paper) | pairs left out |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| teacher | N | dims (non-zero / all) | d (ours) | d (paper) | pairs left out |",
+        "|---|---|---|---|---|---|",
+    ]
     vals: dict[str, float] = {}
     for kind in ("scratch", "transfer"):
         p = passes.get(f"teacher:{kind}")
@@ -589,28 +670,50 @@ def table4_d(rs: RunSet, passes: dict[str, Pass], out: dict[str, Any]) -> str:
         secs = time.perf_counter() - t0
         vals[kind] = res.d
         out.setdefault("disentanglement", {})[kind] = {
-            "d": res.d, "n": res.n_points, "k": res.k, "pairs": res.pairs,
-            "disconnected_pairs": res.disconnected_pairs, "duplicate_pairs": res.duplicate_pairs,
-            "dims": int(x.shape[1]), "dims_all": int(p.reps.shape[1]), "seconds": secs}
-        rows.append(f"| {rs.teachers[kind].label} | {res.n_points} | {x.shape[1]} / "
-                    f"{p.reps.shape[1]} | {res.d:.3f} | {PAPER_D[kind]} | "
-                    f"{res.disconnected_pairs} disconnected, {res.duplicate_pairs} duplicate |")
+            "d": res.d,
+            "n": res.n_points,
+            "k": res.k,
+            "pairs": res.pairs,
+            "disconnected_pairs": res.disconnected_pairs,
+            "duplicate_pairs": res.duplicate_pairs,
+            "dims": int(x.shape[1]),
+            "dims_all": int(p.reps.shape[1]),
+            "seconds": secs,
+        }
+        rows.append(
+            f"| {rs.teachers[kind].label} | {res.n_points} | {x.shape[1]} / "
+            f"{p.reps.shape[1]} | {res.d:.3f} | {PAPER_D[kind]} | "
+            f"{res.disconnected_pairs} disconnected, {res.duplicate_pairs} duplicate |"
+        )
     if not vals:
         return "**Table 4 (disentanglement d)**: not computed, no teacher."
     verdict = ""
     if len(vals) == 2:
-        verdict = (" Reproduced in direction: transfer's representation is more unfolded "
-                   "(smaller d)." if vals["transfer"] < vals["scratch"] else
-                   " Not reproduced: transfer's d is not smaller than Scratch's.")
+        verdict = (
+            " Reproduced in direction: transfer's representation is more unfolded (smaller d)."
+            if vals["transfer"] < vals["scratch"]
+            else " Not reproduced: transfer's d is not smaller than Scratch's."
+        )
     n = next(iter(out["disentanglement"].values()))["n"]
-    return ("**Table 4 (disentanglement d, Eq. 4–6, k = 5)** — last-conv post-activation "
-            f"representations of N = {n} patches (one per image; the paper uses all 6,900 images)."
-            " Absolute values depend on the network and N, so compare the order, not the numbers."
-            + verdict + "\n\n" + "\n".join(rows))
+    return (
+        "**Table 4 (disentanglement d, Eq. 4–6, k = 5)** — last-conv post-activation "
+        f"representations of N = {n} patches (one per image; the paper uses all 6,900 images)."
+        " Absolute values depend on the network and N, so compare the order, not the numbers."
+        + verdict
+        + "\n\n"
+        + "\n".join(rows)
+    )
 
 
-def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: dict[str, Any],
-                   tv_weight: float, lr: float) -> str:
+def fig9_inversion(
+    rs: RunSet,
+    sample: Sample,
+    fig_dir: Path,
+    steps: int,
+    out: dict[str, Any],
+    tv_weight: float,
+    lr: float,
+) -> str:
     import torch
 
     from train.analysis_math import interpolate, invert
@@ -618,8 +721,11 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
 
     plt = _plt()
     kinds = [k for k in ("scratch", "transfer") if k in rs.teachers]
-    defects = [int(np.flatnonzero(sample.labels == lab)[0]) for lab in np.unique(sample.labels)
-               if lab % 2 == 1]
+    defects = [
+        int(np.flatnonzero(sample.labels == lab)[0])
+        for lab in np.unique(sample.labels)
+        if lab % 2 == 1
+    ]
     if not kinds or len(defects) < 2:
         return "**Fig. 9 (inversion)**: not drawn (needs a teacher and defects of two textures)."
     ia, ib = defects[0], defects[1]
@@ -627,9 +733,13 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
     b = torch.as_tensor(sample.patches[ib]).float().div(255)[None, None]
     n_steps = 8
     rows: list[tuple[str, list[np.ndarray]]] = [
-        ("input space", [t.squeeze().numpy() for t in interpolate(a, b, n_steps)])]
-    info: dict[str, Any] = {"images": [int(sample.labels[ia]), int(sample.labels[ib])],
-                            "steps": steps, "tv_weight": tv_weight}
+        ("input space", [t.squeeze().numpy() for t in interpolate(a, b, n_steps)])
+    ]
+    info: dict[str, Any] = {
+        "images": [int(sample.labels[ia]), int(sample.labels[ib])],
+        "steps": steps,
+        "tv_weight": tv_weight,
+    }
     for kind in kinds:
         run = rs.teachers[kind]
         model = load_model(run)
@@ -640,22 +750,39 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
         s = torch.tensor(std).view(1, 3, 1, 1)
         module = last_conv(model)[1]
 
-        def f(x: torch.Tensor, model: Any = model, module: Any = module,
-              m: torch.Tensor = m, s: torch.Tensor = s) -> torch.Tensor:
+        def f(
+            x: torch.Tensor,
+            model: Any = model,
+            module: Any = module,
+            m: torch.Tensor = m,
+            s: torch.Tensor = s,
+        ) -> torch.Tensor:
             return representation(model, module, (x.expand(-1, 3, -1, -1) - m) / s)
 
         with torch.no_grad():
             fa, fb = f(a), f(b)
         targets = torch.cat(interpolate(fa, fb, n_steps))
         t0 = time.perf_counter()
-        res = invert(f, targets, (n_steps, 1, *a.shape[-2:]), tv_weight=tv_weight, steps=steps,
-                     lr=lr, bounds=(0.0, 1.0))
+        res = invert(
+            f,
+            targets,
+            (n_steps, 1, *a.shape[-2:]),
+            tv_weight=tv_weight,
+            steps=steps,
+            lr=lr,
+            bounds=(0.0, 1.0),
+        )
         with torch.no_grad():
             fx = f(res.x)
-            rel = ((fx - targets).pow(2).flatten(1).sum(1)
-                   / targets.pow(2).flatten(1).sum(1).clamp_min(1e-12))
-        info[kind] = {"objective_first": res.history[0], "objective_best": sum(res.best),
-                      "feature_error": float(rel.mean()), "seconds": time.perf_counter() - t0}
+            rel = (fx - targets).pow(2).flatten(1).sum(1) / targets.pow(2).flatten(1).sum(
+                1
+            ).clamp_min(1e-12)
+        info[kind] = {
+            "objective_first": res.history[0],
+            "objective_best": sum(res.best),
+            "feature_error": float(rel.mean()),
+            "seconds": time.perf_counter() - t0,
+        }
         rows.append((f"{run.label} teacher", [x.squeeze().numpy() for x in res.x]))
     out["inversion"] = info
     fig, axes = plt.subplots(len(rows), n_steps, figsize=(1.6 * n_steps, 1.75 * len(rows)))
@@ -668,33 +795,41 @@ def fig9_inversion(rs: RunSet, sample: Sample, fig_dir: Path, steps: int, out: d
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, fontsize=8)
-    fig.suptitle(f"Fig. 9: linear interpolation; rows 2+: inverted last-conv representations "
-                 f"(Adam, {steps} steps, λ_TV={tv_weight}; each image min–max stretched)",
-                 fontsize=9)
+    fig.suptitle(
+        f"Fig. 9: linear interpolation; rows 2+: inverted last-conv representations "
+        f"(Adam, {steps} steps, λ_TV={tv_weight}; each image min–max stretched)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(fig_dir / "fig9_interpolation.png", dpi=100)
     plt.close(fig)
     objs = "; ".join(
         f"{rs.teachers[k].label}: objective {info[k]['objective_first']:.3g} → "
         f"{info[k]['objective_best']:.3g}, relative feature error "
-        f"{info[k]['feature_error']:.2f}, {info[k]['seconds']:.0f} s" for k in kinds)
+        f"{info[k]['feature_error']:.2f}, {info[k]['seconds']:.0f} s"
+        for k in kinds
+    )
     worst = max(info[k]["feature_error"] for k in kinds)
-    judge = ("The inversions are far from converged (relative feature error "
-             f"{worst:.2f}; a flat grey image scores about 1), so this figure can neither "
-             "confirm nor refute the paper's claim that transfer's interpolations show fewer "
-             "doubled defects; rerun with many more --inv-steps on a faster machine."
-             if worst > 0.3 else
-             "Qualitative: judge by eye whether transfer's middle images show fewer doubled "
-             "defects than Scratch's, as the paper reports.")
-    return ("**Fig. 9 (inversion, Eq. 7–8, and interpolation)** — "
-            "`figures/fig9_interpolation.png`: 8-step linear interpolation between a class "
-            f"{sample.labels[ia] // 2 + 1} and a class {sample.labels[ib] // 2 + 1} defect patch, "
-            f"each interpolated representation inverted with Adam ({steps} steps; {objs}). "
-            + judge)
+    judge = (
+        "The inversions are far from converged (relative feature error "
+        f"{worst:.2f}; a flat grey image scores about 1), so this figure can neither "
+        "confirm nor refute the paper's claim that transfer's interpolations show fewer "
+        "doubled defects; rerun with many more --inv-steps on a faster machine."
+        if worst > 0.3
+        else "Qualitative: judge by eye whether transfer's middle images show fewer doubled "
+        "defects than Scratch's, as the paper reports."
+    )
+    return (
+        "**Fig. 9 (inversion, Eq. 7–8, and interpolation)** — "
+        "`figures/fig9_interpolation.png`: 8-step linear interpolation between a class "
+        f"{sample.labels[ia] // 2 + 1} and a class {sample.labels[ib] // 2 + 1} defect patch, "
+        f"each interpolated representation inverted with Adam ({steps} steps; {objs}). " + judge
+    )
 
 
-def fig1_embedding(rs: RunSet, sample: Sample, fig_dir: Path, n_dagm: int, n_natural: int,
-                   out: dict[str, Any]) -> str:
+def fig1_embedding(
+    rs: RunSet, sample: Sample, fig_dir: Path, n_dagm: int, n_natural: int, out: dict[str, Any]
+) -> str:
     import torch
 
     from train.analysis_math import embed_2d, knn_agreement
@@ -704,8 +839,11 @@ def fig1_embedding(rs: RunSet, sample: Sample, fig_dir: Path, n_dagm: int, n_nat
     from train.models import ModelError
 
     src = rs.teachers.get("transfer")
-    if src is not None and src.ckpt["arch"] in ("lite0", "vgg16") and src.ckpt.get(
-            "init_state_dict"):
+    if (
+        src is not None
+        and src.ckpt["arch"] in ("lite0", "vgg16")
+        and src.ckpt.get("init_state_dict")
+    ):
         arch = src.ckpt["arch"]
         model = build_model(arch, **{**src.ckpt["arch_kwargs"], "init": "scratch"})
         model.load_state_dict(src.ckpt["init_state_dict"])
@@ -741,39 +879,66 @@ def fig1_embedding(rs: RunSet, sample: Sample, fig_dir: Path, n_dagm: int, n_nat
     pca, tsne = embed_2d(feats, seed=0)
     agree = {"pca": knn_agreement(pca, groups), "tsne": knn_agreement(tsne, groups)}
     majority = max(len(fd), len(fn)) / len(feats)
-    out["embedding"] = {"dagm": len(fd), "natural": len(fn), "feature_dim": int(feats.shape[1]),
-                        "knn_agreement": agree, "majority_share": majority, "source": origin}
+    out["embedding"] = {
+        "dagm": len(fd),
+        "natural": len(fn),
+        "feature_dim": int(feats.shape[1]),
+        "knn_agreement": agree,
+        "majority_share": majority,
+        "source": origin,
+    }
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     for ax, emb, name, key in ((axes[0], pca, "PCA", "pca"), (axes[1], tsne, "t-SNE", "tsne")):
         ax.scatter(*emb[groups == 1].T, s=8, c="tab:orange", label="natural photos (skimage.data)")
-        ax.scatter(*emb[groups == 0].T, s=8, c=(sample.labels[di] // 2), cmap="tab10", vmin=0,
-                   vmax=9, marker="x", label="DAGM patches (colour = texture)")
-        ax.set_title(f"{name} of pooled {arch} features, 5-NN agreement {agree[key]:.2f}",
-                     fontsize=9)
+        ax.scatter(
+            *emb[groups == 0].T,
+            s=8,
+            c=(sample.labels[di] // 2),
+            cmap="tab10",
+            vmin=0,
+            vmax=9,
+            marker="x",
+            label="DAGM patches (colour = texture)",
+        )
+        ax.set_title(
+            f"{name} of pooled {arch} features, 5-NN agreement {agree[key]:.2f}", fontsize=9
+        )
         ax.legend(fontsize=7)
-    fig.suptitle("Fig. 1 stand-in: ImageNet is not available here; natural side = 224×224 crops of "
-                 + ", ".join(NATURAL_IMAGES) + " (skimage.data)", fontsize=8)
+    fig.suptitle(
+        "Fig. 1 stand-in: ImageNet is not available here; natural side = 224×224 crops of "
+        + ", ".join(NATURAL_IMAGES)
+        + " (skimage.data)",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(fig_dir / "fig1_embedding.png", dpi=110)
     plt.close(fig)
     sep = min(agree.values()) > majority + 0.5 * (1 - majority)
-    return (f"**Fig. 1 (source-network features, PCA / t-SNE)** — `figures/fig1_embedding.png`: "
-            f"{len(fd)} DAGM patches vs {len(fn)} crops of natural photos from skimage.data "
-            "(ImageNet itself is not available offline), pooled penultimate features of "
-            f"{origin}. Leave-one-out 5-NN agreement of the two groups: PCA {agree['pca']:.2f}, "
-            f"t-SNE {agree['tsne']:.2f} (chance ≈ {majority:.2f}). "
-            + ("The DAGM features separate from the natural ones, as in the paper."
-               if sep else "The groups are not clearly separated (paper: clearly separated)."))
+    return (
+        f"**Fig. 1 (source-network features, PCA / t-SNE)** — `figures/fig1_embedding.png`: "
+        f"{len(fd)} DAGM patches vs {len(fn)} crops of natural photos from skimage.data "
+        "(ImageNet itself is not available offline), pooled penultimate features of "
+        f"{origin}. Leave-one-out 5-NN agreement of the two groups: PCA {agree['pca']:.2f}, "
+        f"t-SNE {agree['tsne']:.2f} (chance ≈ {majority:.2f}). "
+        + (
+            "The DAGM features separate from the natural ones, as in the paper."
+            if sep
+            else "The groups are not clearly separated (paper: clearly separated)."
+        )
+    )
 
 
-def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample,
-                  batch: int) -> str:
+def fig8_datasize(
+    rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample, batch: int
+) -> str:
     from train.analysis_math import weight_change_rate
     from train.models import conv_layers
 
     if len(rs.datasize) < 2:
-        return ("**Fig. 8 (target data size)**: not run — this run directory has no transfer "
-                "teachers trained on a fraction of the data (meta 'data_fraction').")
+        return (
+            "**Fig. 8 (target data size)**: not run — this run directory has no transfer "
+            "teachers trained on a fraction of the data (meta 'data_fraction')."
+        )
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     rows: list[dict[str, Any]] = []
@@ -787,10 +952,18 @@ def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample
         lab = f"{100 * (r.fraction or 0):.0f}%"
         axes[1].plot(np.arange(1, len(g) + 1), g, label=lab)
         axes[2].plot(np.arange(1, len(s) + 1), 100 * s, label=lab)
-        rows.append({"run": r.name, "fraction": r.fraction, "accuracy": acc,
-                     "gamma_mean": float(g.mean()), "last_sparsity": float(s[-1])})
-    axes[0].plot([100 * (x["fraction"] or 0) for x in rows],
-                 [100 * x["accuracy"] for x in rows], "o-")
+        rows.append(
+            {
+                "run": r.name,
+                "fraction": r.fraction,
+                "accuracy": acc,
+                "gamma_mean": float(g.mean()),
+                "last_sparsity": float(s[-1]),
+            }
+        )
+    axes[0].plot(
+        [100 * (x["fraction"] or 0) for x in rows], [100 * x["accuracy"] for x in rows], "o-"
+    )
     axes[0].set_xlabel("training data %")
     axes[0].set_ylabel("accuracy %")
     axes[1].set_ylabel("γ")
@@ -802,12 +975,17 @@ def fig8_datasize(rs: RunSet, fig_dir: Path, out: dict[str, Any], sample: Sample
     fig.savefig(fig_dir / "fig8_datasize.png", dpi=110)
     plt.close(fig)
     out["datasize"] = rows
-    return ("**Fig. 8 (target data size)** — `figures/fig8_datasize.png` (accuracy = each "
-            "run's last intermediate evaluation, on its fit's `--eval-images` test subset): "
-            + "; ".join(f"{100 * (x['fraction'] or 0):.0f}%: accuracy {100 * x['accuracy']:.2f}%, "
-                        f"mean γ {x['gamma_mean']:.3g}, last-layer sparsity "
-                        f"{pct(x['last_sparsity'])}%" for x in rows)
-            + ". Paper: accuracy and γ fall with less data, sparsity stays similar.")
+    return (
+        "**Fig. 8 (target data size)** — `figures/fig8_datasize.png` (accuracy = each "
+        "run's last intermediate evaluation, on its fit's `--eval-images` test subset): "
+        + "; ".join(
+            f"{100 * (x['fraction'] or 0):.0f}%: accuracy {100 * x['accuracy']:.2f}%, "
+            f"mean γ {x['gamma_mean']:.3g}, last-layer sparsity "
+            f"{pct(x['last_sparsity'])}%"
+            for x in rows
+        )
+        + ". Paper: accuracy and γ fall with less data, sparsity stays similar."
+    )
 
 
 # --------------------------------------------------------------------------- command
@@ -827,16 +1005,22 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     root = find_data_root(run_dir, args.data)
     t_start = time.perf_counter()
     sample = sample_patches(root, seed, args.images)
-    out: dict[str, Any] = {"run_dir": str(run_dir), "data": str(root), "seed": seed,
-                           "images": len(sample.patches), "quick": bool(args.quick),
-                           "teachers": {k: r.name for k, r in rs.teachers.items()},
-                           "students": {k: r.name for k, r in rs.students.items()},
-                           "skipped": rs.skipped}
+    out: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "data": str(root),
+        "seed": seed,
+        "images": len(sample.patches),
+        "quick": bool(args.quick),
+        "teachers": {k: r.name for k, r in rs.teachers.items()},
+        "students": {k: r.name for k, r in rs.students.items()},
+        "skipped": rs.skipped,
+    }
     teachers = ", ".join(f"{r.label} = `{r.name}`" for r in rs.teachers.values())
     students = ", ".join(f"of {r.label} = `{r.name}`" for r in rs.students.values())
     paragraphs = [
         f"Produced by `python -m train analyze --run {run_dir}"
-        + (" --quick" if args.quick else "") + f"` on {len(sample.patches)} patches "
+        + (" --quick" if args.quick else "")
+        + f"` on {len(sample.patches)} patches "
         f"(one per image, {int(sample.in_train.sum())} from the training split) of `{root}`. "
         f"Teachers: {teachers or 'none'}; students: {students or 'none'}."
     ]
@@ -850,14 +1034,14 @@ def analyze(args: argparse.Namespace) -> dict[str, Any]:
     paragraphs.append(fig7_channels(rs, sample, fig_dir))
     paragraphs.append(table4_d(rs, passes, out))
     _log("disentanglement done")
-    paragraphs.append(fig9_inversion(rs, sample, fig_dir, args.inv_steps, out, args.tv_weight,
-                                     args.inv_lr))
+    paragraphs.append(
+        fig9_inversion(rs, sample, fig_dir, args.inv_steps, out, args.tv_weight, args.inv_lr)
+    )
     _log("inversion done")
     paragraphs.append(fig1_embedding(rs, sample, fig_dir, args.embed_dagm, args.embed_natural, out))
     paragraphs.append(fig8_datasize(rs, fig_dir, out, sample, args.batch))
     out["seconds"] = time.perf_counter() - t_start
-    paragraphs.append(f"Analysis wall time: {out['seconds']:.0f} s "
-                      f"({args.threads} torch threads).")
+    paragraphs.append(f"Analysis wall time: {out['seconds']:.0f} s ({args.threads} torch threads).")
     (run_dir / "analysis.json").write_text(json.dumps(out, indent=1, default=float))
     report = run_dir / "REPORT.md"
     old = report.read_text() if report.is_file() else ""
@@ -870,13 +1054,20 @@ def _log(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m train analyze", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train analyze",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--run", required=True, help="run directory, e.g. results/cpu")
     ap.add_argument("--data", help="DAGM root (default: results.json data.root)")
     ap.add_argument("--seed", type=int, default=None, help="split seed (default: the runs' seed)")
-    ap.add_argument("--images", type=int, default=1000,
-                    help="images in the sample, one patch each (paper: all 6,900)")
+    ap.add_argument(
+        "--images",
+        type=int,
+        default=1000,
+        help="images in the sample, one patch each (paper: all 6,900)",
+    )
     ap.add_argument("--inv-steps", type=int, default=200, help="Adam steps per inversion")
     ap.add_argument("--inv-lr", type=float, default=0.03)
     ap.add_argument("--tv-weight", type=float, default=0.5, help="λ of Eq. 7 (normalised terms)")
@@ -884,8 +1075,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--embed-natural", type=int, default=150, help="natural crops in Fig. 1")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke settings: 24 images, 2 inversion steps, small Fig. 1")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke settings: 24 images, 2 inversion steps, small Fig. 1",
+    )
     return ap
 
 

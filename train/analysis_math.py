@@ -344,13 +344,11 @@ def invert(
         raise AnalysisError(msg)
     kept, histories, best = [], [], []
     for b in range(shape[0]):
-        x, history = _invert_one(f, target[b : b + 1], x0[b : b + 1], tv_weight, steps, lr,
-                                 bounds)
+        x, history = _invert_one(f, target[b : b + 1], x0[b : b + 1], tv_weight, steps, lr, bounds)
         kept.append(x)
         histories.append(history)
         best.append(min(history))
-    return Inversion(torch.cat(kept), [float(sum(v)) for v in zip(*histories, strict=True)],
-                     best)
+    return Inversion(torch.cat(kept), [float(sum(v)) for v in zip(*histories, strict=True)], best)
 
 
 def _invert_one(

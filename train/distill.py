@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 from train.models import STUDENT_DEFAULT, STUDENT_FULL
 
 
@@ -89,13 +89,21 @@ def teacher_logits(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(patches), desc=f"teacher logits {Path(checkpoint).stem}",
-                   unit="patch", file=sys.stderr)
+        bar = tqdm(
+            total=len(patches),
+            desc=f"teacher logits {Path(checkpoint).stem}",
+            unit="patch",
+            file=sys.stderr,
+        )
     with torch.inference_mode():
         for start in range(0, len(patches), batch):
             chunk = np.asarray(patches[start : start + batch])
-            out[start : start + len(chunk)] = model(
-                to_input(chunk, mean, std, channels_last=True, device=dev)).float().cpu().numpy()
+            out[start : start + len(chunk)] = (
+                model(to_input(chunk, mean, std, channels_last=True, device=dev))
+                .float()
+                .cpu()
+                .numpy()
+            )
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
@@ -190,8 +198,9 @@ def distill(
         # (`sec_per_iter` in results/cpu/logs/student-transfer-r*.jsonl, measured in NCHW);
         # evaluation keeps channels_last, faster for inference. On a GPU, channels_last.
         layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
-        model = build_model("student", **kwargs, batchnorm=batchnorm,
-                            c1_init=c1_init).to(memory_format=layout)
+        model = build_model("student", **kwargs, batchnorm=batchnorm, c1_init=c1_init).to(
+            memory_format=layout
+        )
         init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
         init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
         model = model.to(dev)
@@ -199,10 +208,19 @@ def distill(
         mean, std = normalization("student")
         jlog = JsonLog(log)
         per_epoch = max(1, len(patches) // batch)
-        sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
-                 if cfg.schedule == "cosine" else None)
-        jlog.write(event="start", run=run, widths=list(c), patches=len(patches), epochs=epochs,
-                   iters=per_epoch * epochs)
+        sched = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * epochs)
+            if cfg.schedule == "cosine"
+            else None
+        )
+        jlog.write(
+            event="start",
+            run=run,
+            widths=list(c),
+            patches=len(patches),
+            epochs=epochs,
+            iters=per_epoch * epochs,
+        )
         curve: list[tuple[int, float]] = []
         bar = None
         if progress:
@@ -213,8 +231,13 @@ def distill(
         for it in range(per_epoch * epochs):
             model.train()
             idx = np.sort(batch_indices(len(patches), batch, seed, it))
-            x = to_input(np.asarray(patches[idx]), mean, std,
-                         channels_last=layout is torch.channels_last, device=dev)
+            x = to_input(
+                np.asarray(patches[idx]),
+                mean,
+                std,
+                channels_last=layout is torch.channels_last,
+                device=dev,
+            )
             t = torch.as_tensor(np.asarray(targets[idx])).to(dev)
             t0 = time.perf_counter()
             opt.zero_grad(set_to_none=True)
@@ -235,26 +258,50 @@ def distill(
             if (it + 1) % per_epoch == 0:
                 res = evaluate_model(model, eval_records, mean, std)
                 curve.append((it + 1, res.accuracy))
-                jlog.write(event="eval", run=run, iteration=it + 1,
-                           epoch=(it + 1) // per_epoch, accuracy=res.accuracy,
-                           images=len(res.labels), loss=float(np.mean(losses[-per_epoch:])),
-                           sec_per_iter=t_train / (it + 1))
+                jlog.write(
+                    event="eval",
+                    run=run,
+                    iteration=it + 1,
+                    epoch=(it + 1) // per_epoch,
+                    accuracy=res.accuracy,
+                    images=len(res.labels),
+                    loss=float(np.mean(losses[-per_epoch:])),
+                    sec_per_iter=t_train / (it + 1),
+                )
                 if bar is not None:
-                    bar.write(f"[{run}] epoch {(it + 1) // per_epoch}: accuracy "
-                              f"{100 * res.accuracy:.2f}% on {len(res.labels)} images")
+                    bar.write(
+                        f"[{run}] epoch {(it + 1) // per_epoch}: accuracy "
+                        f"{100 * res.accuracy:.2f}% on {len(res.labels)} images"
+                    )
         if bar is not None:
             bar.close()
-        summary = {"run": run, "widths": list(c), "curve": curve,
-                   "sec_per_iter": t_train / max(1, per_epoch * epochs),
-                   "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None}
+        summary = {
+            "run": run,
+            "widths": list(c),
+            "curve": curve,
+            "sec_per_iter": t_train / max(1, per_epoch * epochs),
+            "final_loss": float(np.mean(losses[-per_epoch:])) if losses else None,
+        }
         # the summary travels with the weights, so a reused checkpoint reports its own numbers
         final = fold_batchnorm(model.eval()) if batchnorm else model
-        save_checkpoint(checkpoint, final.to(memory_format=torch.contiguous_format), "student",
-                        kwargs, init_state,
-                        {**(meta or {}), "run": run, "curve": curve, "epochs": epochs, "seed": seed,
-                         "summary": summary, "trained_with_batchnorm": batchnorm,
-                         "c1_init": c1_init,
-                         "device": device_name(dev)})
+        save_checkpoint(
+            checkpoint,
+            final.to(memory_format=torch.contiguous_format),
+            "student",
+            kwargs,
+            init_state,
+            {
+                **(meta or {}),
+                "run": run,
+                "curve": curve,
+                "epochs": epochs,
+                "seed": seed,
+                "summary": summary,
+                "trained_with_batchnorm": batchnorm,
+                "c1_init": c1_init,
+                "device": device_name(dev),
+            },
+        )
         jlog.write(event="done", **summary)
         return summary
 
@@ -277,32 +324,56 @@ def full_fp32(dev: Any) -> Any:
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train distill", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train distill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--teacher", required=True, help="teacher checkpoint (.pt)")
     ap.add_argument("--data", required=True, help="dataset root (DAGM layout)")
     ap.add_argument("--widths", default="4,8,16,4,4", help="C1..C5, or 'sweep' for Fig. 10")
     ap.add_argument("--fc", type=int, default=4096)
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
-                    help="Adam's learning rate: constant 1e-3, or cosine-decayed to 0")
-    ap.add_argument("--hard-weight", type=float, default=0.0,
-                    help="add this × cross-entropy on the patch labels to Eq. 1 (0: the paper)")
-    ap.add_argument("--batchnorm", action="store_true",
-                    help="train with BatchNorm after each conv (folded away in the checkpoint)")
-    ap.add_argument("--c1-init", default="random", choices=["random", "basis"],
-                    help="C1's starting filters: random, or box/centre-surround/edges "
-                         "(train.models.c1_basis)")
+    ap.add_argument(
+        "--schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="Adam's learning rate: constant 1e-3, or cosine-decayed to 0",
+    )
+    ap.add_argument(
+        "--hard-weight",
+        type=float,
+        default=0.0,
+        help="add this × cross-entropy on the patch labels to Eq. 1 (0: the paper)",
+    )
+    ap.add_argument(
+        "--batchnorm",
+        action="store_true",
+        help="train with BatchNorm after each conv (folded away in the checkpoint)",
+    )
+    ap.add_argument(
+        "--c1-init",
+        default="random",
+        choices=["random", "basis"],
+        help="C1's starting filters: random, or box/centre-surround/edges (train.models.c1_basis)",
+    )
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam's (peak) learning rate")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--max-patches", type=int, default=16000)
-    ap.add_argument("--orientations", default="0,1,2,3,4,5,6,7",
-                    help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
-                         "each texture's axes)")
+    ap.add_argument(
+        "--orientations",
+        default="0,1,2,3,4,5,6,7",
+        help="rotations/flips drawn for the aug set (dihedral indices; 0,2,4,6 keeps "
+        "each texture's axes)",
+    )
     ap.add_argument("--eval-images", type=int, default=None, help="test images per evaluation")
     ap.add_argument("--seed", type=int, default=0, help="split and patch-set seed")
-    ap.add_argument("--student-seed", type=int, default=None,
-                    help="the student's init and batch order (default: --seed)")
+    ap.add_argument(
+        "--student-seed",
+        type=int,
+        default=None,
+        help="the student's init and batch order (default: --seed)",
+    )
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--out", default="results/manual")
@@ -316,26 +387,56 @@ def main(argv: list[str] | None = None) -> int:
     tag = orientation_tag(members)
     train_recs = load_split(args.data, "train", args.seed)
     eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
-    x, y = patch_set("aug", train_recs, args.seed, out / "data" / f"aug-{args.seed}{tag}",
-                     max_patches=args.max_patches, members=members)
+    x, y = patch_set(
+        "aug",
+        train_recs,
+        args.seed,
+        out / "data" / f"aug-{args.seed}{tag}",
+        max_patches=args.max_patches,
+        members=members,
+    )
     tname = Path(args.teacher).stem
-    t = teacher_logits(args.teacher, x, logits_cache(out / "cache", args.teacher, len(x), tag),
-                       device=args.device)
-    widths = (sweep_widths() if args.widths == "sweep"
-              else [tuple(int(v) for v in args.widths.split(","))])
+    t = teacher_logits(
+        args.teacher, x, logits_cache(out / "cache", args.teacher, len(x), tag), device=args.device
+    )
+    widths = (
+        sweep_widths()
+        if args.widths == "sweep"
+        else [tuple(int(v) for v in args.widths.split(","))]
+    )
     sseed = args.seed if args.student_seed is None else args.student_seed
-    cfg = DistillConfig(fc=args.fc, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                        schedule=args.schedule, seed=sseed, threads=args.threads,
-                        hard_weight=args.hard_weight, batchnorm=args.batchnorm,
-                        c1_init=args.c1_init, device=args.device)
+    cfg = DistillConfig(
+        fc=args.fc,
+        epochs=args.epochs,
+        batch=args.batch,
+        lr=args.lr,
+        schedule=args.schedule,
+        seed=sseed,
+        threads=args.threads,
+        hard_weight=args.hard_weight,
+        batchnorm=args.batchnorm,
+        c1_init=args.c1_init,
+        device=args.device,
+    )
     for c in widths:
         run = f"student-{'x'.join(map(str, c))}-from-{tname}"
         if args.student_seed is not None:
             run += f"-s{sseed}"
-        summary = distill(x, t, eval_recs, out / "checkpoints" / f"{run}.pt",
-                          out / "logs" / f"{run}.jsonl", dataclasses.replace(cfg, widths=c),
-                          labels=y if args.hard_weight else None, run=run,
-                          meta={"teacher": tname})
-        print(json.dumps({k: v for k, v in summary.items() if k != "curve"}
-                         | {"accuracy": summary["curve"][-1][1] if summary["curve"] else None}))
+        summary = distill(
+            x,
+            t,
+            eval_recs,
+            out / "checkpoints" / f"{run}.pt",
+            out / "logs" / f"{run}.jsonl",
+            dataclasses.replace(cfg, widths=c),
+            labels=y if args.hard_weight else None,
+            run=run,
+            meta={"teacher": tname},
+        )
+        print(
+            json.dumps(
+                {k: v for k, v in summary.items() if k != "curve"}
+                | {"accuracy": summary["curve"][-1][1] if summary["curve"] else None}
+            )
+        )
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 
 NUM_TEXTURES = 6
 NUM_CLASSES = 2 * NUM_TEXTURES
@@ -105,8 +105,13 @@ def predict_logits(
     out = []
     with torch.inference_mode():
         for start in range(0, len(patches), batch):
-            x = to_input(patches[start : start + batch], mean, std, channels_last=channels_last,
-                         device=device)
+            x = to_input(
+                patches[start : start + batch],
+                mean,
+                std,
+                channels_last=channels_last,
+                device=device,
+            )
             out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
@@ -233,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parity", help="also run this exported model and compare verdicts")
     ap.add_argument("--json", help="write the metrics here")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="cpu",
-                    help="where the checkpoint runs: cpu, cuda, cuda:N or auto")
+    ap.add_argument(
+        "--device", default="cpu", help="where the checkpoint runs: cpu, cuda, cuda:N or auto"
+    )
     args = ap.parse_args(argv)
 
     records = load_split(args.data, args.split, args.seed, args.test_fraction, args.limit)

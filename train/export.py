@@ -29,11 +29,19 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyinspect.spec import SCHEMA_VERSION, ModelSpec
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 from train.models import NUM_CLASSES, PATCH, ModelError, load_checkpoint, normalization
 
-__all__ = ["OPSET", "SCHEMA_VERSION", "FoldedConv", "export", "fold", "onnx_export", "sidecar",
-           "sidecar_dict"]
+__all__ = [
+    "OPSET",
+    "SCHEMA_VERSION",
+    "FoldedConv",
+    "export",
+    "fold",
+    "onnx_export",
+    "sidecar",
+    "sidecar_dict",
+]
 
 OPSET = 18  # the dynamo exporter's native opset (>= 17 as required)
 
@@ -70,8 +78,9 @@ class FoldedConv(nn.Module):
             # Pad with raw 0; subtract only the shift of in-bounds taps: a per-position bias map.
             self.pad_value = 0.0
             ones = torch.ones(1, 1, size, size, dtype=torch.float64)
-            inside = F.conv2d(ones, shift.sum(1, keepdim=True), None, conv.stride, self.pad,
-                              conv.dilation)
+            inside = F.conv2d(
+                ones, shift.sum(1, keepdim=True), None, conv.stride, self.pad, conv.dilation
+            )
             bias = b.clone()
             self.register_buffer("bias_map", (-inside[0]).float())
             self.size = size
@@ -119,8 +128,14 @@ def sidecar(
     *, channels: int, mean: Sequence[float], std: Sequence[float], provenance: dict[str, Any]
 ) -> ModelSpec:
     """The sidecar of an exported DAGM network, built (and validated) by ``ModelSpec``."""
-    return ModelSpec.for_dagm(n_textures=NUM_CLASSES // 2, patch=PATCH, channels=channels,
-                              mean=mean, std=std, provenance=provenance)
+    return ModelSpec.for_dagm(
+        n_textures=NUM_CLASSES // 2,
+        patch=PATCH,
+        channels=channels,
+        mean=mean,
+        std=std,
+        provenance=provenance,
+    )
 
 
 def sidecar_dict(
@@ -145,8 +160,7 @@ def parity_check(
     mean, std = normalization(arch)
     with torch.inference_mode():
         ref = model.eval()(to_input(patches, mean, std)).numpy()
-    feed = (patches[:, None].astype(np.float32) if folded
-            else to_input(patches, mean, std).numpy())
+    feed = patches[:, None].astype(np.float32) if folded else to_input(patches, mean, std).numpy()
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(["logits"], {"input": feed})[0]
     return float(np.max(np.abs(got - ref)))
@@ -196,8 +210,11 @@ def export(
         "seed": meta.get("seed"),
         "accuracy": meta.get("accuracy"),
         "dataset": meta.get("dataset"),
-        "notes": ("folded: raw gray input, gray->RGB and mean/std folded into conv1"
-                  if folded else "paper network: normalised RGB input"),
+        "notes": (
+            "folded: raw gray input, gray->RGB and mean/std folded into conv1"
+            if folded
+            else "paper network: normalised RGB input"
+        ),
         "source_sha256": digest,
         "model_sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -207,14 +224,21 @@ def export(
     }
     spec = sidecar(channels=channels, mean=side_mean, std=side_std, provenance=prov)
     side = spec.save_for_model(out, overwrite=True)
-    return {"onnx": str(out), "sidecar": str(side), "max_abs_logit_diff": delta,
-            "bytes": out.stat().st_size}
+    return {
+        "onnx": str(out),
+        "sidecar": str(side),
+        "max_abs_logit_diff": delta,
+        "bytes": out.stat().st_size,
+    }
 
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train export", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train export",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("checkpoint")
     ap.add_argument("--out", required=True, help="output .onnx (sidecar: <out>.json)")
     ap.add_argument("--folded", action="store_true", help="1-channel raw-pixel input variant")
@@ -223,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     prov = {"accuracy": args.accuracy} if args.accuracy is not None else None
     try:
-        info = export(args.checkpoint, args.out, folded=args.folded, opset=args.opset,
-                      provenance=prov)
+        info = export(
+            args.checkpoint, args.out, folded=args.folded, opset=args.opset, provenance=prov
+        )
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

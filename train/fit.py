@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 
 
 @dataclass
@@ -187,8 +187,9 @@ def fit(
     for it in range(start, cfg.iters):
         model.train()
         idx = np.sort(batch_indices(len(train_x), cfg.batch, cfg.seed, it))
-        x = to_input(np.asarray(train_x[idx]), mean, std, channels_last=cfg.channels_last,
-                     device=device)
+        x = to_input(
+            np.asarray(train_x[idx]), mean, std, channels_last=cfg.channels_last, device=device
+        )
         y = torch.as_tensor(np.asarray(train_y[idx])).to(device)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -216,8 +217,10 @@ def fit(
                 eval_seconds=round(res.seconds, 2),
             )
             if bar is not None:
-                bar.write(f"[{run}] iter {done}: accuracy {100 * res.accuracy:.2f}% "
-                          f"on {len(res.labels)} images")
+                bar.write(
+                    f"[{run}] iter {done}: accuracy {100 * res.accuracy:.2f}% "
+                    f"on {len(res.labels)} images"
+                )
             save_checkpoint(
                 checkpoint,
                 model,
@@ -249,8 +252,11 @@ def fit(
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train fit", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train fit",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data", required=True, help="dataset root (DAGM layout)")
     ap.add_argument("--arch", default="lite0", choices=["lite0", "vgg16", "student"])
     ap.add_argument("--init", default="imagenet", choices=["imagenet", "scratch"])
@@ -268,9 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     ap.add_argument("--out", default="results/manual", help="output directory")
     ap.add_argument("--run", default=None, help="run name (default: <arch>-<init>-<patches>)")
-    ap.add_argument("--data-fraction", type=float, default=1.0,
-                    help="train on this stratified fraction of the training split (Fig. 8: the"
-                    " paper goes from 1.0 down to 0.2); the test split is unchanged")
+    ap.add_argument(
+        "--data-fraction",
+        type=float,
+        default=1.0,
+        help="train on this stratified fraction of the training split (Fig. 8: the"
+        " paper goes from 1.0 down to 0.2); the test split is unchanged",
+    )
     args = ap.parse_args(argv)
     if not 0.0 < args.data_fraction <= 1.0:
         ap.error(f"--data-fraction must be in (0, 1], got {args.data_fraction}")
@@ -280,21 +290,38 @@ def main(argv: list[str] | None = None) -> int:
 
     run = args.run or f"{args.arch}-{args.init}-{args.patches}"
     out = Path(args.out)
-    train_recs = subset_records(load_split(args.data, "train", args.seed), args.data_fraction,
-                                args.seed)
+    train_recs = subset_records(
+        load_split(args.data, "train", args.seed), args.data_fraction, args.seed
+    )
     eval_recs = load_split(args.data, "test", args.seed, limit=args.eval_images)
     frac = "" if args.data_fraction == 1.0 else f"-frac{args.data_fraction:g}"
     cache = out / "data" / f"{args.patches}-{args.seed}{frac}"
-    x, y = patch_set(args.patches, train_recs, args.seed, cache,
-                     max_patches=args.max_patches)
+    x, y = patch_set(args.patches, train_recs, args.seed, cache, max_patches=args.max_patches)
     kwargs: dict[str, Any] = {} if args.arch == "student" else {"init": args.init}
     if args.weights:
         kwargs["weights"] = args.weights
-    cfg = FitConfig(arch=args.arch, arch_kwargs=kwargs, iters=args.iters, batch=args.batch,
-                    lr=args.lr, momentum=args.momentum, eval_at=log_iters(args.iters, args.evals),
-                    seed=args.seed, threads=args.threads, device=args.device)
+    cfg = FitConfig(
+        arch=args.arch,
+        arch_kwargs=kwargs,
+        iters=args.iters,
+        batch=args.batch,
+        lr=args.lr,
+        momentum=args.momentum,
+        eval_at=log_iters(args.iters, args.evals),
+        seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+    )
     meta = {"data_fraction": args.data_fraction, "train_images": len(train_recs)}
-    summary = fit(cfg, x, y, eval_recs, out / "checkpoints" / f"{run}.pt",
-                  out / "logs" / f"{run}.jsonl", run=run, meta=meta)
+    summary = fit(
+        cfg,
+        x,
+        y,
+        eval_recs,
+        out / "checkpoints" / f"{run}.pt",
+        out / "logs" / f"{run}.jsonl",
+        run=run,
+        meta=meta,
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
     return 0

@@ -75,8 +75,12 @@ class Student(nn.Module):
         prev = in_channels
         for width in widths:
             norm: list[nn.Module] = [nn.BatchNorm2d(width)] if batchnorm else []
-            layers += [nn.Conv2d(prev, width, 3, padding=1), *norm, nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(prev, width, 3, padding=1),
+                *norm,
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             prev = width
         if c1_init not in C1_INITS:
             msg = f"unknown c1_init {c1_init!r}; expected one of {', '.join(C1_INITS)}"
@@ -137,8 +141,12 @@ def fold_batchnorm(model: Student) -> Student:
     """The plain Table 1 student computing what ``model`` computes in eval mode: each
     BatchNorm's scale and shift (running statistics) folded into the conv before it."""
     fc = model.classifier[1]
-    plain = Student(model.c, fc=fc.out_features, num_classes=model.classifier[3].out_features,
-                    in_channels=model.features[0].in_channels)
+    plain = Student(
+        model.c,
+        fc=fc.out_features,
+        num_classes=model.classifier[3].out_features,
+        in_channels=model.features[0].in_channels,
+    )
     plain.classifier.load_state_dict(model.classifier.state_dict())
     src = [m for m in model.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     dst = [m for m in plain.features if isinstance(m, nn.Conv2d)]
@@ -224,8 +232,13 @@ def remap_lite0(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "_project_conv": "conv_pwl",
         "_bn2": "bn3",
     }
-    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-           "_fc": "classifier"}
+    top = {
+        "_conv_stem": "conv_stem",
+        "_bn0": "bn1",
+        "_conv_head": "conv_head",
+        "_bn1": "bn2",
+        "_fc": "classifier",
+    }
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         parts = key.split(".")
@@ -393,8 +406,10 @@ def resolve_device(name: str | None = "cpu") -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = torch.version.cuda or "none (a CPU-only build)"
-            msg = (f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
-                   f"(its CUDA: {build}); use --device cpu")
+            msg = (
+                f"device {name!r} asked for, but torch {torch.__version__} sees no CUDA GPU "
+                f"(its CUDA: {build}); use --device cpu"
+            )
             raise ModelError(msg)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             msg = f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} GPU(s)"

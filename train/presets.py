@@ -75,12 +75,16 @@ class Preset:
         for fname, chosen in fields.items():
             unknown = [n for n in chosen if n not in names]
             if unknown:
-                msg = (f"preset {self.name!r}: {fname} names {', '.join(map(repr, unknown))}, "
-                       f"not one of its teachers ({', '.join(names) or 'none'})")
+                msg = (
+                    f"preset {self.name!r}: {fname} names {', '.join(map(repr, unknown))}, "
+                    f"not one of its teachers ({', '.join(names) or 'none'})"
+                )
                 raise ValueError(msg)
         if self.ship and self.ship not in self.distill_from:
-            msg = (f"preset {self.name!r} ships the student of {self.ship!r}, which it does not "
-                   f"distil (distill_from: {', '.join(self.distill_from) or 'none'})")
+            msg = (
+                f"preset {self.name!r} ships the student of {self.ship!r}, which it does not "
+                f"distil (distill_from: {', '.join(self.distill_from) or 'none'})"
+            )
             raise ValueError(msg)
 
     @property
@@ -133,18 +137,16 @@ PRESETS: dict[str, Preset] = {
         # texture and guesses the defect, even trained on texture 3 alone: patch defect AUC 0.50;
         # with BatchNorm (training only, folded before saving) the same run reaches 0.90
         # (`scripts/student_diagnostics.py train ce [--batchnorm] --textures 3 --epochs 6`). On
-        # all six textures it then needs ~9,000 steps: 8 epochs gave 93 % on the 60-image
-        # subset after 4 at 62 % (log of the session-4 run).
+        # all six textures it then needs ~9,000 steps (8 epochs of 24,000 patches).
         student_batchnorm=True,
         # Whether the narrow student leaves its last plateau (every good image of the speckle
         # texture flagged) is chance with random init: none of 8 runs escaped within 12 epochs
         # on an H100 (seeds 0-2; lr 1e-3, 3e-3, 1e-2; batch 64; + cross-entropy), 1 of 3 did
-        # in 24; this CPU's two restarts of session 6 gave 77.68 % (final Eq. 1 loss 22.6) and
-        # 97.97 % (14.2). C1 started from a box/centre-surround/edge basis escaped in 4 of 6
-        # seeds within 12 epochs (98.12-98.62 % at losses 12.7-14.3; stuck: 19.5, 19.8),
-        # results/cpu/student_variants.json. 16 epochs, two seeds, the lower loss kept: on this
-        # CPU (session 7) 98.77 % at 12.66 and 99.06 % at 11.99. Longer on the H100 (session 8):
-        # 24 or 32 epochs, lr 2e-3 or 20 % more patches gave 98.77-99.20 % (8 runs), so 16 stay.
+        # in 24. C1 started from a box/centre-surround/edge basis escaped in 4 of 6 seeds within
+        # 12 epochs (98.12-98.62 % at losses 12.7-14.3; stuck: 19.5, 19.8) and in 6 of 6 within
+        # 24 or 32 (98.77-99.20 %; longer, lr 2e-3 or 20 % more patches do not beat 16 epochs),
+        # results/cpu/student_variants.json. 16 epochs, two seeds, the lower final loss kept:
+        # 98.77 % at 12.66 and 99.06 % at 11.99 on the 2-core CPU (results/cpu/results.json).
         student_c1_init="basis",
         distill_epochs=16,
         distill_schedule="cosine",

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 
 PAPER_TABLE2 = {
     "scratch": ("Scratch (no aug)", 70.87, 1.26, 17200),

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from train._cli import friendly_errors
+from train.cli import friendly_errors
 from train.presets import Preset, get_preset
 from train.report import sweep_rows, write_report
 from train.stages import (
@@ -33,12 +33,22 @@ from train.stages import (
     trials_stage,
 )
 
-__all__ = ["distill_key", "ensure_data", "estimate_seconds", "main", "pick_restart",
-           "run_preset", "ship", "sweep_rows", "write_report"]
+__all__ = [
+    "distill_key",
+    "ensure_data",
+    "estimate_seconds",
+    "main",
+    "pick_restart",
+    "run_preset",
+    "ship",
+    "sweep_rows",
+    "write_report",
+]
 
 
-def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False,
-               device: str = "cpu") -> dict[str, Any]:
+def run_preset(
+    p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = False, device: str = "cpu"
+) -> dict[str, Any]:
     """Run ``p`` into ``out``; ``device`` trains, distils and evaluates the PyTorch models there
     (``cpu``, ``cuda``, ``auto``); exports and ``Inspector`` runs stay on the CPU."""
     run = open_run(p, out, threads=threads, device=device)
@@ -56,8 +66,12 @@ def run_preset(p: Preset, out: Path, *, threads: int = 2, skip_sweep: bool = Fal
             write_report(results, out)
     full_teacher_evaluations(run)
     if p.trials > 1:
-        trials_stage(run, lambda trial, trial_out: run_preset(
-            trial, trial_out, threads=threads, skip_sweep=True, device=device))
+        trials_stage(
+            run,
+            lambda trial, trial_out: run_preset(
+                trial, trial_out, threads=threads, skip_sweep=True, device=device
+            ),
+        )
     results["wall_seconds_before_sweep"] = run.elapsed()
     run.save()
     write_report(results, out)
@@ -92,20 +106,31 @@ def ship(results: dict[str, Any], dest: Path) -> list[Path]:
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m train reproduce", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m train reproduce",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--preset", required=True, choices=["smoke", "cpu", "paper"])
     ap.add_argument("--out", help="output directory (default results/<preset>)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
     ap.add_argument("--data", help="dataset root (overrides the preset's)")
-    ap.add_argument("--device", default="cpu",
-                    help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
-                         "(exports and Inspector runs stay on the CPU)")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
+        "(exports and Inspector runs stay on the CPU)",
+    )
     ap.add_argument("--skip-sweep", action="store_true")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rebuild REPORT.md from results.json")
-    ap.add_argument("--ship-to", type=Path, metavar="DIR",
-                    help="copy the exported student (+ sidecars) here, e.g. models")
+    ap.add_argument(
+        "--report-only", action="store_true", help="rebuild REPORT.md from results.json"
+    )
+    ap.add_argument(
+        "--ship-to",
+        type=Path,
+        metavar="DIR",
+        help="copy the exported student (+ sidecars) here, e.g. models",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out or f"results/{args.preset}")
     if args.report_only:
@@ -120,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     overrides = {"data_root": args.data} if args.data else {}
     preset = get_preset(args.preset, **overrides)
-    results = run_preset(preset, out, threads=args.threads, skip_sweep=args.skip_sweep,
-                         device=args.device)
+    results = run_preset(
+        preset, out, threads=args.threads, skip_sweep=args.skip_sweep, device=args.device
+    )
     if args.ship_to:
         print("\n".join(map(str, ship(results, args.ship_to))))
     print(f"wrote {out / 'results.json'} and {out / 'REPORT.md'}", file=sys.stderr)

@@ -91,9 +91,14 @@ class Run:
 
             p = self.preset
             tag = orientation_tag(p.aug_orientations)
-            self.aug = patch_set("aug", self.train_recs, p.seed,
-                                 self.out / "data" / f"aug-{p.seed}{tag}",
-                                 max_patches=p.aug_max_patches, members=p.aug_orientations)
+            self.aug = patch_set(
+                "aug",
+                self.train_recs,
+                p.seed,
+                self.out / "data" / f"aug-{p.seed}{tag}",
+                max_patches=p.aug_max_patches,
+                members=p.aug_orientations,
+            )
         return self.aug
 
     def logits_cache(self, teacher: Path) -> Path:
@@ -101,16 +106,25 @@ class Run:
         from train.torchdata import orientation_tag
 
         x, _ = self.aug_patches()
-        return logits_cache(self.out / "cache", teacher, len(x),
-                            orientation_tag(self.preset.aug_orientations))
+        return logits_cache(
+            self.out / "cache", teacher, len(x), orientation_tag(self.preset.aug_orientations)
+        )
 
     def distill_config(self, **changes: Any) -> DistillConfig:
         """The preset's student settings on this run's device and threads."""
         p = self.preset
-        cfg = DistillConfig(widths=p.student_widths, fc=p.student_fc, epochs=p.distill_epochs,
-                            schedule=p.distill_schedule, seed=p.seed, threads=self.threads,
-                            hard_weight=p.distill_hard_weight, batchnorm=p.student_batchnorm,
-                            c1_init=p.student_c1_init, device=str(self.device))
+        cfg = DistillConfig(
+            widths=p.student_widths,
+            fc=p.student_fc,
+            epochs=p.distill_epochs,
+            schedule=p.distill_schedule,
+            seed=p.seed,
+            threads=self.threads,
+            hard_weight=p.distill_hard_weight,
+            batchnorm=p.student_batchnorm,
+            c1_init=p.student_c1_init,
+            device=str(self.device),
+        )
         return dataclasses.replace(cfg, **changes)
 
     def hard_labels(self) -> np.ndarray | None:
@@ -119,9 +133,15 @@ class Run:
 
 
 # --------------------------------------------------------------------------- helpers
-def estimate_seconds(p: Preset, sec_teacher: float, sec_student: float, sec_eval_patch: float,
-                     test_images: int, train_images: int,
-                     teachers: Sequence[TeacherRun] | None = None) -> float:
+def estimate_seconds(
+    p: Preset,
+    sec_teacher: float,
+    sec_student: float,
+    sec_eval_patch: float,
+    test_images: int,
+    train_images: int,
+    teachers: Sequence[TeacherRun] | None = None,
+) -> float:
     """Rough wall time of a preset from measured step costs (printed as the ETA); ``teachers``:
     the ones still to train (default: all of the preset's)."""
     t = 0.0
@@ -131,8 +151,7 @@ def estimate_seconds(p: Preset, sec_teacher: float, sec_student: float, sec_eval
     n_aug = p.aug_max_patches or train_images * 10
     logit_teachers = set(p.distill_from) | (set(p.sweep_teachers) if p.sweep else set())
     t += len(logit_teachers) * n_aug * sec_eval_patch
-    t += (len(p.distill_from) * p.distill_restarts * p.distill_epochs * (n_aug / 32)
-          * sec_student)
+    t += len(p.distill_from) * p.distill_restarts * p.distill_epochs * (n_aug / 32) * sec_student
     t += len(p.sweep_teachers) * len(p.sweep) * p.sweep_epochs * (n_aug / 32) * sec_student
     return t * max(1, p.trials)
 
@@ -141,10 +160,15 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
     """What a distilled student depends on: ``reproduce`` reuses a student checkpoint only when
     its recorded key equals this one (same teacher iteration, patch set and settings)."""
     key: dict[str, Any] = {
-        "teacher_iteration": teacher_iteration, "patches": patches,
-        "orientations": list(p.aug_orientations), "epochs": p.distill_epochs,
-        "schedule": p.distill_schedule, "widths": list(p.student_widths), "fc": p.student_fc,
-        "batchnorm": p.student_batchnorm}
+        "teacher_iteration": teacher_iteration,
+        "patches": patches,
+        "orientations": list(p.aug_orientations),
+        "epochs": p.distill_epochs,
+        "schedule": p.distill_schedule,
+        "widths": list(p.student_widths),
+        "fc": p.student_fc,
+        "batchnorm": p.student_batchnorm,
+    }
     # absent at their defaults, so the key of a run that leaves them at the default stays short
     # and keeps matching the checkpoints written with it
     if p.distill_hard_weight:
@@ -163,8 +187,13 @@ def record_other_machine(results: dict[str, Any], machine: dict[str, Any]) -> No
     old = results.get("machine")
     if not old or old == machine:
         return
-    keys = ("wall_seconds_main", "wall_seconds_before_sweep", "wall_seconds",
-            "wall_includes_sweep", "timings")
+    keys = (
+        "wall_seconds_main",
+        "wall_seconds_before_sweep",
+        "wall_seconds",
+        "wall_includes_sweep",
+        "timings",
+    )
     entry = {"machine": old, **{k: results[k] for k in keys if k in results}}
     others = results.setdefault("other_machines", [])
     if entry not in others:
@@ -179,8 +208,9 @@ def pick_restart(final_losses: list[float | None]) -> int:
     if not final_losses:
         msg = "no restarts to choose from"
         raise ValueError(msg)
-    return min(range(len(final_losses)),
-               key=lambda i: (final_losses[i] is None, final_losses[i] or 0.0, i))
+    return min(
+        range(len(final_losses)), key=lambda i: (final_losses[i] is None, final_losses[i] or 0.0, i)
+    )
 
 
 def ensure_data(p: Preset, root: Path) -> None:
@@ -198,8 +228,14 @@ def ensure_data(p: Preset, root: Path) -> None:
 
     print(f"generating synthetic DAGM into {root} (seed {p.synth_seed})", flush=True)
     # every image is a pure function of its seed and index: the worker count changes no pixel
-    synthesize(root, good=p.synth_good, defective=p.synth_defective, seed=p.synth_seed,
-               workers=max(1, usable_cpus()), progress=False)
+    synthesize(
+        root,
+        good=p.synth_good,
+        defective=p.synth_defective,
+        seed=p.synth_seed,
+        workers=max(1, usable_cpus()),
+        progress=False,
+    )
 
 
 def teacher_kwargs(p: Preset, init: str) -> dict[str, Any]:
@@ -235,10 +271,14 @@ def measure_latency(model_path: Path, records: list[Any], frames: int) -> dict[s
         t0 = time.perf_counter()
         insp.run(img)
         times.append((time.perf_counter() - t0) * 1e3)
-    path = insp.backend_name + (" + student engine" if insp.engine == "student-engine" else "")
+    path = insp.backend_name + (" + student runner" if insp.runner == "student" else "")
     insp.close()
-    return {"median_ms": float(np.median(times)), "mean_ms": float(np.mean(times)),
-            "frames": len(times), "path": path}
+    return {
+        "median_ms": float(np.median(times)),
+        "mean_ms": float(np.mean(times)),
+        "frames": len(times),
+        "path": path,
+    }
 
 
 def torch_latency(checkpoint: Path, frames: int, threads: int) -> float:
@@ -298,37 +338,69 @@ def open_run(p: Preset, out: Path, *, threads: int, device: str) -> Run:
     test_recs = load_split(root, "test", p.seed)
     sub_recs = load_split(root, "test", p.seed, limit=p.eval_images)
     stage.record("data", time.perf_counter() - t_start)
-    print(f"   {len(train_recs)} train / {len(test_recs)} test images; intermediate evals on "
-          f"{len(sub_recs)}", flush=True)
+    print(
+        f"   {len(train_recs)} train / {len(test_recs)} test images; intermediate evals on "
+        f"{len(sub_recs)}",
+        flush=True,
+    )
     stage.estimate = estimate_seconds(
-        p, SEC_TEACHER_STEP.get(p.teacher_arch, 1.0), SEC_STUDENT_STEP,
-        SEC_EVAL_PATCH.get(p.teacher_arch, 0.01), len(test_recs), len(train_recs))
+        p,
+        SEC_TEACHER_STEP.get(p.teacher_arch, 1.0),
+        SEC_STUDENT_STEP,
+        SEC_EVAL_PATCH.get(p.teacher_arch, 0.01),
+        len(test_recs),
+        len(train_recs),
+    )
     results_path = out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    machine = {"platform": platform.platform(), "processor": platform.processor(),
-               "cpu": cpu_model(), "torch_threads": threads, "cpu_count": os.cpu_count(),
-               "torch": torch.__version__, "device": device_name(dev)}
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu": cpu_model(),
+        "torch_threads": threads,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": device_name(dev),
+    }
     fingerprint = (read_recipe(root) or {}).get("fingerprint")  # ensure_data checked it
     recorded = (results.get("data") or {}).get("fingerprint")
     if recorded and fingerprint and recorded != fingerprint:
-        msg = (f"{out} holds a run on other data (generator fingerprint {recorded}; {root} has "
-               f"{fingerprint}): its checkpoints and patch caches do not fit; use another --out")
+        msg = (
+            f"{out} holds a run on other data (generator fingerprint {recorded}; {root} has "
+            f"{fingerprint}): its checkpoints and patch caches do not fit; use another --out"
+        )
         raise DagmError(msg)
     record_other_machine(results, machine)
-    results.update({
-        "preset": p.name,
-        "config": jsonable(p.__dict__),
-        "machine": machine,
-        "data": {"root": str(root), "train_images": len(train_recs),
-                 "test_images": len(test_recs), "split_seed": p.seed,
-                 "fingerprint": fingerprint},
-        "reused_stages": [],
-    })
+    results.update(
+        {
+            "preset": p.name,
+            "config": jsonable(p.__dict__),
+            "machine": machine,
+            "data": {
+                "root": str(root),
+                "train_images": len(train_recs),
+                "test_images": len(test_recs),
+                "split_seed": p.seed,
+                "fingerprint": fingerprint,
+            },
+            "reused_stages": [],
+        }
+    )
     for key in ("teachers", "students", "timings"):
         results.setdefault(key, {})
-    return Run(preset=p, out=out, root=root, threads=threads, device=dev,
-               train_recs=train_recs, test_recs=test_recs, sub_recs=sub_recs, results=results,
-               stage=stage, t_start=t_start)
+    return Run(
+        preset=p,
+        out=out,
+        root=root,
+        threads=threads,
+        device=dev,
+        train_recs=train_recs,
+        test_recs=test_recs,
+        sub_recs=sub_recs,
+        results=results,
+        stage=stage,
+        t_start=t_start,
+    )
 
 
 # --------------------------------------------------------------------------- teachers
@@ -340,16 +412,26 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
     from train.torchdata import patch_set
 
     p, results = run.preset, run.results
-    run.stage(f"teacher {tr.name} ({p.teacher_arch}, init {tr.init}, {tr.patches}, "
-              f"{tr.iters} it)")
+    run.stage(f"teacher {tr.name} ({p.teacher_arch}, init {tr.init}, {tr.patches}, {tr.iters} it)")
     t0 = time.perf_counter()
     ck = run.ckdir / f"teacher-{tr.name}.pt"
-    x, y = patch_set(tr.patches, run.train_recs, p.seed,
-                     run.out / "data" / f"{tr.patches}-{p.seed}",
-                     max_patches=p.aug_max_patches_teacher if tr.patches == "aug" else None)
-    cfg = FitConfig(arch=p.teacher_arch, arch_kwargs=teacher_kwargs(p, tr.init),
-                    iters=tr.iters, lr=p.teacher_lr, eval_at=log_iters(tr.iters, p.eval_points),
-                    seed=p.seed, threads=run.threads, device=str(run.device))
+    x, y = patch_set(
+        tr.patches,
+        run.train_recs,
+        p.seed,
+        run.out / "data" / f"{tr.patches}-{p.seed}",
+        max_patches=p.aug_max_patches_teacher if tr.patches == "aug" else None,
+    )
+    cfg = FitConfig(
+        arch=p.teacher_arch,
+        arch_kwargs=teacher_kwargs(p, tr.init),
+        iters=tr.iters,
+        lr=p.teacher_lr,
+        eval_at=log_iters(tr.iters, p.eval_points),
+        seed=p.seed,
+        threads=run.threads,
+        device=str(run.device),
+    )
     recorded = results["teachers"].get(tr.name) or {}
     done = ck.is_file() and checkpoint_meta(ck).get("iteration") == tr.iters
     if done:  # the recorded summary, unless it belongs to another iteration budget
@@ -357,28 +439,55 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
         summary = fit_rec if fit_rec.get("iterations") == tr.iters else summary_from_checkpoint(ck)
         run.reused.append(f"teacher-{tr.name}-fit")
     else:
-        summary = fit(cfg, x, y, run.sub_recs, ck, run.logdir / f"teacher-{tr.name}.jsonl",
-                      run=f"teacher-{tr.name}", meta={"preset": p.name, "seed": p.seed})
+        summary = fit(
+            cfg,
+            x,
+            y,
+            run.sub_recs,
+            ck,
+            run.logdir / f"teacher-{tr.name}.jsonl",
+            run=f"teacher-{tr.name}",
+            meta={"preset": p.name, "seed": p.seed},
+        )
         run.stage.record(f"teacher-{tr.name}-fit", time.perf_counter() - t0)
     if summary.get("sec_per_iter"):
-        later = p.teachers[p.teachers.index(tr) + 1:]
+        later = p.teachers[p.teachers.index(tr) + 1 :]
         run.stage.estimate = (time.perf_counter() - run.stage.t0) + estimate_seconds(
-            p, summary["sec_per_iter"], SEC_STUDENT_STEP,
-            SEC_EVAL_PATCH.get(p.teacher_arch, 0.01), len(run.test_recs), len(run.train_recs),
-            teachers=later)
-    entry = {"fit": summary, "init": tr.init, "patches": tr.patches, "train_patches": len(x),
-             "arch": p.teacher_arch}
-    if (done and recorded.get("test_is_full")
-            and (recorded.get("fit") or {}).get("iterations") == tr.iters
-            and recorded.get("train_patches") == len(x)):
+            p,
+            summary["sec_per_iter"],
+            SEC_STUDENT_STEP,
+            SEC_EVAL_PATCH.get(p.teacher_arch, 0.01),
+            len(run.test_recs),
+            len(run.train_recs),
+            teachers=later,
+        )
+    entry = {
+        "fit": summary,
+        "init": tr.init,
+        "patches": tr.patches,
+        "train_patches": len(x),
+        "arch": p.teacher_arch,
+    }
+    if (
+        done
+        and recorded.get("test_is_full")
+        and (recorded.get("fit") or {}).get("iterations") == tr.iters
+        and recorded.get("train_patches") == len(x)
+    ):
         # the same checkpoint is already evaluated on the full split
-        print(f"   teacher {tr.name}: full test evaluation reused "
-              f"({100 * recorded['test']['accuracy']:.2f}%)", flush=True)
+        print(
+            f"   teacher {tr.name}: full test evaluation reused "
+            f"({100 * recorded['test']['accuracy']:.2f}%)",
+            flush=True,
+        )
         run.reused.append(f"teacher-{tr.name}-eval")
         return
     first = p.teacher_test_images is not None and p.teacher_test_images < len(run.test_recs)
-    recs = (load_split(run.root, "test", p.seed, limit=p.teacher_test_images) if first
-            else run.test_recs)
+    recs = (
+        load_split(run.root, "test", p.seed, limit=p.teacher_test_images)
+        if first
+        else run.test_recs
+    )
     evaluate_teacher(run, tr.name, recs, entry)
 
 
@@ -392,15 +501,26 @@ def evaluate_teacher(run: Run, name: str, recs: list[Any], entry: dict[str, Any]
     run.stage(f"teacher {name}: test evaluation ({len(recs)} of {len(run.test_recs)} images)")
     t0 = time.perf_counter()
     model, _ = load_checkpoint(run.ckdir / f"teacher-{name}.pt")
-    res = evaluate_model(model.to(run.device, memory_format=torch.channels_last), recs,
-                         *normalization(run.preset.teacher_arch), progress=True, desc=name)
+    res = evaluate_model(
+        model.to(run.device, memory_format=torch.channels_last),
+        recs,
+        *normalization(run.preset.teacher_arch),
+        progress=True,
+        desc=name,
+    )
     run.stage.record(f"teacher-{name}-eval-{len(recs)}", time.perf_counter() - t0)
     m = res.metrics()
-    print(f"   teacher {name}: accuracy {100 * m['accuracy']:.2f}% on {len(recs)} images "
-          f"(convergence at {entry['fit'].get('convergence_iteration')} it)", flush=True)
-    run.results["teachers"][name] = {**entry, "test": m,
-                                     "test_is_full": len(recs) == len(run.test_recs),
-                                     "parameters": count_parameters(model)}
+    print(
+        f"   teacher {name}: accuracy {100 * m['accuracy']:.2f}% on {len(recs)} images "
+        f"(convergence at {entry['fit'].get('convergence_iteration')} it)",
+        flush=True,
+    )
+    run.results["teachers"][name] = {
+        **entry,
+        "test": m,
+        "test_is_full": len(recs) == len(run.test_recs),
+        "parameters": count_parameters(model),
+    }
     run.save()
 
 
@@ -413,8 +533,9 @@ def full_teacher_evaluations(run: Run) -> None:
 
 
 # --------------------------------------------------------------------------- students
-def _restart(run: Run, index: int, n: int, name: str, key: dict[str, Any], teacher: str,
-             logits: np.ndarray) -> tuple[dict[str, Any], bool]:
+def _restart(
+    run: Run, index: int, n: int, name: str, key: dict[str, Any], teacher: str, logits: np.ndarray
+) -> tuple[dict[str, Any], bool]:
     """Distil (or reuse) restart ``index`` of ``n``; its record and whether it was trained."""
     from train.distill import distill
     from train.models import checkpoint_meta
@@ -427,13 +548,25 @@ def _restart(run: Run, index: int, n: int, name: str, key: dict[str, Any], teach
     if trained:
         run.stage(f"distil {rrun} (seed {seed})")
         x, _ = run.aug_patches()
-        distill(x, logits, run.sub_recs, rck, run.logdir / f"{rrun}.jsonl",
-                run.distill_config(seed=seed), labels=run.hard_labels(), run=rrun,
-                meta={"preset": run.preset.name, "teacher": teacher, "distill_key": rkey})
+        distill(
+            x,
+            logits,
+            run.sub_recs,
+            rck,
+            run.logdir / f"{rrun}.jsonl",
+            run.distill_config(seed=seed),
+            labels=run.hard_labels(),
+            run=rrun,
+            meta={"preset": run.preset.name, "teacher": teacher, "distill_key": rkey},
+        )
     meta = checkpoint_meta(rck)
-    return {"seed": seed, "checkpoint": rck.name,
-            "final_loss": (meta.get("summary") or {}).get("final_loss"),
-            "summary": meta.get("summary") or {}, "device": meta.get("device")}, trained
+    return {
+        "seed": seed,
+        "checkpoint": rck.name,
+        "final_loss": (meta.get("summary") or {}).get("final_loss"),
+        "summary": meta.get("summary") or {},
+        "device": meta.get("device"),
+    }, trained
 
 
 def student_stage(run: Run, tname: str) -> None:
@@ -471,31 +604,45 @@ def student_stage(run: Run, tname: str) -> None:
         if n > 1:  # every restart's test accuracy, for the record (not for the choice)
             for r in restarts:
                 rmodel, _ = load_checkpoint(run.ckdir / r["checkpoint"])
-                r["test_accuracy"] = evaluate_model(rmodel.to(run.device), run.test_recs,
-                                                    *normalization("student")).accuracy
+                r["test_accuracy"] = evaluate_model(
+                    rmodel.to(run.device), run.test_recs, *normalization("student")
+                ).accuracy
         best = pick_restart([r["final_loss"] for r in restarts])
         for i, r in enumerate(restarts):
             r["chosen"] = i == best
-        blob = torch.load(run.ckdir / restarts[best]["checkpoint"], map_location="cpu",
-                          weights_only=False)
-        blob["meta"].update({"distill_key": key, "run": name,
-                             "restarts": without_summary(restarts)})
+        blob = torch.load(
+            run.ckdir / restarts[best]["checkpoint"], map_location="cpu", weights_only=False
+        )
+        blob["meta"].update(
+            {"distill_key": key, "run": name, "restarts": without_summary(restarts)}
+        )
         summary = blob["meta"].get("summary") or {}
         torch.save(blob, sck)
     if len(restarts) > 1:
-        print("   restarts (seed, final Eq. 1 loss, test accuracy): " + ", ".join(
-            f"({r['seed']}, {r['final_loss']}, {100 * r.get('test_accuracy', float('nan')):.2f}"
-            " %)" + (" chosen" if r["chosen"] else "") for r in restarts), flush=True)
+        print(
+            "   restarts (seed, final Eq. 1 loss, test accuracy): "
+            + ", ".join(
+                f"({r['seed']}, {r['final_loss']}, {100 * r.get('test_accuracy', float('nan')):.2f}"
+                " %)" + (" chosen" if r["chosen"] else "")
+                for r in restarts
+            ),
+            flush=True,
+        )
     model, _ = load_checkpoint(sck)
-    res = evaluate_model(model.to(run.device), run.test_recs, *normalization("student"),
-                         progress=True, desc=name)
+    res = evaluate_model(
+        model.to(run.device), run.test_recs, *normalization("student"), progress=True, desc=name
+    )
     m = res.metrics()
     print(f"   student from {tname}: accuracy {100 * m['accuracy']:.2f}%", flush=True)
-    run.results["students"][tname] = {"distill": summary, "test": m,
-                                      "parameters": count_parameters(model),
-                                      "widths": list(p.student_widths), "aug_patches": len(x),
-                                      "seed": checkpoint_meta(sck).get("seed"),
-                                      "restarts": without_summary(restarts)}
+    run.results["students"][tname] = {
+        "distill": summary,
+        "test": m,
+        "parameters": count_parameters(model),
+        "widths": list(p.student_widths),
+        "aug_patches": len(x),
+        "seed": checkpoint_meta(sck).get("seed"),
+        "restarts": without_summary(restarts),
+    }
     if distilled:
         run.stage.record(name, time.perf_counter() - t0)
     else:
@@ -515,9 +662,13 @@ def export_stage(run: Run) -> None:
     t0 = time.perf_counter()
     sck = run.ckdir / f"student-{p.ship}.pt"
     student = results["students"][p.ship]
-    provenance = {"preset": p.name, "seed": p.seed, "distill_seed": student.get("seed"),
-                  "accuracy": student["test"]["accuracy"],
-                  "dataset": f"{run.root} (test 20%, seed {p.seed}, {len(run.test_recs)} images)"}
+    provenance = {
+        "preset": p.name,
+        "seed": p.seed,
+        "distill_seed": student.get("seed"),
+        "accuracy": student["test"]["accuracy"],
+        "dataset": f"{run.root} (test 20%, seed {p.seed}, {len(run.test_recs)} images)",
+    }
     exp: dict[str, Any] = {}
     for variant, folded in (("rgb", False), ("folded", True)):
         path = run.out / "models" / f"student-{p.ship}{'' if folded else '-rgb'}.onnx"
@@ -530,15 +681,22 @@ def export_stage(run: Run) -> None:
         dep[variant] = {"accuracy": r.accuracy, "parity": parity(torch_res, r)}
     lat = measure_latency(Path(exp["folded"]["onnx"]), run.test_recs, p.latency_frames)
     lat_rgb = measure_latency(Path(exp["rgb"]["onnx"]), run.test_recs, p.latency_frames)
-    results["export"] = {"files": exp, "inspector": dep, "latency_folded": lat,
-                         "latency_rgb": lat_rgb}
+    results["export"] = {
+        "files": exp,
+        "inspector": dep,
+        "latency_folded": lat,
+        "latency_rgb": lat_rgb,
+    }
     if p.teachers:
         results["export"]["teacher_torch_ms_per_frame"] = torch_latency(
-            run.ckdir / f"teacher-{p.teachers[0].name}.pt", p.latency_frames, run.threads)
+            run.ckdir / f"teacher-{p.teachers[0].name}.pt", p.latency_frames, run.threads
+        )
     run.stage.record("export", time.perf_counter() - t0)
-    print(f"   deploy parity: {dep['folded']['parity']['mismatches']} mismatches (folded), "
-          f"{dep['rgb']['parity']['mismatches']} (rgb); {lat['median_ms']:.2f} ms/frame",
-          flush=True)
+    print(
+        f"   deploy parity: {dep['folded']['parity']['mismatches']} mismatches (folded), "
+        f"{dep['rgb']['parity']['mismatches']} (rgb); {lat['median_ms']:.2f} ms/frame",
+        flush=True,
+    )
     run.save()
 
 
@@ -561,27 +719,44 @@ def sweep_stage(run: Run) -> None:
         if not cached:  # a cached set keeps the time it took when it was computed
             run.stage.record(f"sweep-logits-{tname}", time.perf_counter() - t0)
         t_it = checkpoint_iteration(tck)
-        settings = {"teacher_iteration": t_it, "patches": len(x),
-                    "orientations": list(p.aug_orientations), "epochs": p.sweep_epochs,
-                    "c1_init": p.student_c1_init}
+        settings = {
+            "teacher_iteration": t_it,
+            "patches": len(x),
+            "orientations": list(p.aug_orientations),
+            "epochs": p.sweep_epochs,
+            "c1_init": p.student_c1_init,
+        }
         for c in p.sweep:
             key = f"{tname}:{'x'.join(map(str, c))}"
             point = sweep.get(key, {})
-            if {k: point.get(k, "random" if k == "c1_init" else None) for k in settings} \
-                    == settings:
+            if {
+                k: point.get(k, "random" if k == "c1_init" else None) for k in settings
+            } == settings:
                 run.reused.append(f"sweep-{key}")
                 continue
             run.stage(f"sweep {key}")
             t0 = time.perf_counter()
             name = f"sweep-{tname}-{'x'.join(map(str, c))}"
-            distill(x, logits, run.sub_recs, run.ckdir / f"{name}.pt",
-                    run.logdir / f"{name}.jsonl",
-                    run.distill_config(widths=c, epochs=p.sweep_epochs),
-                    labels=run.hard_labels(), run=name, progress=False)
+            distill(
+                x,
+                logits,
+                run.sub_recs,
+                run.ckdir / f"{name}.pt",
+                run.logdir / f"{name}.jsonl",
+                run.distill_config(widths=c, epochs=p.sweep_epochs),
+                labels=run.hard_labels(),
+                run=name,
+                progress=False,
+            )
             model, _ = load_checkpoint(run.ckdir / f"{name}.pt")
             r = evaluate_model(model.to(run.device), run.test_recs, *normalization("student"))
-            sweep[key] = {"teacher": tname, "widths": list(c), "accuracy": r.accuracy,
-                          "parameters": count_parameters(model), **settings}
+            sweep[key] = {
+                "teacher": tname,
+                "widths": list(c),
+                "accuracy": r.accuracy,
+                "parameters": count_parameters(model),
+                **settings,
+            }
             run.stage.record(f"sweep-{key}", time.perf_counter() - t0)
             print(f"   sweep {key}: {100 * r.accuracy:.2f}%", flush=True)
             run.save()
@@ -590,8 +765,14 @@ def sweep_stage(run: Run) -> None:
 # --------------------------------------------------------------------------- trials
 def trial_accuracies(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     """The test accuracy of every teacher and student of one trial's results."""
-    return {role: {name: r["test"]["accuracy"] for name, r in results.get(role, {}).items()
-                   if r.get("test")} for role in ("teachers", "students")}
+    return {
+        role: {
+            name: r["test"]["accuracy"]
+            for name, r in results.get(role, {}).items()
+            if r.get("test")
+        }
+        for role in ("teachers", "students")
+    }
 
 
 def trials_stage(run: Run, run_trial: Any) -> None:
@@ -610,7 +791,12 @@ def trials_stage(run: Run, run_trial: Any) -> None:
         seeds.append(seed)
     run.results["trials"] = {
         "seeds": seeds,
-        **{role: {name: [t[role][name] for t in per_trial if name in t[role]]
-                  for name in per_trial[0][role]} for role in ("teachers", "students")},
+        **{
+            role: {
+                name: [t[role][name] for t in per_trial if name in t[role]]
+                for name in per_trial[0][role]
+            }
+            for role in ("teachers", "students")
+        },
     }
     run.save()

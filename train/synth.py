@@ -194,8 +194,8 @@ def _class2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
         return img, None
     length = rng.uniform(45, 200)
     # At least SCRATCH_ACROSS_FIBRES rad off the fibres: a 2-3 px dark line along them is one
-    # more dark fibre (5 of the 7 scratches session 5's teacher missed ran within 0.3 rad of
-    # the fibre axis; it found all 30 test scratches once they crossed the fibres).
+    # more dark fibre (a teacher trained on scratches in any direction missed 7 of 30, 5 of them
+    # within 0.3 rad of the fibre axis; with scratches across the fibres it finds all 30).
     direction = angle + rng.uniform(SCRATCH_ACROSS_FIBRES, math.pi - SCRATCH_ACROSS_FIBRES)
     cx, cy = _centre(rng, 30 + length / 4)
     sag = rng.uniform(-0.12, 0.12) * length if rng.random() < 0.5 else 0.0
@@ -210,7 +210,7 @@ def _class2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     line = cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), 0.5)
     # A scratch pulls the fibres toward black rather than subtracting a fixed amount: on this
     # dark, high-contrast texture a subtraction is clipped away wherever a fibre is already dark
-    # (session 4's teacher missed 30 % of such scratches).
+    # (a teacher misses 30 % of such subtracted scratches).
     depth = line * np.float32(rng.uniform(0.75, 0.95))
     img = img * (1 - depth) + np.float32(rng.uniform(0, 15)) * depth
     mid_v = sag / 2  # the bow's mean offset from the chord
@@ -288,7 +288,7 @@ def _class4(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     wobble = 1 + 0.35 * _lowpass(rng, SIZE, 16, 1.0, 1.0, 0.0)
     alpha = np.clip(shape * wobble, 0, 1) * np.float32(rng.uniform(0.75, 0.95))
     # A stain darkens and washes out the blobs under it; darker than the blobs' own dark lobes
-    # (a 35-60 grey-level stain at half opacity hid among them: 47 % missed in session 4).
+    # (a 35-60 grey-level stain at half opacity hides among them: a teacher misses 47 %).
     flat = np.float32(info.mean) + (img - np.float32(info.mean)) * np.float32(0.3)
     img = img * (1 - alpha) + flat * alpha - alpha * np.float32(rng.uniform(65, 90))
     return img, _cover(e, rng, extra=2.5 * blur)
@@ -547,9 +547,11 @@ def stale_set(root: str | Path) -> str | None:
     now = generator_fingerprint(made["seed"])
     if made["fingerprint"] == now:
         return None
-    return (f"{root} was written by another version of the synthetic generator (fingerprint "
-            f"{made['fingerprint']}, this one writes {now}); delete it to regenerate, or use "
-            "another folder")
+    return (
+        f"{root} was written by another version of the synthetic generator (fingerprint "
+        f"{made['fingerprint']}, this one writes {now}); delete it to regenerate, or use "
+        "another folder"
+    )
 
 
 def synthesize(
@@ -609,7 +611,18 @@ def synthesize(
             (out / f"Class{k}" / split / "Label" / "Labels.txt").write_text("\n".join(rows) + "\n")
     import json
 
-    (out / RECIPE).write_text(json.dumps(
-        {"seed": seed, "classes": classes, "good": good, "defective": defective,
-         "layout": layout, "fingerprint": generator_fingerprint(seed)}, indent=1) + "\n")
+    (out / RECIPE).write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "classes": classes,
+                "good": good,
+                "defective": defective,
+                "layout": layout,
+                "fingerprint": generator_fingerprint(seed),
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return time.perf_counter() - start

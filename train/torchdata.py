@@ -44,8 +44,8 @@ def materialize(
 
 
 def orientation_tag(members: Sequence[int]) -> str:
-    """"" for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a patch set's
-    cache name, so sets drawn with different orientations never share a file."""
+    """An empty tag for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a
+    patch set's cache name, so sets drawn with different orientations never share a file."""
     from train.patches import ALL_ORIENTATIONS
 
     ks = tuple(sorted(int(k) for k in members))
@@ -68,8 +68,10 @@ def patch_set(
             cache = cache.with_name(f"{cache.name}-max{max_patches}")
         # appended, not with_suffix: "noaug-0-frac0.2" must not lose its ".2" (0.2 and 0.5 would
         # share one file)
-        px, py = (cache.with_name(cache.name + ".patches.npy"),
-                  cache.with_name(cache.name + ".labels.npy"))
+        px, py = (
+            cache.with_name(cache.name + ".patches.npy"),
+            cache.with_name(cache.name + ".labels.npy"),
+        )
         if px.is_file() and py.is_file():
             return np.load(px, mmap_mode="r"), np.load(py)
     from train import patches as sp
