@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/p
 # core is missing (pyinspect._core holds the direct C++ student runner), then inspects a fresh
 # synthetic sample with the shipped models/student.onnx.
 demo: | $(BIN)/python
-	@$(BIN)/python -c "import pyinspect._core, onnx, onnxruntime, cv2, tqdm, pydantic" 2>/dev/null || \
+	@$(BIN)/python -c "import onnx, onnxruntime, cv2, tqdm, pydantic; from pyinspect._core import student_engine_supported" 2>/dev/null || \
 	  { $(BIN)/pip install scikit-build-core pybind11 && \
 	    $(BIN)/pip install --no-build-isolation -e . ; }
 	$(BIN)/python scripts/demo.py

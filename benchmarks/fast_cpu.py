@@ -25,7 +25,6 @@ frames used. A path that cannot run here is named with the reason and left out.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -41,7 +40,7 @@ PAPER_MS = 1.46
 PATHS = ("ort-rgb", "ort-folded", "ov-folded", "ov-native", "student", "student-1t")
 
 #: One path: the object that owns the compute (closed at the end) and frame -> InspectionResult.
-Path_ = tuple[Any, Callable[[np.ndarray], Any]]
+TimedPath = tuple[Any, Callable[[np.ndarray], Any]]
 
 
 def flops(widths: tuple[int, ...] = (4, 8, 16, 4, 4), cin: int = 1, hidden: int = 4096) -> dict:
@@ -65,7 +64,7 @@ def ensure_models() -> tuple[Path, Path]:
 
 
 def frames(n: int = 8) -> list[np.ndarray]:
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(common.ROOT))
     try:
         from train.synth import synth_image
 
@@ -75,28 +74,30 @@ def frames(n: int = 8) -> list[np.ndarray]:
         return [rng.integers(0, 256, (512, 512), dtype=np.uint8) for _ in range(n)]
 
 
-def build_paths(folded: Path, rgb: Path, threads: int, which: list[str]) -> dict[str, Path_]:
-    """The paths named in ``which`` that open here; the others are named with the reason."""
+def build_paths(
+    folded: Path, rgb: Path, threads: int, which: list[str]
+) -> tuple[dict[str, TimedPath], dict[str, str]]:
+    """The paths named in ``which`` that open here, and why each of the others does not."""
     from pyinspect import Inspector
     from pyinspect.errors import PyInspectError
 
-    def inspector(model: Path, backend: str) -> Path_:
+    def inspector(model: Path, backend: str) -> TimedPath:
         insp = Inspector(model, backend=backend, runner="backend", threads=threads)
         return insp, insp.run
 
-    def native(model: Path) -> Path_:
+    def native(model: Path) -> TimedPath:
         from pyinspect.runners.openvino_native import OpenVinoFrameRunner
 
         runner = OpenVinoFrameRunner(model, threads=threads)
         return runner, runner.inspect
 
-    def student(model: Path, n: int) -> Path_:
+    def student(model: Path, n: int) -> TimedPath:
         from pyinspect.runners.student import StudentRunner
 
         runner = StudentRunner(model, threads=n)
         return runner, runner.inspect
 
-    makers: dict[str, Callable[[], Path_]] = {
+    makers: dict[str, Callable[[], TimedPath]] = {
         "ort-rgb": lambda: inspector(rgb, "onnxruntime"),
         "ort-folded": lambda: inspector(folded, "onnxruntime"),
         "ov-folded": lambda: inspector(folded, "openvino"),
@@ -104,42 +105,45 @@ def build_paths(folded: Path, rgb: Path, threads: int, which: list[str]) -> dict
         "student": lambda: student(folded, threads),
         "student-1t": lambda: student(folded, 1),
     }
-    paths: dict[str, Path_] = {}
+    paths: dict[str, TimedPath] = {}
+    skipped: dict[str, str] = {}
     for name in which:
         try:
             paths[name] = makers[name]()
         except (ImportError, PyInspectError) as exc:  # a path missing here is named, not fatal
+            skipped[name] = str(exc)
             common.log(f"skip {name}: {exc}")
-    return paths
+    return paths, skipped
 
 
-def timed(paths: dict[str, Any], frames_: list[np.ndarray], rounds: int, iters: int) -> dict:
-    """Interleaved rounds; per path: median wall ms, per-stage medians, verdicts per frame."""
+def timed(paths: dict[str, TimedPath], frames_: list[np.ndarray], rounds: int, iters: int) -> dict:
+    """Interleaved rounds; per path: median wall ms, per-stage medians, and for the direct
+    student runner the per-layer times of its thread 0."""
     per_round: dict[str, list[float]] = {k: [] for k in paths}
     stages: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
-    extra: dict[str, list[list[float]]] = {k: [] for k in paths}
-    for p in paths.values():  # warm-up
+    layers: dict[str, list[list[float]]] = {k: [] for k in paths}
+    for _, run in paths.values():  # warm-up
         for f in frames_:
-            p.run(f)
+            run(f)
     for r in range(rounds):
-        for name, p in paths.items():
+        for name, (owner, run) in paths.items():
             ts = []
             for i in range(iters):
                 f = frames_[(r * iters + i) % len(frames_)]
                 t0 = time.perf_counter_ns()
-                res = p.run(f)
+                res = run(f)
                 ts.append((time.perf_counter_ns() - t0) * 1e-6)
                 t = res.timings
                 stages[name].append((t.tile_ms, t.infer_ms, t.vote_ms))
-                last = getattr(p, "last_stages", None)
-                if last is not None:
-                    extra[name].append([*last["layers_ms"], last["fc_ms"]])
+                last = getattr(owner, "last_stages", None)
+                if last:
+                    layers[name].append([*last["layers_ms"], last["fc_ms"]])
             per_round[name].append(float(np.median(ts)))
     out = {}
     for name in paths:
         v = np.array(per_round[name])
         st = np.median(np.array(stages[name]), axis=0)
-        row = {
+        row: dict[str, Any] = {
             "median_ms": float(np.median(v)),
             "best_round_ms": float(v.min()),
             "rounds": len(v),
@@ -147,9 +151,9 @@ def timed(paths: dict[str, Any], frames_: list[np.ndarray], rounds: int, iters: 
             "infer_ms": float(st[1]),
             "vote_ms": float(st[2]),
         }
-        if extra[name]:
-            e = np.median(np.array(extra[name]), axis=0)
-            row["engine_stages_ms"] = {
+        if layers[name]:
+            e = np.median(np.array(layers[name]), axis=0)
+            row["layers_ms"] = {
                 **{f"conv{i + 1}": float(e[i]) for i in range(5)},
                 "fc": float(e[5]),
             }
@@ -157,18 +161,64 @@ def timed(paths: dict[str, Any], frames_: list[np.ndarray], rounds: int, iters: 
     return out
 
 
-def parity(paths: dict[str, Any], frames_: list[np.ndarray], reference: str) -> dict:
+def parity(paths: dict[str, TimedPath], frames_: list[np.ndarray], reference: str) -> dict:
     """Verdict and patch-class differences of every path against ``reference``."""
-    ref = paths[reference]
+    ref = paths[reference][1]
     report = {}
-    for name, p in paths.items():
+    for name, (_, run) in paths.items():
         verdicts = patches = 0
         for f in frames_:
-            a, b = ref.run(f), p.run(f)
+            a, b = ref(f), run(f)
             verdicts += int((a.texture, a.defective) != (b.texture, b.defective))
             patches += int(np.count_nonzero(a.patch_class != b.patch_class))
         report[name] = {"frames": len(frames_), "verdict_diffs": verdicts, "patch_diffs": patches}
     return report
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table of paths (fastest first), the best against the paper, the runner's layers."""
+    res, par, ref = result["results"], result["parity"], result["reference"]
+    m = result["machine"]
+    out = [
+        f"# Student frame (512x512 gray, 9 patches), every CPU path ({m['host']}, {m['date']})",
+        "",
+        common.describe(m),
+        "",
+        f"{result['threads']} threads; models: {result['models']['folded']},"
+        f" {result['models']['rgb']}; median over {result['rounds']} interleaved rounds of"
+        f" {result['iters']} frames.",
+        "",
+        f"| path | median ms | best round | tile | infer | vote | verdict diffs vs {ref} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(res.items(), key=lambda kv: kv[1]["median_ms"]):
+        times = " | ".join(
+            f"{r[k]:.3f}" for k in ("median_ms", "best_round_ms", "tile_ms", "infer_ms", "vote_ms")
+        )
+        out.append(f"| {name} | {times} | {par[name]['verdict_diffs']}/{par[name]['frames']} |")
+    if res:
+        best = min(res, key=lambda k: res[k]["median_ms"])
+        best_ms = res[best]["median_ms"]
+        out += [
+            "",
+            f"Best: {best} {best_ms:.3f} ms vs the paper's {PAPER_MS} ms (GPU); gap"
+            f" {best_ms - PAPER_MS:+.3f} ms.",
+        ]
+    for name, r in res.items():
+        if "layers_ms" in r:
+            st = ", ".join(f"{k} {v:.3f}" for k, v in r["layers_ms"].items())
+            out.append(f"{name} layers (ms, thread 0): {st}.")
+    for name, reason in result["skipped"].items():
+        out.append(f"- skipped {name}: {reason}")
+    f = result["flops"]
+    mac_pp, mac_sh = sum(f["per_patch_mac"].values()), sum(f["shared_mac"].values())
+    out += [
+        "",
+        f"Multiply-adds per frame: {mac_pp / 1e6:.1f} M per patch, {mac_sh / 1e6:.1f} M shared.",
+        "",
+        f"Command: `{result['command']}`",
+    ]
+    return "\n".join(out) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,57 +228,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument(
-        "--paths",
-        nargs="*",
-        default=["ort-rgb", "ort-folded", "ov-folded", "ov-native", "engine", "engine-1t"],
-    )
-    ap.add_argument("--json", type=Path, help="write the results here too")
+    ap.add_argument("--paths", nargs="*", choices=PATHS, default=list(PATHS), metavar="PATH")
+    ap.add_argument("--json", type=Path, help="write the results here too (and the .md beside)")
     args = ap.parse_args(argv)
 
-    def log(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    folded, rgb = ensure_models(log)
-    folded, rgb = args.folded or folded, args.rgb or rgb
+    folded, rgb = args.folded, args.rgb
+    if folded is None or rgb is None:
+        exported_folded, exported_rgb = ensure_models()
+        folded, rgb = folded or exported_folded, rgb or exported_rgb
     fr = frames()
-    paths = build_paths(folded, rgb, args.threads, args.paths)
-    load0 = os.getloadavg()[0]
-    results = timed(paths, fr, args.rounds, args.iters)
-    load1 = os.getloadavg()[0]
-    ref = "ort-rgb" if "ort-rgb" in paths else next(iter(paths))
-    par = parity(paths, fr, ref)
-    best = min(results, key=lambda k: results[k]["median_ms"])
-    f = flops()
-    print(
-        f"# student frame (512x512 gray, 9 patches), {args.threads} threads; load average "
-        f"{load0:.1f} -> {load1:.1f}; models: {folded.name}, {rgb.name}"
-    )
-    print(f"| path | median ms | best round | tile | infer | vote | verdict diffs vs {ref} |")
-    print("|---|---|---|---|---|---|---|")
-    for name, r in sorted(results.items(), key=lambda kv: kv[1]["median_ms"]):
-        print(
-            f"| {name} | {r['median_ms']:.3f} | {r['best_round_ms']:.3f} | {r['tile_ms']:.3f} |"
-            f" {r['infer_ms']:.3f} | {r['vote_ms']:.3f} | {par[name]['verdict_diffs']}/"
-            f"{par[name]['frames']} |"
-        )
-    print(
-        f"\nbest: {best} {results[best]['median_ms']:.3f} ms vs the paper's {PAPER_MS} ms "
-        f"(GPU); gap {results[best]['median_ms'] - PAPER_MS:+.3f} ms"
-    )
-    for name, r in results.items():
-        if "engine_stages_ms" in r:
-            st = ", ".join(f"{k} {v:.3f}" for k, v in r["engine_stages_ms"].items())
-            print(f"{name} stages (ms, thread 0): {st}")
-    mac_pp = sum(f["per_patch_mac"].values())
-    mac_sh = sum(f["shared_mac"].values())
-    print(f"multiply-adds per frame: {mac_pp / 1e6:.1f} M per patch, {mac_sh / 1e6:.1f} M shared")
+    facts = common.machine_facts()
+    paths, skipped = build_paths(folded, rgb, args.threads, args.paths)
+    if not paths:
+        common.log("error: no path could be opened")
+        return 1
+    try:
+        results = timed(paths, fr, args.rounds, args.iters)
+        ref = "ort-rgb" if "ort-rgb" in paths else next(iter(paths))
+        par = parity(paths, fr, ref)
+    finally:
+        for owner, _ in paths.values():
+            owner.close()
+    result = {
+        "machine": common.finish(facts),
+        "command": common.command_line("benchmarks/fast_cpu.py", argv),
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "iters": args.iters,
+        "models": {"folded": common.rel(folded), "rgb": common.rel(rgb)},
+        "reference": ref,
+        "results": results,
+        "parity": par,
+        "skipped": skipped,
+        "flops": flops(),
+    }
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"results": results, "parity": par, "flops": f, "load": [load0, load1]}, indent=2
-            )
-        )
+        common.write_results(result, args.json, markdown(result))
+    else:
+        print(markdown(result))
     return 0
 
 

@@ -1,8 +1,9 @@
 """Verdict parity of every fast CPU path with fp32 ONNX Runtime on the synthetic test split.
 
 The accuracy guard of docs/fast_cpu.md: a path (OpenVINO f32, the native OpenVINO runner, the
-direct student engine, and bf16 where the CPU has it) is accepted only if its verdicts equal the
-fp32 ONNX Runtime ones on every test image, else the differing images are listed.
+direct student runner, and bf16 where the CPU has it) is accepted only if its verdicts equal the
+fp32 ONNX Runtime ones on every test image, else the differing images are listed. A path that
+cannot run here is named with the reason; the report names the CPU.
 
     .venv/bin/python benchmarks/precision_guard.py models/student.onnx \
         --data data/synth-dagm --seed 0 [--limit 200] [--json results/guard.json]
@@ -20,35 +21,48 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
+import common
+
+ROOT = common.ROOT
+
+#: name -> (the object that owns the compute, closed after its check; frame -> InspectionResult)
+Candidate = tuple[Any, Callable[[np.ndarray], Any]]
 
 
-def candidates(model: Path, threads: int) -> dict[str, Callable[[], Any]]:
-    """Name -> factory of every fast path worth guarding on this machine."""
+def candidates(model: Path, threads: int) -> dict[str, Callable[[], Candidate]]:
+    """Name -> factory of every fast path worth guarding (a factory raises where its path
+    cannot run here, saying why)."""
     from pyinspect import Inspector
 
-    out: dict[str, Callable[[], Any]] = {
-        "openvino-f32": lambda: Inspector(model, backend="openvino", threads=threads),
+    def inspector(**options: Any) -> Candidate:
+        insp = Inspector(model, backend="openvino", runner="backend", threads=threads, **options)
+        return insp, insp.run
+
+    def native() -> Candidate:
+        from pyinspect.runners.openvino_native import OpenVinoFrameRunner
+
+        runner = OpenVinoFrameRunner(model, threads=threads)
+        return runner, runner.inspect
+
+    def student() -> Candidate:
+        from pyinspect.runners.student import StudentRunner
+
+        runner = StudentRunner(model, threads=threads)
+        return runner, runner.inspect
+
+    out: dict[str, Callable[[], Candidate]] = {
+        "openvino-f32": inspector,
+        "openvino-native": native,
+        "student": student,
     }
-    try:
-        from pyinspect.backends.openvino_native import native_available, native_runner
-
-        if native_available():
-            out["openvino-native"] = lambda: native_runner(model, threads=threads)
-            from pyinspect.fast_student import FastStudentRunner
-
-            out["student-engine"] = lambda: FastStudentRunner(model, threads=threads)
-    except ImportError:
-        pass
     try:
         import openvino
 
         from pyinspect.backends.openvino import cpu_precisions
 
         if "BF16" in cpu_precisions(openvino.Core()):
-            out["openvino-bf16"] = lambda: Inspector(
-                model, backend="openvino", threads=threads, precision="bf16"
-            )
+            out["openvino-bf16"] = lambda: inspector(precision="bf16")
     except ImportError:
         pass
     return out
@@ -75,23 +89,33 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from pyinspect import Inspector
+    from pyinspect.errors import PyInspectError
     from pyinspect.precision_guard import compare
 
     frames = list(test_frames(args.data, args.seed, args.limit))
-    reports = {}
-    with Inspector(args.model, backend="onnxruntime", threads=args.threads) as ref:
+    facts = common.machine_facts()
+    print(f"CPU: {common.describe(facts)}")
+    reports: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    with Inspector(
+        args.model, backend="onnxruntime", runner="backend", threads=args.threads
+    ) as ref:
         for name, make in candidates(args.model, args.threads).items():
             if args.only and name not in args.only:
                 continue
             t0 = time.perf_counter()
             try:
-                cand = make()
-            except Exception as exc:  # report what could not be built, check the rest
+                owner, run = make()
+            except (ImportError, PyInspectError) as exc:  # name what cannot run, check the rest
+                skipped[name] = str(exc)
                 print(f"{name}: not checked ({exc})", file=sys.stderr)
                 continue
-            report = compare(
-                ref, cand, frames, reference_name="onnxruntime-f32", candidate_name=name
-            )
+            try:
+                report = compare(
+                    ref, run, frames, reference_name="onnxruntime-f32", candidate_name=name
+                )
+            finally:
+                owner.close()
             reports[name] = report.to_dict()
             print(report.summary())
             print(f"  ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
@@ -100,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
+                    "machine": common.finish(facts),
+                    "command": common.command_line("benchmarks/precision_guard.py", argv),
                     "model": str(args.model),
                     "data": str(args.data),
                     "seed": args.seed,
                     "images": len(frames),
                     "reports": reports,
+                    "skipped": skipped,
                 },
                 indent=2,
             )

@@ -13,11 +13,8 @@ Acceptance (the issue): C++ float32, 3 channels, 1 thread >= 3x faster than NumP
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
-import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +22,12 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
+import common
+
 from pyinspect import _core
 from pyinspect.tiling import patch_grid, tile_into
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 LUMA = np.array([0.114, 0.587, 0.299], np.float32)  # weights of B, G, R
@@ -103,27 +102,8 @@ def thread_start_us(runs: int) -> float:
 
 
 def machine_facts() -> dict[str, object]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "host": socket.gethostname(),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "core_version": _core.__version__,
-        "tile_kernel_isa": _core.tile_kernel_isa(),
-        "thread_start_us": round(thread_start_us(200), 1),
-    }
+    """The machine (``common.machine_facts``) and what a second tiler thread costs on it."""
+    return {**common.machine_facts(), "thread_start_us": round(thread_start_us(200), 1)}
 
 
 def run(runs: int) -> dict[str, object]:
@@ -165,9 +145,10 @@ def markdown(result: dict) -> str:
     lines = [
         f"# Tiling benchmark ({m['host']}, {m['date']})",
         "",
-        f"{m['cpu']}, {m['cpu_count']} CPUs, load {m['load_avg_1m']:.2f}, kernel "
-        f"`{m['tile_kernel_isa']}`, a second thread costs {m['thread_start_us']} us, NumPy "
-        f"{m['numpy']}. 512x512 frame, 9 patches of 224, median of {result['runs']} runs, "
+        common.describe(m),
+        "",
+        f"Tiling kernel `{m['tile_kernel_isa']}`; a second thread costs {m['thread_start_us']}"
+        f" us. 512x512 frame, 9 patches of 224, median of {result['runs']} runs, "
         "ms per frame (lower is better). 'wrapper, auto' is `pyinspect.tiling.tile_into` with "
         "threads=0.",
         "",
@@ -186,15 +167,14 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="timed calls per row (>= 200)")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--out-dir", type=Path, default=common.RESULTS)
     args = parser.parse_args()
     result = run(args.runs)
     text = markdown(result)
     print(text)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    day = str(result["machine"]["date"])[:10]  # type: ignore[index]
-    host = str(result["machine"]["host"]).replace("/", "_")  # type: ignore[index]
-    (args.out_dir / f"tiling-{host}-{day}.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = common.result_path("tiling", result["machine"]).name  # type: ignore[arg-type]
+    (args.out_dir / name).write_text(json.dumps(result, indent=2) + "\n")
     (args.out_dir / "tiling.md").write_text(text)
 
 

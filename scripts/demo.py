@@ -32,8 +32,9 @@ def make_sample(out: Path, per_class: int, seed: int) -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     secs = synthesize(out, good=per_class, defective=per_class, seed=seed, progress=False)
-    print(f"generated {6 * 2 * per_class} synthetic DAGM images (seed {seed}) in {out} "
-          f"({secs:.1f} s)")
+    print(
+        f"generated {6 * 2 * per_class} synthetic DAGM images (seed {seed}) in {out} ({secs:.1f} s)"
+    )
     return out
 
 
@@ -43,15 +44,17 @@ def write_overlay(sample: Path, model: Path, dest: Path) -> Path:
 
     from pyinspect import Inspector
     from pyinspect.cli import render_overlay
-    from pyinspect.inspector import load_frame
+    from pyinspect.frames import load_frame
 
-    with Inspector(str(model)) as insp:
+    with Inspector(model) as insp:
         # first correct good frame and first correct defective frame per texture
         good_ok: dict[int, np.ndarray] = {}
         bad_ok: dict[int, np.ndarray] = {}
         for k in (3, 1, 2, 4, 5, 6):  # prefer texture 3: its defect is easy to see
-            for folder, want, found in ((f"Class{k}", False, good_ok),
-                                        (f"Class{k}_def", True, bad_ok)):
+            for folder, want, found in (
+                (f"Class{k}", False, good_ok),
+                (f"Class{k}_def", True, bad_ok),
+            ):
                 for p in sorted((sample / folder).glob("*.png")):
                     img = load_frame(p)
                     res = insp.run(img)
@@ -75,8 +78,9 @@ def write_overlay(sample: Path, model: Path, dest: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "student.onnx")
     ap.add_argument("--out", type=Path, default=ROOT / "demo_out")
     ap.add_argument("--per-class", type=int, default=12, help="good and defective per texture")
@@ -84,20 +88,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlay", type=Path, default=ROOT / "docs" / "demo_overlay.png")
     args = ap.parse_args(argv)
     if not args.model.is_file():
-        print(f"demo: {args.model} not found (the shipped student); run "
-              "`python -m train reproduce --preset cpu` or check out models/", file=sys.stderr)
+        print(
+            f"demo: {args.model} not found (the shipped student); run "
+            "`python -m train reproduce --preset cpu` or check out models/",
+            file=sys.stderr,
+        )
         return 2
     from train.synth import generator_fingerprint
 
     # named by the generator's fingerprint: a sample an older generator wrote is never reused
-    sample = make_sample(args.out / f"sample-seed{args.seed}-{generator_fingerprint(args.seed)}",
-                         args.per_class, args.seed)
+    sample = make_sample(
+        args.out / f"sample-seed{args.seed}-{generator_fingerprint(args.seed)}",
+        args.per_class,
+        args.seed,
+    )
     # the files themselves (not the folder): one clean line per image, no progress bar
     files = [os.path.relpath(p, ROOT) for p in sorted(sample.glob("Class*/*.png"))]
     cmd = [sys.executable, "-m", "pyinspect", "inspect", *files, "--model", str(args.model)]
-    print("$ pyinspect inspect", sample.relative_to(ROOT) if sample.is_relative_to(ROOT)
-          else sample, "--model", args.model.relative_to(ROOT)
-          if args.model.is_relative_to(ROOT) else args.model, flush=True)
+    print(
+        "$ pyinspect inspect",
+        sample.relative_to(ROOT) if sample.is_relative_to(ROOT) else sample,
+        "--model",
+        args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model,
+        flush=True,
+    )
     rc = subprocess.call(cmd, cwd=ROOT)
     dest = write_overlay(sample, args.model, args.overlay)
     print(f"overlay written to {dest}")

@@ -18,7 +18,7 @@ from pyinspect.stream import default_reader_nice
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-import _machine  # noqa: E402
+import common  # noqa: E402
 import latency  # noqa: E402
 import throughput  # noqa: E402
 
@@ -61,7 +61,7 @@ def test_summary_ratio_and_targets() -> None:
         _row("student", "onnxruntime", "infer", 4.6),
         _row("student", "onnxruntime", "e2e", 5.0),
         _row("student", latency.NATIVE, "e2e", 4.9),
-        _row("student", latency.FAST, "e2e", 2.0),
+        _row("student", latency.STUDENT, "e2e", 2.0),
         _row("teacher", "openvino", "infer", 100.0),
         _row("student", "openvino", "infer", 4.0),
         _row("student", "openvino", "e2e", 5.0),
@@ -74,19 +74,19 @@ def test_summary_ratio_and_targets() -> None:
     assert checks["onnxruntime"]["e2e_over_pure"] == pytest.approx(5.0 / 4.6)
     assert checks["onnxruntime"]["meets_target"]  # 1.087 <= 1.15
     assert not checks["openvino"]["meets_target"]  # 1.25
-    assert s["best_student_e2e"]["backend"] == latency.FAST
+    assert s["best_student_e2e"]["backend"] == latency.STUDENT
 
 
 def test_result_path_names_host_and_day() -> None:
     facts = {"host": "cam box/1", "date": "2026-11-25T16:00:00+00:00"}
-    assert _machine.result_path("latency", facts).name == "latency-cam_box_1-2026-11-25.json"
+    assert common.result_path("latency", facts).name == "latency-cam_box_1-2026-11-25.json"
 
 
 def test_machine_facts_name_the_cpu_and_libraries() -> None:
-    facts = _machine.machine_facts()
+    facts = common.machine_facts()
     assert facts["cpu"] and facts["physical_cores"] >= 1
     assert "onnxruntime" in facts["libraries"] and "numpy" in facts["libraries"]
-    assert facts["cpu"] in _machine.describe(facts)
+    assert facts["cpu"] in common.describe(facts)
 
 
 # ---- smoke runs ----------------------------------------------------------------------------------
@@ -100,9 +100,22 @@ def test_latency_smoke(
 ) -> None:
     teacher, student = pair
     out = tmp_path / "latency.json"
-    argv = ["--teacher", str(teacher.model_path), "--student", str(student.model_path),
-            "--backend", "onnxruntime", "--runs", "3", "--json", str(out), "--clock", clock,
-            "--threads", "1"]
+    argv = [
+        "--teacher",
+        str(teacher.model_path),
+        "--student",
+        str(student.model_path),
+        "--backend",
+        "onnxruntime",
+        "--runs",
+        "3",
+        "--json",
+        str(out),
+        "--clock",
+        clock,
+        "--threads",
+        "1",
+    ]
     assert latency.main(argv) == 0
     report = capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -134,8 +147,16 @@ def test_throughput_smoke(
 ) -> None:
     _, student = pair
     out = tmp_path / "throughput.json"
-    argv = ["--model", str(student.model_path), "--frames", "6", "--repeats", "1",
-            "--json", str(out)]
+    argv = [
+        "--model",
+        str(student.model_path),
+        "--frames",
+        "6",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
     assert throughput.main(argv) == 0
     result = json.loads(out.read_text())
     (row,) = result["rows"]
@@ -143,7 +164,7 @@ def test_throughput_smoke(
     assert all(v > 0 for v in row["fps"].values())
     assert result["video"]["frames"] == 6
     assert " stream / slowest | stream / plain |" in capsys.readouterr().out
-    assert (row["input"], row["engine"]) == ("BGR", "backend")
+    assert (row["input"], row["runner"]) == ("BGR", "backend")
     gray_out = tmp_path / "gray.json"
     assert throughput.main([*argv[:-1], str(gray_out), "--gray"]) == 0
     (row,) = json.loads(gray_out.read_text())["rows"]
@@ -154,8 +175,18 @@ def test_throughput_smoke(
     assert [r["spin"] for r in rows] == [True, False]
     assert "(backend, spin off" in capsys.readouterr().out
     nice_out = tmp_path / "nice.json"
-    argv_nice = [*argv[:-1], str(nice_out), "--spin", "off", "--reader-nice", "0",
-                 "--reader-nice", "3", "--reader-nice", "auto"]
+    argv_nice = [
+        *argv[:-1],
+        str(nice_out),
+        "--spin",
+        "off",
+        "--reader-nice",
+        "0",
+        "--reader-nice",
+        "3",
+        "--reader-nice",
+        "auto",
+    ]
     assert throughput.main(argv_nice) == 0
     rows = json.loads(nice_out.read_text())["rows"]
     # auto: the backend's default pool (physical cores, spinning off) against this machine's CPUs
@@ -183,8 +214,9 @@ def test_dagm_like_video_round_trips(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("script", ["benchmarks/latency.py", "benchmarks/throughput.py"])
 def test_scripts_run_as_scripts(script: str) -> None:
-    proc = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--json" in proc.stdout
 
@@ -202,9 +234,21 @@ def test_camera_loop_example_on_a_folder_and_a_video(
     video = throughput.write_video(tmp_path / "v.avi", frames)
     for source, n, errors in ((folder, 5, 1), (video, 4, 0)):
         proc = subprocess.run(
-            [sys.executable, "examples/camera_loop.py", str(source), "--model",
-             str(student.model_path), "--threshold", "0", "--save", str(tmp_path / "out")],
-            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            [
+                sys.executable,
+                "examples/camera_loop.py",
+                str(source),
+                "--model",
+                str(student.model_path),
+                "--threshold",
+                "0",
+                "--save",
+                str(tmp_path / "out"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         assert f"{n} frames in" in proc.stderr and f"{errors} errors" in proc.stderr

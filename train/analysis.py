@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from train.analysis_math import AnalysisError
+from train.cli import command_parser
 from train.report import END_MARK, START_MARK, carry_section, pct, splice_report
 
 __all__ = [
@@ -54,6 +55,15 @@ NATURAL_IMAGES = (
     "clock",
 )
 KIND_LABEL = {"transfer": "Transfer", "scratch": "Scratch"}
+#: Fig. 5's verdict by (teacher kind, _compare of the layers the paper says move more vs the rest)
+GAMMA_VERDICT = {
+    ("transfer", 1): "transfer moves its upper layers more than its lower ones, as in the paper",
+    ("transfer", -1): "transfer moves its lower layers more (paper: the upper ones)",
+    ("transfer", 0): "transfer moves upper and lower layers about equally (paper: upper more)",
+    ("scratch", 1): "Scratch moves its lower layers more, as in the paper",
+    ("scratch", -1): "Scratch moves its upper layers more (paper: the lower ones)",
+    ("scratch", 0): "Scratch moves upper and lower layers about equally (paper: lower more)",
+}
 
 
 # --------------------------------------------------------------------------- run discovery
@@ -485,24 +495,10 @@ def fig5_gamma(rs: RunSet, fig_dir: Path, out: dict[str, Any]) -> str:
         for k, v in summary.items()
     ]
     verdict = []
-    if "transfer" in summary:
-        t = summary["transfer"]
-        verdict.append(
-            {
-                1: "transfer moves its upper layers more than its lower ones, as in the paper",
-                -1: "transfer moves its lower layers more (paper: the upper ones)",
-                0: "transfer moves upper and lower layers about equally (paper: upper more)",
-            }[_compare(t["high"], t["low"])]
-        )
-    if "scratch" in summary:
-        s = summary["scratch"]
-        verdict.append(
-            {
-                1: "Scratch moves its lower layers more, as in the paper",
-                -1: "Scratch moves its upper layers more (paper: the lower ones)",
-                0: "Scratch moves upper and lower layers about equally (paper: lower more)",
-            }[_compare(s["low"], s["high"])]
-        )
+    for kind, (more, less) in (("transfer", ("high", "low")), ("scratch", ("low", "high"))):
+        if kind in summary:  # more / less: the layers the paper says move more / the others
+            answer = _compare(summary[kind][more], summary[kind][less])
+            verdict.append(GAMMA_VERDICT[kind, answer])
     if len(summary) == 2:
         verdict.append(
             {
@@ -1054,11 +1050,7 @@ def _log(text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m train analyze",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("analyze", __doc__)
     ap.add_argument("--run", required=True, help="run directory, e.g. results/cpu")
     ap.add_argument("--data", help="DAGM root (default: results.json data.root)")
     ap.add_argument("--seed", type=int, default=None, help="split seed (default: the runs' seed)")

@@ -1,7 +1,9 @@
-"""Shared CLI glue for the training commands: known errors become one line, not a traceback."""
+"""Shared CLI glue for the training commands: one parser shape, and known errors become one line,
+not a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
@@ -24,3 +26,12 @@ def friendly_errors(main: Callable[[list[str] | None], int]) -> Callable[[list[s
             return 2
 
     return wrapper
+
+
+def command_parser(command: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m train <command>``: the module docstring as its help text."""
+    return argparse.ArgumentParser(
+        prog=f"python -m train {command}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

@@ -130,15 +130,8 @@ def check_tree(root: Path, *, deep: bool = False, size: int = 512) -> list[str]:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from train.synth import synthesize
 
-    seconds = synthesize(
-        args.out,
-        classes=args.classes,
-        good=args.good,
-        defective=args.defective,
-        seed=args.seed,
-        layout=args.layout,
-        workers=args.workers,
-    )
+    names = ("classes", "good", "defective", "seed", "layout", "workers")
+    seconds = synthesize(args.out, **{k: getattr(args, k) for k in names})
     n = args.classes * (args.good + args.defective)
     print(f"wrote {n} images to {args.out} in {seconds:.1f} s")
     return 0

@@ -13,7 +13,6 @@ logits precision; FP32 keeps the student's arithmetic the same on every device.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from train.cli import friendly_errors
+from train.cli import command_parser, friendly_errors
 from train.models import STUDENT_DEFAULT, STUDENT_FULL
 
 
@@ -324,11 +323,7 @@ def full_fp32(dev: Any) -> Any:
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m train distill",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("distill", __doc__)
     ap.add_argument("--teacher", required=True, help="teacher checkpoint (.pt)")
     ap.add_argument("--data", required=True, help="dataset root (DAGM layout)")
     ap.add_argument("--widths", default="4,8,16,4,4", help="C1..C5, or 'sweep' for Fig. 10")
@@ -405,19 +400,19 @@ def main(argv: list[str] | None = None) -> int:
         else [tuple(int(v) for v in args.widths.split(","))]
     )
     sseed = args.seed if args.student_seed is None else args.student_seed
-    cfg = DistillConfig(
-        fc=args.fc,
-        epochs=args.epochs,
-        batch=args.batch,
-        lr=args.lr,
-        schedule=args.schedule,
-        seed=sseed,
-        threads=args.threads,
-        hard_weight=args.hard_weight,
-        batchnorm=args.batchnorm,
-        c1_init=args.c1_init,
-        device=args.device,
+    flags = (
+        "fc",
+        "epochs",
+        "batch",
+        "lr",
+        "schedule",
+        "threads",
+        "hard_weight",
+        "batchnorm",
+        "c1_init",
+        "device",
     )
+    cfg = DistillConfig(seed=sseed, **{k: getattr(args, k) for k in flags})
     for c in widths:
         run = f"student-{'x'.join(map(str, c))}-from-{tname}"
         if args.student_seed is not None:

@@ -13,7 +13,6 @@ Two variants:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
 import hashlib
@@ -29,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pyinspect.spec import SCHEMA_VERSION, ModelSpec
-from train.cli import friendly_errors
+from train.cli import command_parser, friendly_errors
 from train.models import NUM_CLASSES, PATCH, ModelError, load_checkpoint, normalization
 
 __all__ = [
@@ -234,11 +233,7 @@ def export(
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m train export",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("export", __doc__)
     ap.add_argument("checkpoint")
     ap.add_argument("--out", required=True, help="output .onnx (sidecar: <out>.json)")
     ap.add_argument("--folded", action="store_true", help="1-channel raw-pixel input variant")

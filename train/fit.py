@@ -14,7 +14,6 @@ repeatable in its numbers, not in its bits).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from train.cli import friendly_errors
+from train.cli import command_parser, friendly_errors
 
 
 @dataclass
@@ -252,11 +251,7 @@ def fit(
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m train fit",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("fit", __doc__)
     ap.add_argument("--data", required=True, help="dataset root (DAGM layout)")
     ap.add_argument("--arch", default="lite0", choices=["lite0", "vgg16", "student"])
     ap.add_argument("--init", default="imagenet", choices=["imagenet", "scratch"])

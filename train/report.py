@@ -9,14 +9,13 @@ image. Nothing is trained or evaluated here: the report is a pure function of th
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
-from train.cli import friendly_errors
+from train.cli import command_parser, friendly_errors
 
 PAPER_TABLE2 = {
     "scratch": ("Scratch (no aug)", 70.87, 1.26, 17200),
@@ -418,11 +417,7 @@ def plot_fig10(results: dict[str, Any], path: Path) -> Path:
 # --------------------------------------------------------------------------- command
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m train report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("report", __doc__)
     ap.add_argument("run", type=Path, help="run directory holding results.json, e.g. results/cpu")
     ap.add_argument(
         "--keep-figures",

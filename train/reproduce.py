@@ -9,14 +9,13 @@ output exists, so an interrupted run resumes where it stopped; ``--report-only``
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from train.cli import friendly_errors
+from train.cli import command_parser, friendly_errors
 from train.presets import Preset, get_preset
 from train.report import sweep_rows, write_report
 from train.stages import (
@@ -106,11 +105,7 @@ def ship(results: dict[str, Any], dest: Path) -> list[Path]:
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m train reproduce",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    ap = command_parser("reproduce", __doc__)
     ap.add_argument("--preset", required=True, choices=["smoke", "cpu", "paper"])
     ap.add_argument("--out", help="output directory (default results/<preset>)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))

@@ -28,6 +28,17 @@ from train.presets import Preset, TeacherRun
 SEC_TEACHER_STEP = {"lite0": 1.5, "vgg16": 15.0, "student": 0.05}
 SEC_EVAL_PATCH = {"lite0": 0.012, "vgg16": 0.15, "student": 0.002}
 SEC_STUDENT_STEP = 0.1
+#: DistillConfig field <- the Preset field it is read from
+PRESET_DISTILL_FIELDS = {
+    "widths": "student_widths",
+    "fc": "student_fc",
+    "epochs": "distill_epochs",
+    "schedule": "distill_schedule",
+    "seed": "seed",
+    "hard_weight": "distill_hard_weight",
+    "batchnorm": "student_batchnorm",
+    "c1_init": "student_c1_init",
+}
 
 
 class Stage:
@@ -113,18 +124,8 @@ class Run:
     def distill_config(self, **changes: Any) -> DistillConfig:
         """The preset's student settings on this run's device and threads."""
         p = self.preset
-        cfg = DistillConfig(
-            widths=p.student_widths,
-            fc=p.student_fc,
-            epochs=p.distill_epochs,
-            schedule=p.distill_schedule,
-            seed=p.seed,
-            threads=self.threads,
-            hard_weight=p.distill_hard_weight,
-            batchnorm=p.student_batchnorm,
-            c1_init=p.student_c1_init,
-            device=str(self.device),
-        )
+        settings = {k: getattr(p, name) for k, name in PRESET_DISTILL_FIELDS.items()}
+        cfg = DistillConfig(**settings, threads=self.threads, device=str(self.device))
         return dataclasses.replace(cfg, **changes)
 
     def hard_labels(self) -> np.ndarray | None:
