@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
     frames = list(test_frames(args.data, args.seed, args.limit))
     facts = common.machine_facts()
-    print(f"CPU: {common.describe(facts)}")
+    print(f"Machine: {common.describe(facts)}")
     reports: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     with Inspector(

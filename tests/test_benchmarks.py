@@ -1,5 +1,6 @@
-"""Smoke runs of benchmarks/latency.py, benchmarks/throughput.py and examples/camera_loop.py on
-tiny models with a handful of runs, plus the arithmetic their reports rest on."""
+"""Smoke runs of benchmarks/latency.py, throughput.py, compare_base.py (its workers, on this
+tree) and examples/camera_loop.py on tiny models with a handful of runs, plus the arithmetic
+their reports rest on."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pyinspect.stream import default_reader_nice
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
+import compare_base  # noqa: E402
 import latency  # noqa: E402
 import throughput  # noqa: E402
 
@@ -136,6 +138,36 @@ def test_latency_smoke(
     assert "teacher/student on onnxruntime" in report
 
 
+def test_latency_names_why_a_runner_row_is_skipped(
+    pair: tuple[TinyBundle, TinyBundle], tmp_path: Path
+) -> None:
+    _, student = pair  # a tiny network, not the paper's student: the runner refuses it
+    out = tmp_path / "latency.json"
+    argv = ["--student", str(student.model_path), "--backend", latency.STUDENT, "--runs", "2"]
+    assert latency.main([*argv, "--json", str(out), "--no-chart"]) == 0
+    result = json.loads(out.read_text())
+    assert result["rows"] == []
+    (skip,) = result["skipped"]
+    assert (skip["model"], skip["backend"]) == ("student", "student")
+    assert "student runner" in skip["reason"]
+    assert f"- skipped student on student: {skip['reason']}" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.skipif(not common.SHIPPED.is_file(), reason="models/student.onnx is not checked out")
+def test_latency_times_the_direct_student_runner(tmp_path: Path) -> None:
+    out = tmp_path / "latency.json"
+    argv = ["--student", str(common.SHIPPED), "--backend", latency.STUDENT, "--runs", "3"]
+    assert latency.main([*argv, "--json", str(out), "--no-chart", "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    reason = common.runner_unavailable(latency.STUDENT)
+    if reason:  # this build or CPU has no direct student runner: the row says why
+        assert result["skipped"] == [{"model": "student", "backend": "student", "reason": reason}]
+        return
+    (row,) = result["rows"]
+    assert (row["backend"], row["kind"], row["stats"]["runs"]) == ("student", "e2e", 3)
+    assert "| direct student runner (C++) |" in out.with_suffix(".md").read_text()
+
+
 def test_latency_refuses_an_unknown_backend(pair, capsys: pytest.CaptureFixture[str]) -> None:
     teacher, _ = pair
     assert latency.main(["--teacher", str(teacher.model_path), "--backend", "onnxrt"]) == 2
@@ -212,13 +244,23 @@ def test_dagm_like_video_round_trips(tmp_path: Path) -> None:
     assert np.abs(gray - frames[0]).mean() < 10  # MJPG is lossy, not random
 
 
-@pytest.mark.parametrize("script", ["benchmarks/latency.py", "benchmarks/throughput.py"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "benchmarks/latency.py",
+        "benchmarks/throughput.py",
+        "benchmarks/compare_base.py",
+        "benchmarks/fast_cpu.py",
+        "benchmarks/precision_guard.py",
+        "benchmarks/soak.py",
+    ],
+)
 def test_scripts_run_as_scripts(script: str) -> None:
     proc = subprocess.run(
         [sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr
-    assert "--json" in proc.stdout
+    assert "--json" in proc.stdout or "--out" in proc.stdout
 
 
 def test_camera_loop_example_on_a_folder_and_a_video(
@@ -253,3 +295,71 @@ def test_camera_loop_example_on_a_folder_and_a_video(
         assert proc.returncode == 0, proc.stderr
         assert f"{n} frames in" in proc.stderr and f"{errors} errors" in proc.stderr
     assert len(list((tmp_path / "out").glob("*.png"))) == 4  # threshold 0: every frame defective
+
+
+# ---- compare_base ----------------------------------------------------------------------------
+def test_compare_blocks_alternate_which_side_goes_first() -> None:
+    assert compare_base.block_order(3) == [
+        ("before", "after"),
+        ("after", "before"),
+        ("before", "after"),
+    ]
+
+
+def test_compare_summary_pools_frames_and_takes_ratios() -> None:
+    times = {
+        "before": {"student": [[2.0, 2.0, 2.0], [4.0]], "onnxruntime": [[10.0], [10.0]]},
+        "after": {"student": [[2.0, 2.08, 2.08], [4.0]], "onnxruntime": [[11.0], [12.0]]},
+    }
+    s = compare_base.summarise(times)
+    student, ort = s["student"], s["onnxruntime"]
+    assert (student["before"]["median_ms"], student["after"]["median_ms"]) == (2.0, 2.08)
+    assert student["before"]["block_medians_ms"] == [2.0, 4.0]
+    assert student["after_over_before"] == pytest.approx(1.04)
+    assert student["after_over_before_blocks"] == pytest.approx(3.04 / 3.0)
+    assert student["within_tolerance"]
+    assert ort["after_over_before"] == pytest.approx(1.15) and not ort["within_tolerance"]
+
+
+def test_compare_needs_a_base(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        compare_base.parse_args([])
+    assert "--base REV is required" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not common.SHIPPED.is_file(), reason="models/student.onnx is not checked out")
+def test_compare_workers_interleave_blocks_on_this_tree() -> None:
+    reason = common.runner_unavailable("student")
+    if reason:
+        pytest.skip(f"no direct student runner here: {reason}")
+    workers = {}
+    try:
+        for side in compare_base.SIDES:  # this tree on both sides: no base build in a test
+            workers[side] = compare_base.Worker(side, None, common.SHIPPED, 1)
+        lines: list[str] = []
+        times = compare_base.interleave(workers, 2, 3, 1, lines.append)
+    finally:
+        for w in workers.values():
+            w.close()
+    assert workers["after"].info["student"] == "onnxruntime backend, direct student runner"
+    assert len(lines) == 2 and lines[1].startswith("block 2/2 (after before): ")
+    for side in compare_base.SIDES:
+        for path in compare_base.PATHS:
+            assert [len(b) for b in times[side][path]] == [3, 3]
+            assert all(v > 0 for b in times[side][path] for v in b)
+    result = {
+        "machine": common.machine_facts(),
+        "command": "python benchmarks/compare_base.py --base HEAD",
+        "model": "models/student.onnx",
+        "blocks": 2,
+        "frames": 3,
+        "warmup": 1,
+        "threads": 1,
+        "paths": {p: workers["after"].info[p] for p in compare_base.PATHS},
+        "base": {"commit": "0" * 40, "subject": "s", "site": "site"},
+        "current": {"describe": "HEAD", "pyinspect": "pyinspect"},
+        "summary": compare_base.summarise(times),
+    }
+    text = compare_base.markdown(result)
+    assert "| student (onnxruntime backend, direct student runner) |" in text
+    assert "- onnxruntime, after: " in text and common.cpu_model() in text

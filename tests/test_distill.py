@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training pipeline needs the [train] extra")
 
-from train.distill import distill, sweep_widths, teacher_logits  # noqa: E402
+from train.distill import DistillConfig, distill, sweep_widths, teacher_logits  # noqa: E402
 from train.models import build_model, save_checkpoint  # noqa: E402
 
 
@@ -104,18 +104,9 @@ def test_batchnorm_distillation_saves_the_plain_student(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     patches = rng.integers(0, 256, (32, 224, 224), dtype=np.uint8)
     targets = rng.normal(0, 3, (32, 12)).astype(np.float32)
+    cfg = DistillConfig(widths=(2, 2, 2, 2, 2), fc=16, epochs=2, batch=16, batchnorm=True)
     out = distill(
-        patches,
-        targets,
-        [],
-        tmp_path / "bn.pt",
-        tmp_path / "bn.jsonl",
-        c=(2, 2, 2, 2, 2),
-        fc=16,
-        epochs=2,
-        batch=16,
-        progress=False,
-        batchnorm=True,
+        patches, targets, [], tmp_path / "bn.pt", tmp_path / "bn.jsonl", cfg, progress=False
     )
     model, ckpt = load_checkpoint(tmp_path / "bn.pt")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -131,135 +122,74 @@ def test_batchnorm_distillation_saves_the_plain_student(tmp_path: Path) -> None:
     assert torch.isfinite(logits).all()
 
 
-def test_cli_passes_schedule_hard_labels_and_student_seed(tmp_path: Path) -> None:
+def _cli(tmp_path: Path, out: Path, flags: str) -> int:
+    """``python -m train distill`` from a 2-texture synthetic set and a tiny teacher (both made
+    once per test folder) with the common tiny settings plus ``flags``."""
     from train.distill import main
     from train.synth import synthesize
 
-    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1, progress=False)
-    teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
-    save_checkpoint(
-        tmp_path / "t.pt",
-        teacher,
-        "student",
-        {"c": (2, 2, 2, 2, 2), "fc": 8},
-        None,
-        {"iteration": 1},
-    )
-    out = tmp_path / "out"
-    code = main(
-        [
-            "--teacher",
-            str(tmp_path / "t.pt"),
-            "--data",
-            str(tmp_path / "data"),
-            "--widths",
-            "2,2,2,2,2",
-            "--fc",
-            "8",
-            "--epochs",
-            "2",
-            "--max-patches",
-            "64",
-            "--schedule",
-            "cosine",
-            "--hard-weight",
-            "0.5",
-            "--student-seed",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    ck = out / "checkpoints" / "student-2x2x2x2x2-from-t-s3.pt"
-    meta = torch.load(ck, map_location="cpu", weights_only=False)["meta"]
+    if not (tmp_path / "t.pt").is_file():
+        synthesize(
+            tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1, progress=False
+        )
+        teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
+        kwargs = {"c": (2, 2, 2, 2, 2), "fc": 8}
+        save_checkpoint(tmp_path / "t.pt", teacher, "student", kwargs, None, {"iteration": 1})
+    common = ["--teacher", str(tmp_path / "t.pt"), "--data", str(tmp_path / "data")]
+    return main([*common, "--fc", "8", "--threads", "1", "--out", str(out), *flags.split()])
+
+
+def _load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_cli_passes_schedule_hard_labels_and_student_seed(tmp_path: Path) -> None:
+    flags = "--widths 2,2,2,2,2 --epochs 2 --max-patches 64 --hard-weight 0.5 --student-seed 3"
+    assert _cli(tmp_path, tmp_path / "out", flags + " --schedule cosine") == 0
+    ck = tmp_path / "out" / "checkpoints" / "student-2x2x2x2x2-from-t-s3.pt"
+    meta = _load(ck)["meta"]
     assert meta["seed"] == 3 and meta["epochs"] == 2
     assert meta["c1_init"] == "random"
     # the schedule reaches distill(): the same run at a constant rate gives another student
-    code = main(
-        [
-            "--teacher",
-            str(tmp_path / "t.pt"),
-            "--data",
-            str(tmp_path / "data"),
-            "--widths",
-            "2,2,2,2,2",
-            "--fc",
-            "8",
-            "--epochs",
-            "2",
-            "--max-patches",
-            "64",
-            "--hard-weight",
-            "0.5",
-            "--student-seed",
-            "3",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path / "const"),
-        ]
-    )
-    other = torch.load(
-        tmp_path / "const" / "checkpoints" / ck.name, map_location="cpu", weights_only=False
-    )
-    kept = torch.load(ck, map_location="cpu", weights_only=False)
-    assert code == 0
+    assert _cli(tmp_path, tmp_path / "const", flags) == 0
+    other = _load(tmp_path / "const" / "checkpoints" / ck.name)
+    kept = _load(ck)
     assert not all(torch.equal(kept["state_dict"][k], v) for k, v in other["state_dict"].items())
 
 
 def test_cli_c1_basis_init_reaches_the_student(tmp_path: Path) -> None:
     """--c1-init basis: the checkpoint's w0 is the basis and its meta says so; with --lr 0 nothing
     moves, so the saved C1 is still the basis (and --lr reaches Adam)."""
-    from train.distill import main
     from train.models import c1_basis
-    from train.synth import synthesize
 
-    synthesize(tmp_path / "data", classes=2, good=3, defective=2, seed=5, workers=1, progress=False)
-    teacher = build_model("student", c=(2, 2, 2, 2, 2), fc=8)
-    save_checkpoint(
-        tmp_path / "t.pt",
-        teacher,
-        "student",
-        {"c": (2, 2, 2, 2, 2), "fc": 8},
-        None,
-        {"iteration": 1},
-    )
-    code = main(
-        [
-            "--teacher",
-            str(tmp_path / "t.pt"),
-            "--data",
-            str(tmp_path / "data"),
-            "--widths",
-            "4,2,2,2,2",
-            "--fc",
-            "8",
-            "--epochs",
-            "1",
-            "--max-patches",
-            "32",
-            "--c1-init",
-            "basis",
-            "--lr",
-            "0",
-            "--batch",
-            "8",
-            "--threads",
-            "1",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
-    assert code == 0
-    ck = torch.load(
-        tmp_path / "out" / "checkpoints" / "student-4x2x2x2x2-from-t.pt",
-        map_location="cpu",
-        weights_only=False,
-    )
+    flags = "--widths 4,2,2,2,2 --epochs 1 --max-patches 32 --c1-init basis --lr 0 --batch 8"
+    assert _cli(tmp_path, tmp_path / "out", flags) == 0
+    ck = _load(tmp_path / "out" / "checkpoints" / "student-4x2x2x2x2-from-t.pt")
     assert ck["meta"]["c1_init"] == "basis"
     w0 = ck["init_state_dict"]["features.0.weight"].sum(1)
     assert torch.allclose(w0, c1_basis(), atol=1e-6)
     assert torch.allclose(ck["state_dict"]["features.0.weight"].sum(1), c1_basis(), atol=1e-6)
+
+
+def test_distill_config_is_checked_and_overridden_by_keywords(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown schedule 'linear'; expected 'constant' or"):
+        DistillConfig(schedule="linear")
+    assert DistillConfig(widths=[2, 2, 2, 2, 2]).widths == (2, 2, 2, 2, 2)
+    rng = np.random.default_rng(2)
+    patches = rng.integers(0, 256, (8, 224, 224), dtype=np.uint8)
+    targets = rng.normal(0, 1, (8, 12)).astype(np.float32)
+    cfg = DistillConfig(widths=(2, 2, 2, 2, 2), fc=8, epochs=3, batch=4)
+    # a keyword replaces one field of the config (c= is the widths' other name)
+    out = distill(
+        patches,
+        targets,
+        [],
+        tmp_path / "s.pt",
+        tmp_path / "s.jsonl",
+        cfg,
+        progress=False,
+        epochs=1,
+        c=(3, 2, 2, 2, 2),
+    )
+    assert out["widths"] == [3, 2, 2, 2, 2]
+    assert _load(tmp_path / "s.pt")["meta"]["epochs"] == 1

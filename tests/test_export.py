@@ -112,3 +112,46 @@ def test_export_rgb_variant_and_dynamic_batch(exported: dict[str, Any]) -> None:
 def test_export_refuses_old_opsets(exported: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="opset must be >= 17, got 13"):
         export(exported["ckpt"], tmp_path / "x.onnx", opset=13)
+
+
+def test_export_provenance_overrides_the_checkpoint_meta(
+    exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """A caller that measured the model passes its numbers; the checkpoint is not rewritten."""
+    from pyinspect.spec import ModelSpec
+
+    before = exported["ckpt"].read_bytes()
+    prov = {"accuracy": 0.5, "dataset": "held-out 20 %", "distill_seed": 3}
+    info = export(exported["ckpt"], tmp_path / "p.onnx", folded=True, provenance=prov)
+    spec = ModelSpec.load(info["sidecar"])
+    assert (spec.provenance.accuracy, spec.provenance.dataset) == (0.5, "held-out 20 %")
+    assert spec.provenance.seed == 7 and spec.provenance.preset == "test"  # from the meta
+    assert spec.to_dict()["provenance"]["distill_seed"] == 3  # unknown keys are kept
+    assert exported["ckpt"].read_bytes() == before
+
+
+def test_the_shipped_sidecars_are_what_the_one_builder_writes() -> None:
+    """The sidecar has one builder (``ModelSpec.for_dagm`` via ``train.export.sidecar``), one
+    schema version, and the committed models' sidecars load unchanged and match it."""
+    import pyinspect.spec
+    import train.export
+    from pyinspect.spec import ModelSpec
+    from train.export import sidecar
+
+    assert train.export.SCHEMA_VERSION is pyinspect.spec.SCHEMA_VERSION
+    models = Path(__file__).resolve().parents[1] / "models"
+    for name, channels, mean, std in (
+        ("student.onnx", 1, [0.0], [1 / 255]),
+        ("student_rgb.onnx", 3, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]),  # the student's statistics
+    ):
+        path = models / f"{name}.json"
+        if not path.is_file():
+            pytest.skip(f"{path} is not in this checkout")
+        shipped = ModelSpec.load(path).to_dict()
+        built = sidecar(channels=channels, mean=mean, std=std, provenance={}).to_dict()
+        assert {k: v for k, v in shipped.items() if k not in ("provenance", "normalization")} == {
+            k: v for k, v in built.items() if k not in ("provenance", "normalization")
+        }
+        assert shipped["normalization"]["mean"] == pytest.approx(mean)
+        assert shipped["normalization"]["std"] == pytest.approx(std)
+        assert ModelSpec.from_json(path.read_text()).to_dict() == shipped  # loads unchanged

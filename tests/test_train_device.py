@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the training pipeline needs the [train] extra")
 
-from train.distill import distill, full_fp32  # noqa: E402
+from train.distill import DistillConfig, distill, full_fp32  # noqa: E402
 from train.fit import FitConfig, fit  # noqa: E402
 from train.models import (  # noqa: E402
     ModelError,
@@ -166,20 +166,8 @@ def test_fit_and_distill_run_on_cuda_and_save_cpu_checkpoints(tmp_path: Path) ->
     _, ckpt = load_checkpoint(tmp_path / "t.pt")  # readable on the CPU
     assert all(v.device.type == "cpu" for v in ckpt["state_dict"].values())
     targets = rng.normal(size=(16, 12)).astype(np.float32)
-    distill(
-        x,
-        targets,
-        [],
-        tmp_path / "s.pt",
-        tmp_path / "s.jsonl",
-        c=(2, 2, 2, 2, 2),
-        fc=8,
-        epochs=1,
-        batch=4,
-        progress=False,
-        batchnorm=True,
-        device="cuda",
-    )
+    cfg = DistillConfig(widths=(2,) * 5, fc=8, epochs=1, batch=4, batchnorm=True, device="cuda")
+    distill(x, targets, [], tmp_path / "s.pt", tmp_path / "s.jsonl", cfg, progress=False)
     meta = torch.load(tmp_path / "s.pt", map_location="cpu", weights_only=False)["meta"]
     assert meta["device"] == torch.cuda.get_device_name()
     events = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]

@@ -250,6 +250,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(info))
     return 0
-
-
-_onnx_export = onnx_export  # the name benchmarks/fast_cpu.py imports

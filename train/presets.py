@@ -63,6 +63,7 @@ class Preset:
     sweep_epochs: int = 3
     # the teachers whose students Fig. 10 compares (None: the distill_from ones)
     sweep_from: tuple[str, ...] | None = None
+    # random 80/20 splits (split seeds seed, seed+1, ...); the report gives mean ± standard error
     trials: int = 1
     seed: int = 0
     ship: str | None = "transfer"  # the student exported as the deployed model

@@ -64,6 +64,7 @@ def run_preset(
             run.save()
             write_report(results, out)
     full_teacher_evaluations(run)
+    results.pop("trials", None)  # only this preset's trials are reported
     if p.trials > 1:
         trials_stage(
             run,
