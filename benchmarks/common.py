@@ -9,6 +9,7 @@ at module level, so ``compare_base.py`` can load another pyinspect after importi
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import gc
 import json
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -169,6 +170,16 @@ def describe(facts: dict[str, Any]) -> str:
     )
 
 
+# ---- command line --------------------------------------------------------------------------------
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A script's parser, described by the first paragraph of its docstring; ``--help`` shows
+    the rest (the commands to run) as written."""
+    head, _, rest = (doc or "").strip().partition("\n\n")
+    return argparse.ArgumentParser(
+        description=head, epilog=rest, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 # ---- writing results ---------------------------------------------------------------------------
 def log(text: str) -> None:
     """Progress goes to stderr, so stdout holds only the report."""
@@ -207,6 +218,19 @@ def write_results(result: dict[str, Any], json_path: Path, report: str) -> Path:
     print(report)
     log(f"wrote {json_path} and {json_path.with_suffix('.md').name}")
     return json_path
+
+
+def target_line(passed: bool, text: str) -> str:
+    """A report's verdict on one target: ``- PASS: text`` or ``- FAIL: text``."""
+    return f"- {'PASS' if passed else 'FAIL'}: {text}"
+
+
+def end_report(lines: list[str], skipped: list[dict[str, str]], command: str) -> str:
+    """The report's end, as text: each model and path that was skipped, with the reason, then
+    the command that reproduces the run."""
+    lines += [f"- skipped {s['model']} on {s['backend']}: {s['reason']}" for s in skipped]
+    lines += ["", f"Command: `{command}`"]
+    return "\n".join(lines) + "\n"
 
 
 def rel(path: Path) -> str:
@@ -354,10 +378,3 @@ def open_runner_inspector(name: str, model_path: Path, threads: int | None) -> A
 
     backend = runner_info(name).replaces[0]
     return Inspector(model_path, backend=backend, runner=name, threads=threads)
-
-
-def timed_call(fn: Callable[[], Any]) -> float:
-    """Wall milliseconds of one call."""
-    t0 = time.perf_counter_ns()
-    fn()
-    return (time.perf_counter_ns() - t0) * 1e-6

@@ -357,8 +357,8 @@ def compare(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", help="the commit to compare against (any git revision)")
+    ap = common.arg_parser(__doc__)
+    ap.add_argument("--base", metavar="REV", help="the commit to compare against (any revision)")
     ap.add_argument("--blocks", type=int, default=6, help="blocks per side (default 6)")
     ap.add_argument(
         "--frames", type=int, default=200, help="timed frames per block and path (default 200)"

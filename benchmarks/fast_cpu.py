@@ -24,7 +24,6 @@ frames used. A path that cannot run here is named with the reason and left out.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -222,7 +221,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--folded", type=Path, help="folded 1-channel student (.onnx + sidecar)")
     ap.add_argument("--rgb", type=Path, help="the paper's 3-channel student (.onnx + sidecar)")
     ap.add_argument("--threads", type=int, default=2)

@@ -372,17 +372,15 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     out += ["", "## Targets", ""]
     for n, v in ratios.items():
-        verdict = "PASS" if v["meets_paper"] else "FAIL"
-        out.append(
-            f"- {verdict}: teacher/student on {n} = {v['speedup']:.1f}x (paper {PAPER['speedup']}x)"
-        )
+        text = f"teacher/student on {n} = {v['speedup']:.1f}x (paper {PAPER['speedup']}x)"
+        out.append(common.target_line(v["meets_paper"], text))
     for v in summary["e2e_over_pure"]:
-        verdict = "PASS" if v["meets_target"] else "FAIL"
-        out.append(
-            f"- {verdict}: {titles[v['model']]} on {v['backend']}: end to end"
-            f" {fmt_ms(v['e2e_ms'])} ms = {v['e2e_over_pure']:.3f} x pure batch-9 inference"
-            f" {fmt_ms(v['pure_b9_ms'])} ms (target <= {TARGET_E2E_OVER_PURE})"
+        text = (
+            f"{titles[v['model']]} on {v['backend']}: end to end {fmt_ms(v['e2e_ms'])} ms ="
+            f" {v['e2e_over_pure']:.3f} x pure batch-9 inference {fmt_ms(v['pure_b9_ms'])} ms"
+            f" (target <= {TARGET_E2E_OVER_PURE})"
         )
+        out.append(common.target_line(v["meets_target"], text))
     best = summary["best_student_e2e"]
     if best:
         g = best["stages"]
@@ -393,10 +391,7 @@ def markdown(result: dict[str, Any]) -> str:
             f" {fmt_ms(g['overhead_ms'])} ms) vs the paper's {PAPER['student_ms']} ms (pure"
             f" inference on a {PAPER['device']} GPU)"
         )
-    for s in result["skipped"]:
-        out.append(f"- skipped {s['model']} on {s['backend']}: {s['reason']}")
-    out += ["", f"Command: `{result['command']}`"]
-    return "\n".join(out) + "\n"
+    return common.end_report(out, result["skipped"], result["command"])
 
 
 def chart(result: dict[str, Any], path: Path) -> Path | None:
@@ -437,7 +432,7 @@ def chart(result: dict[str, Any], path: Path) -> Path | None:
 
 # ---- main ----------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.arg_parser(__doc__)
     ap.add_argument(
         "--backend",
         action="append",

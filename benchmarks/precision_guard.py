@@ -11,7 +11,6 @@ cannot run here is named with the reason; the report names the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -78,7 +77,7 @@ def test_frames(data: Path, seed: int, limit: int | None) -> Iterator[tuple[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = common.arg_parser(__doc__)
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "synth-dagm")
     ap.add_argument("--seed", type=int, default=0, help="split seed (as train/evaluate.py)")

@@ -244,7 +244,7 @@ def report(r: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--frames", type=int, default=100_000)
     ap.add_argument("--warmup", type=int, default=10_000, help="frames before the baseline RSS")
     ap.add_argument("--sample-every", type=int, default=1_000)

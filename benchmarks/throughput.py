@@ -209,27 +209,19 @@ def markdown(result: dict[str, Any]) -> str:
         )
     out += ["", "## Targets", ""]
     for r in result["rows"]:
-        verdict = "PASS" if r["meets_target"] else "FAIL"
-        out.append(
-            f"- {verdict}: {titles[r['model']]} on {backend_label(r)}: stream"
-            f" {r['fps']['stream']:.0f} frames/s = {100 * r['stream_of_slowest']:.0f}% of the"
-            f" slowest stage (target >= {100 * TARGET_OF_SLOWEST:.0f}%),"
-            f" {r['stream_over_plain']:.2f}x the plain loop (target > 1)"
+        text = (
+            f"{titles[r['model']]} on {backend_label(r)}: stream {r['fps']['stream']:.0f}"
+            f" frames/s = {100 * r['stream_of_slowest']:.0f}% of the slowest stage (target >="
+            f" {100 * TARGET_OF_SLOWEST:.0f}%), {r['stream_over_plain']:.2f}x the plain loop"
+            " (target > 1)"
         )
-    for s in result["skipped"]:
-        out.append(f"- skipped {s['model']} on {s['backend']}: {s['reason']}")
-    out += ["", f"Command: `{result['command']}`"]
-    return "\n".join(out) + "\n"
+        out.append(common.target_line(r["meets_target"], text))
+    return common.end_report(out, result["skipped"], result["command"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--backend",
-        action="append",
-        metavar="NAME",
-        help="backend (repeatable; default onnxruntime)",
-    )
+    ap = common.arg_parser(__doc__)
+    ap.add_argument("--backend", action="append", help="backend, repeatable (default onnxruntime)")
     ap.add_argument(
         "--model",
         action="append",

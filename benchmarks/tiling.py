@@ -12,7 +12,6 @@ Acceptance (the issue): C++ float32, 3 channels, 1 thread >= 3x faster than NumP
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -165,7 +164,7 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.arg_parser(__doc__)
     parser.add_argument("--runs", type=int, default=300, help="timed calls per row (>= 200)")
     parser.add_argument("--out-dir", type=Path, default=common.RESULTS)
     args = parser.parse_args()

@@ -102,22 +102,9 @@ def test_latency_smoke(
 ) -> None:
     teacher, student = pair
     out = tmp_path / "latency.json"
-    argv = [
-        "--teacher",
-        str(teacher.model_path),
-        "--student",
-        str(student.model_path),
-        "--backend",
-        "onnxruntime",
-        "--runs",
-        "3",
-        "--json",
-        str(out),
-        "--clock",
-        clock,
-        "--threads",
-        "1",
-    ]
+    models = ["--teacher", str(teacher.model_path), "--student", str(student.model_path)]
+    argv = [*models, "--backend", "onnxruntime", "--runs", "3", "--threads", "1"]
+    argv += ["--clock", clock, "--json", str(out)]
     assert latency.main(argv) == 0
     report = capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -179,16 +166,8 @@ def test_throughput_smoke(
 ) -> None:
     _, student = pair
     out = tmp_path / "throughput.json"
-    argv = [
-        "--model",
-        str(student.model_path),
-        "--frames",
-        "6",
-        "--repeats",
-        "1",
-        "--json",
-        str(out),
-    ]
+    argv = ["--model", str(student.model_path), "--frames", "6", "--repeats", "1"]
+    argv += ["--json", str(out)]
     assert throughput.main(argv) == 0
     result = json.loads(out.read_text())
     (row,) = result["rows"]
