@@ -42,3 +42,17 @@ def suggest(name: str, options: Iterable[str]) -> str:
     """' Did you mean 'x'?' for the closest option, or '' when nothing is close."""
     close = difflib.get_close_matches(name, list(options), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """``value`` as an int in [minimum, maximum]: a bool, float or string is an
+    ``InputTypeError`` naming the parameter, an int out of range an ``InputError``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        what = f"an int in {minimum}..{maximum}" if maximum is not None else f"an int >= {minimum}"
+        msg = f"{name} must be {what}, got {type(value).__name__} {value!r}"
+        raise InputTypeError(msg)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        msg = f"{name} must be {bound}, got {value}"
+        raise InputError(msg)
+    return value

@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from pyinspect.errors import BackendError, InputError, InputTypeError, PyInspectError
+from pyinspect.errors import (
+    BackendError,
+    InputError,
+    InputTypeError,
+    PyInspectError,
+    check_int,
+)
 from pyinspect.result import InspectionResult
 from pyinspect.voting import check_threshold
 
@@ -128,23 +134,10 @@ def stream(
     Arrays are referenced, not copied, until their result is yielded: an iterable must hand
     out a new array per frame, not refill one buffer.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        msg = f"depth must be an int >= 1, got {depth!r}"
-        raise InputError(msg)
-    if isinstance(max_read_failures, bool) or not isinstance(max_read_failures, int):
-        msg = f"max_read_failures must be an int >= 1, got {max_read_failures!r}"
-        raise InputTypeError(msg)
-    if max_read_failures < 1:
-        msg = f"max_read_failures must be >= 1, got {max_read_failures}"
-        raise InputError(msg)
-    if reader_nice is not None and (
-        isinstance(reader_nice, bool) or not isinstance(reader_nice, int)
-    ):
-        msg = f"reader_nice must be an int in 0..19 or None, got {reader_nice!r}"
-        raise InputTypeError(msg)
-    if reader_nice is not None and not 0 <= reader_nice <= 19:
-        msg = f"reader_nice must be in 0..19 (a nice increment), got {reader_nice}"
-        raise InputError(msg)
+    check_int("depth", depth, 1)
+    check_int("max_read_failures", max_read_failures, 1)
+    if reader_nice is not None:
+        check_int("reader_nice", reader_nice, 0, 19)  # a nice increment
     thr = inspector.threshold if threshold is None else check_threshold(threshold)
     if inspector.closed:
         msg = f"Inspector for {inspector.model_path} is closed"

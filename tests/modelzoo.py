@@ -205,7 +205,7 @@ def reference_vote(
     if threshold is None:
         patch_defective = class_defective[patch_class]
     else:
-        patch_defective = defect_prob >= threshold
+        patch_defective = defect_prob.astype(np.float32) >= np.float32(threshold)  # as the core
     n_tex = int(class_texture.max()) + 1
     votes = np.bincount(class_texture[patch_class], minlength=n_tex)
     mass = np.array([prob[:, class_texture == t].sum() for t in range(n_tex)])
@@ -219,4 +219,5 @@ def reference_vote(
         "texture": texture,
         "defective": bool(patch_defective.any()),
         "texture_votes": votes,
+        "texture_mass": mass,
     }

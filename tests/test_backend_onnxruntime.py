@@ -122,7 +122,7 @@ def test_threads_default_to_physical_cores(tiny: TinyBundle) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"threads": 0}, "threads must be >= 1 (or None for the physical core count), got 0"),
+        ({"threads": 0}, "threads must be >= 1, got 0"),
         ({"device": "cuda"}, "onnxruntime backend runs on ['cpu'], got device='cuda'"),
         ({"max_batch": 0}, "max_batch must be >= 1, got 0"),
         ({"spin": "no"}, "spin must be True, False or None, got 'no'"),

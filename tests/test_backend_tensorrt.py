@@ -1,7 +1,7 @@
-"""TensorRT backend and the cuda-python owners (pyinspect.cuda_buffers), against the recording stand-ins
-in tests/fakes: plans come from the real builder driven through the fake TensorRT, and the fake
-engine computes known logits on fake device memory, so a wrong pointer, size, order or a missing
-synchronise changes the numbers. Real-GPU tests are marked ``gpu`` and skip here."""
+"""TensorRT backend and the cuda-python owners (pyinspect.cuda_buffers), against the recording
+stand-ins in tests/fakes: plans come from the real builder driven through the fake TensorRT, and
+the fake engine computes known logits on fake device memory, so a wrong pointer, size, order or a
+missing synchronise changes the numbers. Real-GPU tests are marked ``gpu`` and skip here."""
 
 from __future__ import annotations
 

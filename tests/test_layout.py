@@ -36,9 +36,7 @@ def _own_private_names(tree: ast.Module) -> set[str]:
             names.add(node.attr)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.keyword) and node.arg:  # set_defaults(_run=...)
+        elif isinstance(node, ast.arg | ast.keyword) and node.arg:  # keyword: set_defaults(_x=)
             names.add(node.arg)
     return {n for n in names if _private(n)}
 

@@ -180,20 +180,20 @@ def test_closing_the_inspector_mid_stream_raises(inspector: Inspector) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"depth": 0}, InputError, "depth must be an int >= 1, got 0"),
-        ({"depth": 1.5}, InputError, "depth must be an int >= 1, got 1.5"),
+        ({"depth": 0}, InputError, "depth must be >= 1, got 0"),
+        ({"depth": 1.5}, InputTypeError, "depth must be an int >= 1, got float 1.5"),
         ({"threshold": 2.0}, InputError, "threshold must be in [0, 1] or None"),
         (
             {"reader_nice": -1},
             InputError,
-            "reader_nice must be in 0..19 (a nice increment), got -1",
+            "reader_nice must be in 0..19, got -1",
         ),
         ({"reader_nice": 20}, InputError, "reader_nice must be in 0..19"),
-        ({"reader_nice": True}, InputTypeError, "reader_nice must be an int in 0..19 or None"),
+        ({"reader_nice": True}, InputTypeError, "reader_nice must be an int in 0..19, got bool"),
         (
             {"reader_nice": "5"},
             InputTypeError,
-            "reader_nice must be an int in 0..19 or None, got '5'",
+            "reader_nice must be an int in 0..19, got str '5'",
         ),
     ],
 )

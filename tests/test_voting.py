@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from modelzoo import reference_vote
 
 from pyinspect import _core
 from pyinspect.errors import InputError
@@ -27,28 +28,13 @@ def softmax(x: np.ndarray) -> np.ndarray:
 def reference(
     scores: np.ndarray, texture: tuple, defective: tuple, is_logits: bool, threshold: float | None
 ) -> dict:
-    prob = softmax(scores) if is_logits else scores.astype(np.float64)
-    cls = scores.argmax(axis=1)  # first maximum: ties go to the lower class
-    tex = np.asarray(texture)[cls]
-    defect_prob = prob[:, np.asarray(defective)].sum(axis=1)
-    if threshold is None:
-        patch_def = np.asarray(defective)[cls]
-    else:
-        patch_def = defect_prob.astype(np.float32) >= np.float32(threshold)
-    n_tex = max(texture) + 1
-    votes = np.bincount(tex, minlength=n_tex)
-    mass = np.array([prob[:, np.asarray(texture) == t].sum() for t in range(n_tex)])
-    tied = np.flatnonzero(votes == votes.max())
-    winner = int(min(tied, key=lambda t: (-mass[t], t)))
-    return {
-        "patch_class": cls,
-        "patch_score": prob[np.arange(len(cls)), cls],
-        "defect_prob": defect_prob,
-        "patch_defective": patch_def,
-        "texture": winner,
-        "votes": votes,
-        "mass": mass,
-    }
+    return reference_vote(
+        scores,
+        np.asarray(texture),
+        np.asarray(defective),
+        is_logits=is_logits,
+        threshold=threshold,
+    )
 
 
 def one_hot_logits(classes: list[int], k: int = 12, high: float = 5.0) -> np.ndarray:
@@ -173,13 +159,13 @@ def test_vote_matches_the_reference_rules(scores: np.ndarray, data: st.DataObjec
     want = reference(scores, texture, defective, True, threshold)
     np.testing.assert_array_equal(r.patch_class, want["patch_class"])
     np.testing.assert_allclose(r.patch_score, want["patch_score"], rtol=1e-6)
-    np.testing.assert_allclose(r.patch_defect_prob, want["defect_prob"], rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(r.texture_votes, want["votes"])
-    if threshold is None or not np.isclose(want["defect_prob"], threshold, atol=1e-6).any():
+    np.testing.assert_allclose(r.patch_defect_prob, want["patch_defect_prob"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(r.texture_votes, want["texture_votes"])
+    if threshold is None or not np.isclose(want["patch_defect_prob"], threshold, atol=1e-6).any():
         np.testing.assert_array_equal(r.patch_defective, want["patch_defective"])
     assert r.defective == bool(r.patch_defective.any())
-    top = np.flatnonzero(want["votes"] == want["votes"].max())
-    mass = np.sort(want["mass"][top])[::-1]
+    top = np.flatnonzero(want["texture_votes"] == want["texture_votes"].max())
+    mass = np.sort(want["texture_mass"][top])[::-1]
     if len(top) == 1 or mass[0] - mass[1] > 1e-9:  # else the mass tie is decided by rounding
         assert r.texture == want["texture"]
     assert r.texture in top

@@ -20,9 +20,9 @@ from pyinspect.errors import (
     BackendError,
     BackendUnavailableError,
     InputError,
-    InputTypeError,
     ModelFileError,
     SpecError,
+    check_int,
     suggest,
 )
 
@@ -189,6 +189,9 @@ class HostBuffers(ClosingMixin):
     views into them are dropped (``_drop_views``), so nothing ever points into freed memory. A
     subclass sets ``name``, ``model_path``, ``spec``, ``max_batch``, ``_fixed_batch``,
     ``_in_dtype`` and ``_out_dtype`` and calls ``_init_buffers()``.
+
+    Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
+    buffers); the Inspector serialises them with a lock.
     """
 
     name: str  # the registered backend name, used in errors
@@ -411,14 +414,8 @@ def check_model_file(path: Path) -> None:
 
 def check_threads(threads: object) -> None:
     """``threads``: ``None`` (physical cores) or an int >= 1."""
-    if threads is None:
-        return
-    if isinstance(threads, bool) or not isinstance(threads, int):
-        msg = f"threads must be an int >= 1 or None, got {type(threads).__name__}"
-        raise InputTypeError(msg)
-    if threads < 1:
-        msg = f"threads must be >= 1 (or None for the physical core count), got {threads}"
-        raise InputError(msg)
+    if threads is not None:
+        check_int("threads", threads, 1)
 
 
 def usable_cpus() -> int:

@@ -38,11 +38,7 @@ _DEVICES = ("cpu",)
 
 
 class OnnxRuntimeBackend(HostBuffers):
-    """CPU inference of one ONNX model whose sidecar is ``spec``.
-
-    Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
-    buffers); the Inspector serialises them with a lock.
-    """
+    """CPU inference of one ONNX model whose sidecar is ``spec`` (threads: see ``HostBuffers``)."""
 
     name = "onnxruntime"
 

@@ -57,9 +57,6 @@ class OpenVinoBackend(HostBuffers):
         max_batch: largest batch ``input_buffer``/``infer`` accept.
         config: extra OpenVINO CPU properties (e.g. ``{"ENABLE_CPU_PINNING": True}``); they
             override the defaults above except the precision, which is checked after compiling.
-
-    Not safe for concurrent ``input_buffer``/``infer`` from several threads (they share the
-    buffers); the Inspector serialises them with a lock.
     """
 
     name = "openvino"
