@@ -420,26 +420,22 @@ BAD_TILE_INTO = [
         "out is not writable",
         "out is not writable",
     ),
-    (
-        FRAME,
-        np.empty((9, 3, 224, 448), np.float32)[..., ::2],
-        BOXES,
-        0.0,
-        1.0,
-        InputError,
-        "out is not C-contiguous",
-        "out is not C-contiguous",
-    ),
-    (
-        FRAME,
-        np.empty((224, 224, 3, 9), np.float32).T,
-        BOXES,
-        0.0,
-        1.0,
-        InputError,
-        "out is not C-contiguous",
-        "out is not C-contiguous",
-    ),
+    *[  # a strided view and a transposed one
+        (
+            FRAME,
+            out,
+            BOXES,
+            0.0,
+            1.0,
+            InputError,
+            "out is not C-contiguous",
+            "out is not C-contiguous",
+        )
+        for out in (
+            np.empty((9, 3, 224, 448), np.float32)[..., ::2],
+            np.empty((224, 224, 3, 9), np.float32).T,
+        )
+    ],
     (
         FRAME,
         OUT,

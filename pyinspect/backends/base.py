@@ -21,6 +21,7 @@ from pyinspect.errors import (
     BackendUnavailableError,
     InputError,
     ModelFileError,
+    PyInspectError,
     SpecError,
     check_int,
     suggest,
@@ -214,8 +215,8 @@ class HostBuffers(ClosingMixin):
         raise NotImplementedError
 
     def _run(self, rows: int, batch: int) -> None:
-        """Run the runtime on the first ``rows`` rows (``batch`` is what the caller asked for,
-        for errors); raise ``BackendError`` naming the model on failure."""
+        """Run the runtime on the first ``rows`` rows (``batch`` is what the caller asked for);
+        ``infer`` turns the runtime's own exceptions into a ``BackendError`` naming the model."""
         raise NotImplementedError
 
     @property
@@ -231,7 +232,13 @@ class HostBuffers(ClosingMixin):
         """Logits (float32 [batch, K]) of the first ``batch`` rows of the input buffer; a view
         that the next call overwrites. A model with a fixed batch always runs all its rows."""
         self._ensure(batch)
-        self._run(self._fixed_batch or batch, batch)
+        try:
+            self._run(self._fixed_batch or batch, batch)
+        except PyInspectError:
+            raise
+        except Exception as exc:  # the runtime's own error: say which model and batch
+            msg = f"{self.name} failed on {self.model_path} (batch {batch}): {first_line(exc)}"
+            raise BackendError(msg) from exc
         return self._logits(batch)
 
     def _ensure(self, batch: int) -> None:

@@ -27,7 +27,7 @@ from pyinspect.backends.base import (
     physical_cores,
     usable_cpus,
 )
-from pyinspect.errors import BackendError, InputError, ModelFileError
+from pyinspect.errors import InputError, ModelFileError
 from pyinspect.spec import ModelSpec
 
 _ORT_DTYPES: dict[str, np.dtype[Any]] = {
@@ -95,11 +95,7 @@ class OnnxRuntimeBackend(HostBuffers):
         binding = self._bindings.get(rows)
         if binding is None:
             binding = self._bind(rows)
-        try:
-            self._session.run_with_iobinding(binding, self._run_options)
-        except Exception as exc:
-            msg = f"onnxruntime failed on {self.model_path} (batch {batch}): {exc}"
-            raise BackendError(msg) from exc
+        self._session.run_with_iobinding(binding, self._run_options)
 
     def close(self) -> None:
         """Drop the session and buffers; idempotent."""

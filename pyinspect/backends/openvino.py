@@ -119,11 +119,7 @@ class OpenVinoBackend(HostBuffers):
         request = self._requests.get(rows)
         if request is None:
             request = self._request(rows)
-        try:
-            request.infer()
-        except Exception as exc:
-            msg = f"openvino failed on {self.model_path} (batch {batch}): {first_line(exc)}"
-            raise BackendError(msg) from exc
+        request.infer()
 
     def close(self) -> None:
         """Drop the compiled models and buffers; idempotent."""
