@@ -14,7 +14,19 @@ TENSORRT_STUBS := tensorrt-stubs==10.13.0.35.1
 # (the whole-frame OpenVINO runner); the direct student runner is in pyinspect._core either way.
 OPENVINO := openvino==2026.4.1
 
-.PHONY: test lint pytest install demo sanitize clean-venv
+# The serving environment (`make serve-env`): what a Triton Python-backend model imports through
+# EXECUTION_ENV_PATH. That backend fails every output when the environment has numpy >= 2, so it
+# is its own venv with numpy < 2 and pyinspect (compiled core, its own build dir) installed into it.
+SERVE_VENV := .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.pyinspect-installed
+# The real tritonserver binary (Python backend only) from the nvidia-pytriton wheel, unpacked under
+# .venv without installing the package (its metadata pins numpy < 2).
+PYTRITON := nvidia-pytriton==0.7.0
+TRITON_DIR := $(VENV)/tritonserver
+TRITON_STAMP := $(TRITON_DIR)/.unpacked
+PY_MINOR = $(shell $(BIN)/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+
+.PHONY: test lint pytest install demo sanitize clean-venv serve-env
 
 test: lint pytest
 
@@ -23,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/check_tensorrt_types.py
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(SERVE_STAMP) $(TRITON_STAMP)
 	$(BIN)/pytest
 
 install: $(STAMP)
@@ -37,8 +49,28 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
 	$(BIN)/pip install scikit-build-core pybind11 $(OPENVINO)
-	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino]'
+	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino,serve]'
 	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
+	touch $@
+
+serve-env: $(SERVE_STAMP) $(TRITON_STAMP)
+
+$(SERVE_STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
+	$(BIN)/python -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install 'numpy<2' scikit-build-core pybind11
+	$(SERVE_VENV)/bin/pip install --no-build-isolation -C build-dir=build/serve-{wheel_tag} . 'numpy<2'
+	touch $@
+
+$(TRITON_STAMP): | $(BIN)/python
+	rm -rf $(TRITON_DIR) && mkdir -p $(TRITON_DIR)/wheel
+	$(BIN)/pip download --no-deps --only-binary=:all: -d $(TRITON_DIR)/wheel $(PYTRITON)
+	cd $(TRITON_DIR) && $(abspath $(BIN))/python -m zipfile -e wheel/nvidia_pytriton-*.whl unpacked
+	mkdir -p $(TRITON_DIR)/server && mv $(TRITON_DIR)/unpacked/pytriton/tritonserver $(TRITON_DIR)/server/ \
+	  && mv $(TRITON_DIR)/unpacked/nvidia_pytriton.libs $(TRITON_DIR)/server/libs
+	cp $(TRITON_DIR)/server/tritonserver/python_backend_stubs/$(PY_MINOR)/triton_python_backend_stub \
+	  $(TRITON_DIR)/server/tritonserver/backends/python/
+	chmod +x $(TRITON_DIR)/server/tritonserver/bin/* $(TRITON_DIR)/server/tritonserver/backends/python/triton_python_backend_stub
+	rm -rf $(TRITON_DIR)/wheel $(TRITON_DIR)/unpacked
 	touch $@
 
 # demo: runtime only (no torch, no OpenVINO): creates .venv if absent, installs pyinspect when its
@@ -51,4 +83,4 @@ demo: | $(BIN)/python
 	$(BIN)/python scripts/demo.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(SERVE_VENV)
