@@ -16,7 +16,8 @@ OPENVINO := openvino==2026.4.1
 
 # The serving environment (`make serve-env`): what a Triton Python-backend model imports through
 # EXECUTION_ENV_PATH. That backend fails every output when the environment has numpy >= 2, so it
-# is its own venv with numpy < 2 and pyinspect (compiled core, its own build dir) installed into it.
+# is its own venv with numpy < 2 and pyinspect installed editable (the Python follows the tree; the
+# compiled core is built in build/serve-*, rebuilt when the C++ changes).
 SERVE_VENV := .venv-serve
 SERVE_STAMP := $(SERVE_VENV)/.pyinspect-installed
 # The real tritonserver binary (Python backend only) from the nvidia-pytriton wheel, unpacked under
@@ -26,7 +27,7 @@ TRITON_DIR := $(VENV)/tritonserver
 TRITON_STAMP := $(TRITON_DIR)/.unpacked
 PY_MINOR = $(shell $(BIN)/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
 
-.PHONY: test lint pytest install demo sanitize clean-venv serve-env
+.PHONY: test lint pytest install demo sanitize clean-venv serve-env mosquitto
 
 test: lint pytest
 
@@ -35,10 +36,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/check_tensorrt_types.py
 
-pytest: $(STAMP) $(SERVE_STAMP) $(TRITON_STAMP)
+pytest: $(STAMP) $(SERVE_STAMP) $(TRITON_STAMP) mosquitto
 	$(BIN)/pytest
 
 install: $(STAMP)
+
+# The MQTT broker the station's tests start (tests/line_helpers.py); CI runs this as root.
+mosquitto:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	  (apt-get update && apt-get install -y mosquitto)
 
 # The C++ core under AddressSanitizer + UBSan, in its own build dir (CI runs it after `make test`).
 sanitize: $(STAMP)
@@ -49,7 +55,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
 	$(BIN)/pip install scikit-build-core pybind11 $(OPENVINO)
-	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino,serve]'
+	$(BIN)/pip install --no-build-isolation -e '.[train,dev,openvino,serve,line]'
 	$(BIN)/pip install --no-deps $(TENSORRT_STUBS)
 	touch $@
 
@@ -58,7 +64,7 @@ serve-env: $(SERVE_STAMP) $(TRITON_STAMP)
 $(SERVE_STAMP): pyproject.toml $(wildcard CMakeLists.txt) $(wildcard cpp/*) | $(BIN)/python
 	$(BIN)/python -m venv $(SERVE_VENV)
 	$(SERVE_VENV)/bin/pip install 'numpy<2' scikit-build-core pybind11
-	$(SERVE_VENV)/bin/pip install --no-build-isolation -C build-dir=build/serve-{wheel_tag} . 'numpy<2'
+	$(SERVE_VENV)/bin/pip install --no-build-isolation -C build-dir=build/serve-{wheel_tag} -e . 'numpy<2'
 	touch $@
 
 $(TRITON_STAMP): | $(BIN)/python

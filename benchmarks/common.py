@@ -23,11 +23,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -180,6 +180,14 @@ def arg_parser(doc: str | None) -> argparse.ArgumentParser:
     )
 
 
+def round_args(ap: argparse.ArgumentParser, *, iters: int) -> None:
+    """``--threads``, ``--rounds`` and ``--iters`` (frames a path runs per round) of a script
+    that times paths in interleaved rounds (``interleaved_rounds``)."""
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--iters", type=int, default=iters)
+
+
 # ---- writing results ---------------------------------------------------------------------------
 def log(text: str) -> None:
     """Progress goes to stderr, so stdout holds only the report."""
@@ -253,6 +261,50 @@ def bench_frame(seed: int = 0) -> np.ndarray:
     """A 512x512 uint8 gray frame (DAGM's size and format); content does not change timing."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (512, 512), dtype=np.uint8)
+
+
+#: One timed path: the object that owns the compute (closed at the end, and whose
+#: ``last_stages``, where it has them, are the layer times of its thread 0) and
+#: frame -> InspectionResult.
+TimedPath = tuple[Any, Callable[[np.ndarray], Any]]
+
+
+class Call(NamedTuple):
+    """One timed frame: wall ms, the InspectionResult, and the owner's layer times (conv1-5 then
+    FC, ms, thread 0) right after the call; None where the owner has none."""
+
+    ms: float
+    result: Any
+    layers: list[float] | None
+
+
+def interleaved_rounds(
+    paths: Mapping[str, TimedPath], frames_: list[np.ndarray], rounds: int, iters: int
+) -> Iterator[tuple[str, list[Call]]]:
+    """Every path once over ``frames_`` (warm-up), then ``rounds`` interleaved rounds (A, B, C,
+    A, B, C): yields ``(name, calls)`` for each path in each round, ``iters`` frames (cycling
+    through ``frames_``)."""
+    for _, run in paths.values():
+        for f in frames_:
+            run(f)
+    for r in range(rounds):
+        for name, (owner, run) in paths.items():
+            calls = []
+            for i in range(iters):
+                f = frames_[(r * iters + i) % len(frames_)]
+                t0 = time.perf_counter_ns()
+                res = run(f)
+                ms = (time.perf_counter_ns() - t0) * 1e-6
+                last = getattr(owner, "last_stages", None)
+                layers = [*last["layers_ms"], last["fc_ms"]] if last else None
+                calls.append(Call(ms, res, layers))
+            yield name, calls
+
+
+def median_layers(samples: list[list[float]]) -> dict[str, float]:
+    """The per-layer medians of ``Call.layers`` samples: ``{"conv1": ms, ..., "fc": ms}``."""
+    e = np.median(np.array(samples), axis=0)
+    return {**{f"conv{i + 1}": float(e[i]) for i in range(5)}, "fc": float(e[5])}
 
 
 @dataclass(frozen=True)

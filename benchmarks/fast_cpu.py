@@ -25,7 +25,6 @@ frames used. A path that cannot run here is named with the reason and left out.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,7 @@ import common
 PAPER_MS = 1.46
 PATHS = ("ort-rgb", "ort-folded", "ov-folded", "ov-native", "student", "student-1t")
 
-#: One path: the object that owns the compute (closed at the end) and frame -> InspectionResult.
-TimedPath = tuple[Any, Callable[[np.ndarray], Any]]
+TimedPath = common.TimedPath
 
 
 def flops(widths: tuple[int, ...] = (4, 8, 16, 4, 4), cin: int = 1, hidden: int = 4096) -> dict:
@@ -121,23 +119,12 @@ def timed(paths: dict[str, TimedPath], frames_: list[np.ndarray], rounds: int, i
     per_round: dict[str, list[float]] = {k: [] for k in paths}
     stages: dict[str, list[tuple[float, float, float]]] = {k: [] for k in paths}
     layers: dict[str, list[list[float]]] = {k: [] for k in paths}
-    for _, run in paths.values():  # warm-up
-        for f in frames_:
-            run(f)
-    for r in range(rounds):
-        for name, (owner, run) in paths.items():
-            ts = []
-            for i in range(iters):
-                f = frames_[(r * iters + i) % len(frames_)]
-                t0 = time.perf_counter_ns()
-                res = run(f)
-                ts.append((time.perf_counter_ns() - t0) * 1e-6)
-                t = res.timings
-                stages[name].append((t.tile_ms, t.infer_ms, t.vote_ms))
-                last = getattr(owner, "last_stages", None)
-                if last:
-                    layers[name].append([*last["layers_ms"], last["fc_ms"]])
-            per_round[name].append(float(np.median(ts)))
+    for name, calls in common.interleaved_rounds(paths, frames_, rounds, iters):
+        per_round[name].append(float(np.median([c.ms for c in calls])))
+        for c in calls:
+            t = c.result.timings
+            stages[name].append((t.tile_ms, t.infer_ms, t.vote_ms))
+        layers[name] += [c.layers for c in calls if c.layers]
     out = {}
     for name in paths:
         v = np.array(per_round[name])
@@ -151,11 +138,7 @@ def timed(paths: dict[str, TimedPath], frames_: list[np.ndarray], rounds: int, i
             "vote_ms": float(st[2]),
         }
         if layers[name]:
-            e = np.median(np.array(layers[name]), axis=0)
-            row["layers_ms"] = {
-                **{f"conv{i + 1}": float(e[i]) for i in range(5)},
-                "fc": float(e[5]),
-            }
+            row["layers_ms"] = common.median_layers(layers[name])
         out[name] = row
     return out
 
@@ -214,19 +197,15 @@ def markdown(result: dict[str, Any]) -> str:
     out += [
         "",
         f"Multiply-adds per frame: {mac_pp / 1e6:.1f} M per patch, {mac_sh / 1e6:.1f} M shared.",
-        "",
-        f"Command: `{result['command']}`",
     ]
-    return "\n".join(out) + "\n"
+    return common.end_report(out, [], result["command"])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = common.arg_parser(__doc__)
     ap.add_argument("--folded", type=Path, help="folded 1-channel student (.onnx + sidecar)")
     ap.add_argument("--rgb", type=Path, help="the paper's 3-channel student (.onnx + sidecar)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--iters", type=int, default=20)
+    common.round_args(ap, iters=20)
     ap.add_argument("--paths", nargs="*", choices=PATHS, default=list(PATHS), metavar="PATH")
     ap.add_argument("--json", type=Path, help="write the results here too (and the .md beside)")
     args = ap.parse_args(argv)

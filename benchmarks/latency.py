@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when importe
 import common
 from common import Model, fmt_ms
 
+from pyinspect.cli import add_choice_argument
 from pyinspect.errors import PyInspectError
 
 PAPER: dict[str, Any] = {
@@ -467,10 +468,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--student", help="time this student model instead of exporting one")
     ap.add_argument("--no-teacher", action="store_true", help="skip the teacher")
     ap.add_argument("--threads", type=int, help="inference threads (default: physical cores)")
-    ap.add_argument(
+    add_choice_argument(
+        ap,
         "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
+        ("wall", "cpu"),
         help="wall time (default), or process CPU time: robust to other jobs on a shared"
         " machine, meaningful with --threads 1",
     )

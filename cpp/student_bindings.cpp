@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +45,42 @@ struct StudentRunner {
     std::unique_ptr<bool[]> class_defective;
     std::int64_t classes = 0;
     bool is_logits = true;
+    std::vector<char> record;  // the last run's record (see run), reused
 };
+
+// One frame's result as one bytes object, so that the call returns a single Python object (the
+// runner's Python side decodes it only when a field is read). Layout, native byte order; the
+// reader is RECORD in pyinspect/runners/student.py:
+//   float64 tile_ms, infer_ms, vote_ms, total_ms, layers_ms[5], fc_ms
+//   int32 n, n_textures, texture, flags (bit 0: defective, bit 1: shared)
+//   int32 patch_class[n], float32 patch_score[n], float32 patch_defect_prob[n],
+//   int32 texture_votes[n_textures], uint8 patch_defective[n]
+constexpr std::size_t kRecordHead = 10 * sizeof(double) + 4 * sizeof(std::int32_t);
+
+template <typename T>
+char* put(char* at, const T* src, std::size_t count) {
+    if (count) std::memcpy(at, src, count * sizeof(T));
+    return at + count * sizeof(T);
+}
+
+void pack_record(std::vector<char>& out, const VoteOutput& r, const StageTimes& t,
+                 const StudentTimes& st, bool shared) {
+    const std::size_t n = r.patch_class.size(), nt = r.texture_votes.size();
+    out.resize(kRecordHead + n * (3 * 4 + 1) + nt * 4);
+    const double times[10] = {t.tile_ms,        t.infer_ms,       t.vote_ms,
+                              t.total_ms,       st.layers_ms[0],  st.layers_ms[1],
+                              st.layers_ms[2],  st.layers_ms[3],  st.layers_ms[4],
+                              st.fc_ms};
+    const std::int32_t head[4] = {static_cast<std::int32_t>(n), static_cast<std::int32_t>(nt),
+                                  r.texture, (r.defective ? 1 : 0) | (shared ? 2 : 0)};
+    char* at = put(out.data(), times, 10);
+    at = put(at, head, 4);
+    at = put(at, r.patch_class.data(), n);
+    at = put(at, r.patch_score.data(), n);
+    at = put(at, r.patch_defect_prob.data(), n);
+    at = put(at, r.texture_votes.data(), nt);
+    put(at, r.patch_defective.data(), n);
+}
 
 std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, float input_scale,
                                            float input_offset, float pad_value, int threads,
@@ -52,12 +88,12 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
                                            const std::vector<bool>& class_defective,
                                            bool is_logits) {
     StudentWeights sw;
-    sw.widths = {4, 8, 16, 4, 4};
     sw.in_channels = in_channels;
-    for (int l = 0; l < 5; ++l) {
+    for (int l = 0; l < 5; ++l) {  // the widths are the bias lengths; the engine checks the rest
         const std::string i = std::to_string(l + 1);
         sw.conv_w.push_back(floats(w, ("conv" + i + "_w").c_str()));
         sw.conv_b.push_back(floats(w, ("conv" + i + "_b").c_str()));
+        sw.widths.push_back(static_cast<int>(sw.conv_b.back().size()));
     }
     sw.fc1_w = floats(w, "fc1_w");
     sw.fc1_b = floats(w, "fc1_b");
@@ -81,23 +117,22 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
     return r;
 }
 
-py::dict run(StudentRunner& self, const py::buffer& frame, const Int32Array& boxes,
-             double threshold) {
+py::bytes run(StudentRunner& self, const py::buffer& frame, const Int32Array& boxes,
+              double threshold) {
     const py::buffer_info info = frame.request();  // holds the frame until return
     const FrameView fv = frame_view(frame, info);
     const BoxesView bx = boxes_view(boxes);
     const auto n = static_cast<std::int64_t>(bx.size);
-    StudentTimes st;
-    StageTimes times;
-    VoteOutput r;
-    bool shared = false;
     {
         py::gil_scoped_release release;
+        StudentTimes st;
+        StageTimes times;
         const auto t0 = std::chrono::steady_clock::now();
         self.logits.resize(static_cast<std::size_t>(n * self.classes));
         self.engine->infer(fv, bx.data, bx.size, self.logits.data(), &st);
         const auto t1 = std::chrono::steady_clock::now();
-        r = vote(self.logits.data(), n, self.classes, self.class_texture.data(), self.classes,
+        const VoteOutput r =
+            vote(self.logits.data(), n, self.classes, self.class_texture.data(), self.classes,
                  self.class_defective.get(), self.classes, self.is_logits, threshold);
         const auto t2 = std::chrono::steady_clock::now();
         using ms = std::chrono::duration<double, std::milli>;
@@ -105,15 +140,9 @@ py::dict run(StudentRunner& self, const py::buffer& frame, const Int32Array& box
         times.infer_ms = ms(t1 - t0).count();
         times.vote_ms = ms(t2 - t1).count();
         times.total_ms = ms(t2 - t0).count();
-        shared = self.engine->last_shared();
+        pack_record(self.record, r, times, st, self.engine->last_shared());
     }
-    py::dict d = vote_dict(r, times);
-    py::list layers;
-    for (double v : st.layers_ms) layers.append(v);
-    d["layers_ms"] = layers;
-    d["fc_ms"] = st.fc_ms;
-    d["shared"] = shared;
-    return d;
+    return {self.record.data(), self.record.size()};
 }
 
 }  // namespace
@@ -131,7 +160,8 @@ void bind_student(py::module_& m) {
              py::arg("is_logits"))
         .def("run", &run, py::arg("frame"), py::arg("boxes").noconvert(),
              py::arg("threshold") = -1.0,
-             "Infer and vote one gray frame's patches; GIL released throughout. Not reentrant.")
+             "Infer and vote one gray frame's patches; GIL released throughout; the result as one "
+             "bytes record (layout in cpp/student_bindings.cpp). Not reentrant.")
         .def(
             "logits",
             [](const StudentRunner& self) {

@@ -19,7 +19,7 @@ namespace pyinspect {
 
 namespace {
 
-using namespace student;  // kLayers, kCout, kCin, kFcRows; the kernels are student::avx2::
+using namespace student;  // kLayers, kMaxWidth, kFcRows, ConvGeom; kernels: student::avx2::
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
 
@@ -65,11 +65,17 @@ struct Ring {
 
 // ---- the engine --------------------------------------------------------------------------------
 struct StudentEngine::Impl {
+    // the network: real and stored (padded) widths, each layer's geometry and kernel
+    int width[kLayers] = {}, padded[kLayers] = {};
+    ConvGeom geom[kLayers];
+    RowKernel kernel[kLayers] = {};
+    int conv1_rep = 4;  // floats per pixel in a conv1 input row: 4 (dup4) or 1
     // weights in kernel layouts
     std::vector<float> w[kLayers], wt[kLayers], b[kLayers];  // wt: spatially transposed taps
     float scale = 1.f, offset = 0.f;                          // v = x * scale + offset
-    int hidden = 0, classes = 0, k_fc = 0;
+    int hidden = 0, classes = 0, k_fc = 0;  // hidden padded to a multiple of 8
     std::vector<float> fc1, fc1_b, fc2, fc2_b;
+    std::vector<int> fc_inputs;  // the FC1 inputs of real (not padded) conv5 channels, ascending
 
     ThreadPool team;
     // per-frame state
@@ -98,7 +104,7 @@ struct StudentEngine::Impl {
     // included: S + 2 pixels into dst. Pixel (r, c) of the patch map is its ring where r or c is
     // 0 or S - 1 (top/bottom win at the corners), else the shared map at the patch's offset.
     void patch_line(int p, int level, int line, bool transposed, float* dst) const {
-        const int s = kPatch >> level, ch = kCout[level - 1];
+        const int s = kPatch >> level, ch = padded[level - 1];
         const std::size_t px = sizeof(float) * ch;
         const Ring& g = rings[static_cast<std::size_t>(p) * kLayers + level];
         const Map& f = full[level];
@@ -131,9 +137,18 @@ struct StudentEngine::Impl {
         std::memcpy(d + last, g.bottom.data() + at_line, px);
     }
 
+    // A conv1 input row from uint8 pixels: dup4 (4 channels) or one float per pixel.
+    void convert_row(const std::uint8_t* src, std::int64_t step, int n, float* dst) const {
+        if (conv1_rep == 4) {
+            avx2::dup4_row(src, step, n, scale, offset, dst);
+        } else {
+            avx2::plain_row(src, step, n, scale, offset, dst);
+        }
+    }
+
     // Layer 1 over a frame region (x0, y0, h, w), zero-padded outside it, rows [i0, i1) of out.
     void conv1_rows(int x0, int y0, int height, int width, Map& out, int i0, int i1, Scratch& s) {
-        const std::size_t rs = static_cast<std::size_t>(width + 2) * 4;
+        const std::size_t rs = static_cast<std::size_t>(width + 2) * conv1_rep;
         s.rows.resize(std::max(s.rows.size(), 4 * rs));
         int held[4] = {-2, -2, -2, -2};
         const float* rows[4];
@@ -147,13 +162,13 @@ struct StudentEngine::Impl {
                     } else {
                         const std::uint8_t* src =
                             frame.data + (y0 + r) * frame.stride_y + x0 * frame.stride_x;
-                        avx2::dup4_row(src, frame.stride_x, width, scale, offset, dst);
+                        convert_row(src, frame.stride_x, width, dst);
                     }
                     held[slot] = r;
                 }
                 rows[t] = dst;
             }
-            avx2::kRowKernels[0](rows, width / 2, w[0].data(), b[0].data(), out.px(i, 0));
+            kernel[0](rows, width / 2, w[0].data(), b[0].data(), out.px(i, 0), geom[0]);
         }
     }
 
@@ -162,14 +177,14 @@ struct StudentEngine::Impl {
         const float* rows[4];
         for (int i = i0; i < i1; ++i) {
             for (int t = 0; t < 4; ++t) rows[t] = in.row(2 * i - 1 + t);
-            avx2::kRowKernels[layer](rows, out.w, w[layer].data(), b[layer].data(), out.px(i, 0));
+            kernel[layer](rows, out.w, w[layer].data(), b[layer].data(), out.px(i, 0), geom[layer]);
         }
     }
 
     // One band (0 top, 1 bottom, 2 left, 3 right) of patch p at layer `layer` (0-based: conv1 =
     // 0): builds the 4 padded input rows (transposed for left/right) and writes the ring side.
     void band(int p, int layer, int side, Scratch& s) {
-        const int s_in = kPatch >> layer, cin = layer == 0 ? 4 : kCin[layer];
+        const int s_in = kPatch >> layer, cin = layer == 0 ? conv1_rep : padded[layer - 1];
         const std::size_t rs = static_cast<std::size_t>(s_in + 2) * cin;
         s.rows.resize(std::max(s.rows.size(), 4 * rs));
         const float* rows[4];
@@ -185,8 +200,7 @@ struct StudentEngine::Impl {
                 const std::uint8_t* src =
                     transposed ? frame.data + bx.y * frame.stride_y + (bx.x + line) * frame.stride_x
                                : frame.data + (bx.y + line) * frame.stride_y + bx.x * frame.stride_x;
-                avx2::dup4_row(src, transposed ? frame.stride_y : frame.stride_x, s_in, scale,
-                               offset, dst);
+                convert_row(src, transposed ? frame.stride_y : frame.stride_x, s_in, dst);
             } else {
                 patch_line(p, layer, line, transposed, dst);
             }
@@ -198,7 +212,7 @@ struct StudentEngine::Impl {
                      : side == 2 ? g.left.data()
                                  : g.right.data();
         const float* wl = transposed ? wt[layer].data() : w[layer].data();
-        avx2::kRowKernels[layer](rows, s_in / 2, wl, b[layer].data(), out);
+        kernel[layer](rows, s_in / 2, wl, b[layer].data(), out, geom[layer]);
     }
 
     // conv5 (+ pool) of patch p from its level-4 map -> x_fc[p].
@@ -207,8 +221,9 @@ struct StudentEngine::Impl {
         const int s_out = kPatch >> 5;
         for (int i = 0; i < s_out; ++i) {
             for (int t = 0; t < 4; ++t) rows[t] = m4.row(2 * i - 1 + t);
-            avx2::kRowKernels[4](rows, s_out, w[4].data(), b[4].data(),
-                        x_fc.data() + static_cast<std::size_t>(p) * k_fc + i * s_out * kCout[4]);
+            kernel[4](rows, s_out, w[4].data(), b[4].data(),
+                      x_fc.data() + static_cast<std::size_t>(p) * k_fc + i * s_out * padded[4],
+                      geom[4]);
         }
     }
 
@@ -219,7 +234,7 @@ struct StudentEngine::Impl {
             const int nb = std::min(kFcRows, n - q0);
             const float* x = x_fc.data() + static_cast<std::size_t>(q0) * k_fc;
             ks.clear();
-            for (int k = 0; k < k_fc; ++k) {
+            for (const int k : fc_inputs) {
                 bool live = false;
                 for (int q = 0; q < nb && !live; ++q) live = x[q * k_fc + k] != 0.f;
                 if (live) ks.push_back(k);
@@ -294,12 +309,12 @@ struct StudentEngine::Impl {
             if (shared) {
                 Map& m4 = s.maps[4];
                 const int s4 = kPatch >> 4;
-                m4.init(s4, s4, kCout[3]);
+                m4.init(s4, s4, padded[3]);
                 for (int r = 0; r < s4; ++r) patch_line(i, 4, r, false, m4.row(r));
                 conv5(i, m4);
             } else {
                 for (int level = 1; level <= 4; ++level) {
-                    s.maps[level].init(kPatch >> level, kPatch >> level, kCout[level - 1]);
+                    s.maps[level].init(kPatch >> level, kPatch >> level, padded[level - 1]);
                 }
                 conv1_rows(boxes[i].x, boxes[i].y, kPatch, kPatch, s.maps[1], 0, kPatch / 2, s);
                 for (int layer = 1; layer < 4; ++layer) {
@@ -329,20 +344,29 @@ struct StudentEngine::Impl {
 
 namespace {
 
-// [Cout][Cin][3][3] -> [tap][Cin][Cout] (transposed: tap (ky, kx) takes weight (kx, ky)).
-std::vector<float> relayout(const std::vector<float>& src, int cout, int cin, bool transpose) {
-    std::vector<float> out(static_cast<std::size_t>(9) * cin * cout);
+// [Cout][Cin][3][3] -> [cout_pad / block][tap][Cin][block], channels >= Cout zero (transposed:
+// tap (ky, kx) takes weight (kx, ky)).
+std::vector<float> relayout(const std::vector<float>& src, int cout, int cin, int cout_pad,
+                            int block, bool transpose) {
+    std::vector<float> out(static_cast<std::size_t>(9) * cin * cout_pad, 0.f);
     for (int co = 0; co < cout; ++co) {
+        const std::size_t base = static_cast<std::size_t>(co / block) * 9 * cin * block;
         for (int ci = 0; ci < cin; ++ci) {
             for (int ky = 0; ky < 3; ++ky) {
                 for (int kx = 0; kx < 3; ++kx) {
                     const int sy = transpose ? kx : ky, sx = transpose ? ky : kx;
-                    out[(static_cast<std::size_t>(ky * 3 + kx) * cin + ci) * cout + co] =
-                        src[((static_cast<std::size_t>(co) * cin + ci) * 3 + sy) * 3 + sx];
+                    out[base + (static_cast<std::size_t>(ky * 3 + kx) * cin + ci) * block +
+                        co % block] = src[((static_cast<std::size_t>(co) * cin + ci) * 3 + sy) * 3 + sx];
                 }
             }
         }
     }
+    return out;
+}
+
+std::vector<float> zero_padded(const std::vector<float>& v, int n) {
+    std::vector<float> out(static_cast<std::size_t>(n), 0.f);
+    std::copy(v.begin(), v.end(), out.begin());
     return out;
 }
 
@@ -351,24 +375,31 @@ std::vector<float> relayout(const std::vector<float>& src, int cout, int cin, bo
 StudentEngine::StudentEngine(const StudentWeights& wt, int threads) {
     if (!student_engine_supported()) bad("the student engine needs a CPU with AVX2 and FMA");
     if (threads < 1) bad("threads must be >= 1, got " + std::to_string(threads));
-    if (wt.widths != std::vector<int>(kCout, kCout + kLayers)) {
-        bad("the student engine runs the paper's widths (4, 8, 16, 4, 4) only");
+    if (wt.widths.size() != kLayers || wt.conv_w.size() != kLayers || wt.conv_b.size() != kLayers) {
+        bad("the student has 5 conv layers");
+    }
+    for (int l = 0; l < kLayers; ++l) {
+        if (wt.widths[l] < 1 || wt.widths[l] > kMaxWidth) {
+            bad("conv" + std::to_string(l + 1) + " has " + std::to_string(wt.widths[l]) +
+                " output channels; the student engine takes 1 to " + std::to_string(kMaxWidth));
+        }
     }
     if (wt.in_channels != 1 && wt.in_channels != 3) {
         bad("conv1 must take 1 or 3 input channels, got " + std::to_string(wt.in_channels));
     }
-    if (wt.conv_w.size() != kLayers || wt.conv_b.size() != kLayers) bad("need 5 conv layers");
-    const int cin_graph[kLayers] = {wt.in_channels, 4, 8, 16, 4};
     for (int l = 0; l < kLayers; ++l) {
-        const std::size_t want = static_cast<std::size_t>(kCout[l]) * cin_graph[l] * 9;
-        if (wt.conv_w[l].size() != want || wt.conv_b[l].size() != static_cast<std::size_t>(kCout[l])) {
+        const int cin = l == 0 ? wt.in_channels : wt.widths[l - 1];
+        const std::size_t want = static_cast<std::size_t>(wt.widths[l]) * cin * 9;
+        if (wt.conv_w[l].size() != want ||
+            wt.conv_b[l].size() != static_cast<std::size_t>(wt.widths[l])) {
             bad("conv" + std::to_string(l + 1) + " weights have the wrong size");
         }
     }
-    const int k_fc = kCout[4] * 7 * 7;
-    if (wt.fc1_b.empty() || wt.fc1_b.size() % 8 != 0 ||
-        wt.fc1_w.size() != wt.fc1_b.size() * static_cast<std::size_t>(k_fc)) {
-        bad("fc1 must be [hidden][196] with hidden a multiple of 8");
+    const int c5 = wt.widths[4], s5 = kPatch >> 5;
+    const int k_real = c5 * s5 * s5;
+    if (wt.fc1_b.empty() || wt.fc1_w.size() != wt.fc1_b.size() * static_cast<std::size_t>(k_real)) {
+        bad("fc1 must be [hidden][" + std::to_string(k_real) + "] (conv5's " +
+            std::to_string(c5) + " channels x 7 x 7)");
     }
     const int hidden = static_cast<int>(wt.fc1_b.size());
     if (wt.fc2_b.empty() || wt.fc2_w.size() != wt.fc2_b.size() * static_cast<std::size_t>(hidden)) {
@@ -377,10 +408,26 @@ StudentEngine::StudentEngine(const StudentWeights& wt, int threads) {
     impl_ = std::make_unique<Impl>(threads);
     Impl& m = *impl_;
 
+    // Geometry: every layer's output stored padded (zero weights and bias: exactly 0 after ReLU).
+    for (int l = 0; l < kLayers; ++l) {
+        m.width[l] = wt.widths[l];
+        m.padded[l] = padded_width(wt.widths[l]);
+    }
+    m.conv1_rep = m.padded[0] == 4 ? 4 : 1;
+    for (int l = 0; l < kLayers; ++l) {
+        ConvGeom& g = m.geom[l];
+        g.cin = l == 0 ? 1 : m.width[l - 1];
+        g.in_stride = l == 0 ? m.conv1_rep : m.padded[l - 1];
+        g.out_stride = m.padded[l];
+        g.block = block_width(m.padded[l]);
+        m.kernel[l] = avx2::row_kernel(g, l == 0 && m.conv1_rep == 4);
+    }
+
     // conv1: sum the replicated gray channels; fold the pad value into the bias (see header).
-    std::vector<float> w1(static_cast<std::size_t>(kCout[0]) * 9, 0.f);
-    std::vector<float> b1(kCout[0]);
-    for (int co = 0; co < kCout[0]; ++co) {
+    const int c1 = m.width[0], c1p = m.padded[0];
+    std::vector<float> w1(static_cast<std::size_t>(c1) * 9, 0.f);
+    std::vector<float> b1(c1);
+    for (int co = 0; co < c1; ++co) {
         double total = 0;
         for (int tap = 0; tap < 9; ++tap) {
             double sum = 0;
@@ -393,40 +440,57 @@ StudentEngine::StudentEngine(const StudentWeights& wt, int threads) {
         b1[co] = static_cast<float>(wt.conv_b[0][co] + static_cast<double>(wt.pad_value) * total);
     }
     for (int tr = 0; tr < 2; ++tr) {
-        const std::vector<float> taps = relayout(w1, kCout[0], 1, tr == 1);  // [tap][4]
+        const std::vector<float> taps = relayout(w1, c1, 1, c1p, m.geom[0].block, tr == 1);
         std::vector<float>& dst = tr ? m.wt[0] : m.w[0];
-        dst.resize(9 * 8);
-        for (int tap = 0; tap < 9; ++tap) {
-            for (int k = 0; k < 8; ++k) dst[tap * 8 + k] = taps[tap * 4 + (k % 4)];
+        if (m.conv1_rep == 4) {  // [tap][8]: the 4 channel weights twice (two conv columns)
+            dst.resize(9 * 8);
+            for (int tap = 0; tap < 9; ++tap) {
+                for (int k = 0; k < 8; ++k) dst[tap * 8 + k] = taps[tap * 4 + (k % 4)];
+            }
+        } else {
+            dst = taps;
         }
     }
-    m.b[0] = b1;
+    m.b[0] = zero_padded(b1, c1p);
     for (int l = 1; l < kLayers; ++l) {
-        m.w[l] = relayout(wt.conv_w[l], kCout[l], kCin[l], false);
-        m.wt[l] = relayout(wt.conv_w[l], kCout[l], kCin[l], true);
-        m.b[l] = wt.conv_b[l];
+        const int cout = m.width[l], cin = m.width[l - 1], cp = m.padded[l], blk = m.geom[l].block;
+        m.w[l] = relayout(wt.conv_w[l], cout, cin, cp, blk, false);
+        m.wt[l] = relayout(wt.conv_w[l], cout, cin, cp, blk, true);
+        m.b[l] = zero_padded(wt.conv_b[l], cp);
     }
     m.scale = wt.input_scale;
     m.offset = wt.input_offset - wt.pad_value;  // v = u - pad: zero outside the patch
 
-    // FC1: columns from NCHW flatten order to the engine's NHWC order, blocked by 8 outputs.
-    m.hidden = hidden;
-    m.k_fc = k_fc;
-    m.fc1.assign(static_cast<std::size_t>(hidden) * k_fc, 0.f);
-    const int c5 = kCout[4], s5 = 7;
+    // FC1: columns from NCHW flatten order to the engine's padded NHWC order, blocked by 8
+    // outputs; hidden padded to a multiple of 8 (zero rows, zero bias: ReLU(0) = 0, and FC2's
+    // weights for them are zero).
+    const int c5p = m.padded[4];
+    const int hidden_p = (hidden + 7) / 8 * 8;
+    m.hidden = hidden_p;
+    m.k_fc = c5p * s5 * s5;
+    m.fc1.assign(static_cast<std::size_t>(hidden_p) * m.k_fc, 0.f);
     for (int o = 0; o < hidden; ++o) {
         for (int c = 0; c < c5; ++c) {
             for (int yx = 0; yx < s5 * s5; ++yx) {
-                const int k_nhwc = yx * c5 + c, k_nchw = c * s5 * s5 + yx;
-                m.fc1[(static_cast<std::size_t>(o / 8) * k_fc + k_nhwc) * 8 + o % 8] =
-                    wt.fc1_w[static_cast<std::size_t>(o) * k_fc + k_nchw];
+                const int k_nhwc = yx * c5p + c, k_nchw = c * s5 * s5 + yx;
+                m.fc1[(static_cast<std::size_t>(o / 8) * m.k_fc + k_nhwc) * 8 + o % 8] =
+                    wt.fc1_w[static_cast<std::size_t>(o) * k_real + k_nchw];
             }
         }
     }
-    m.fc1_b = wt.fc1_b;
-    m.fc2 = wt.fc2_w;
-    m.fc2_b = wt.fc2_b;
+    m.fc_inputs.clear();
+    for (int yx = 0; yx < s5 * s5; ++yx) {
+        for (int c = 0; c < c5; ++c) m.fc_inputs.push_back(yx * c5p + c);
+    }
+    for (auto& sc : m.scratch) sc.ks.reserve(m.fc_inputs.size());
+    m.fc1_b = zero_padded(wt.fc1_b, hidden_p);
     m.classes = static_cast<int>(wt.fc2_b.size());
+    m.fc2.assign(static_cast<std::size_t>(m.classes) * hidden_p, 0.f);
+    for (int k = 0; k < m.classes; ++k) {
+        std::copy_n(wt.fc2_w.begin() + static_cast<std::ptrdiff_t>(k) * hidden, hidden,
+                    m.fc2.begin() + static_cast<std::ptrdiff_t>(k) * hidden_p);
+    }
+    m.fc2_b = wt.fc2_b;
 }
 
 StudentEngine::~StudentEngine() = default;
@@ -477,12 +541,12 @@ void StudentEngine::infer(const FrameView& frame, const Box* boxes, std::size_t 
         m.full[0].h = uy1 - uy0;  // level 0 is the frame region itself (not stored)
         m.full[0].w = ux1 - ux0;
         for (int level = 1; level <= 4; ++level) {
-            m.full[level].init((uy1 - uy0) >> level, (ux1 - ux0) >> level, kCout[level - 1]);
+            m.full[level].init((uy1 - uy0) >> level, (ux1 - ux0) >> level, m.padded[level - 1]);
         }
         m.rings.resize(n * kLayers);
         for (std::size_t p = 0; p < n; ++p) {
             for (int level = 1; level <= 4; ++level) {
-                m.rings[p * kLayers + level].init(kPatch >> level, kCout[level - 1]);
+                m.rings[p * kLayers + level].init(kPatch >> level, m.padded[level - 1]);
             }
         }
     }

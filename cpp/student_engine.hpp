@@ -1,6 +1,13 @@
-// A direct CPU engine for the paper's student (Table 1: [conv3x3 -> ReLU -> maxpool2] x 5 ->
-// FC -> ReLU -> FC) that runs a whole gray frame's patches at once, reading the uint8 frame
-// itself (no tile buffer) and sharing the work of overlapping patches exactly.
+// A direct CPU engine for the paper's student family (Table 1: [conv3x3 -> ReLU -> maxpool2] x 5
+// -> FC -> ReLU -> FC, conv widths C1..C5 of 1 to 64 channels, any FC1 width and class count)
+// that runs a whole gray frame's patches at once, reading the uint8 frame itself (no tile
+// buffer) and sharing the work of overlapping patches exactly.
+//
+// Widths: every layer's output is stored with its channels padded to 4 (at most 4 channels) or
+// a multiple of 8, with zero weights and a zero bias for the padded ones, so they hold ReLU(0) = 0
+// and the next layer reads only the real channels; FC1's width is padded to a multiple of 8 the
+// same way. The kernels run over blocks of 16, 8 or 4 output channels, with the input channel
+// count compiled in for the paper's widths (1, 4, 8, 16) and read at run time otherwise.
 //
 // Why it is exact: conv3x3 (zero padding) -> ReLU -> maxpool2 maps a patch's feature map to one
 // of half the size. Let F_L be that map computed once over the union of all patches (zero padding
@@ -9,9 +16,10 @@
 // outermost ring (i or j in {0, S_L - 1}): by induction, an interior pooled pixel only reads
 // interior pixels of the layer below. So each layer is computed once over the frame, plus the
 // ring of every patch, recomputed from the patch's own border band (4 rows / columns). On the
-// 3x3 grid of a 512x512 frame this is 40 % fewer multiply-adds than 9 separate patches, and the
-// results equal a per-patch computation up to float summation order (tests compare with ONNX
-// Runtime and OpenVINO). Frames whose patch offsets are not multiples of 16 run patch by patch.
+// 3x3 grid of a 512x512 frame this is 40 % fewer multiply-adds than 9 separate patches (at the
+// paper's widths), and the results equal a per-patch computation up to float summation order
+// (tests compare with ONNX Runtime and OpenVINO). Frames whose patch offsets are not multiples
+// of 16 run patch by patch.
 //
 // Requires AVX2 + FMA (checked at run time: student_engine_supported()). No Python in here;
 // std::invalid_argument for bad weights or frames.
@@ -29,7 +37,7 @@ namespace pyinspect {
 
 // Weights in framework order (PyTorch / ONNX), as read from the model; the engine re-lays them.
 struct StudentWeights {
-    std::vector<int> widths;                 // output channels of conv1..conv5: {4, 8, 16, 4, 4}
+    std::vector<int> widths;                 // output channels of conv1..conv5, 1..64 each
     int in_channels = 1;                     // conv1 input channels in the graph (1, or 3 = gray
                                              // replicated: the engine sums conv1 over them)
     std::vector<std::vector<float>> conv_w;  // 5 x [Cout][Cin][3][3]
@@ -37,7 +45,7 @@ struct StudentWeights {
     // What conv1 sees: in-bounds pixel x (0..255) -> x * input_scale + input_offset; outside the
     // patch -> pad_value (a constant Pad before a pad-0 conv1; 0 for a zero-padded conv1).
     float input_scale = 1.f, input_offset = 0.f, pad_value = 0.f;
-    std::vector<float> fc1_w;  // [hidden][C5 * 7 * 7], input in NCHW flatten order
+    std::vector<float> fc1_w;  // [hidden][C5 * 7 * 7], input in NCHW flatten order; any hidden
     std::vector<float> fc1_b;  // [hidden]
     std::vector<float> fc2_w;  // [classes][hidden]
     std::vector<float> fc2_b;  // [classes]

@@ -1,6 +1,6 @@
 // Internal: the student engine's compute kernels (student_kernels_avx2.cpp, the only file built
-// with -mavx2 -mfma) and the network shape they are written for. student_engine.cpp calls them,
-// and only after student_engine_supported(). Plain pointers in and out, no allocation.
+// with -mavx2 -mfma) and the layout they read. student_engine.cpp calls them, and only after
+// student_engine_supported(). Plain pointers in and out, no allocation.
 #pragma once
 
 #include <cstddef>
@@ -9,16 +9,29 @@
 namespace pyinspect::student {
 
 constexpr int kLayers = 5;
-constexpr int kCout[kLayers] = {4, 8, 16, 4, 4};
-constexpr int kCin[kLayers] = {1, 4, 8, 16, 4};  // conv1 after summing replicated gray channels
-constexpr int kFcRows = 12;                      // patches per FC1 pass (accumulators in registers)
+constexpr int kMaxWidth = 64;  // widest conv layer the engine takes (wider: a backend)
+constexpr int kFcRows = 12;    // patches per FC1 pass (accumulators in registers)
+
+// Channels of a layer's output as stored: 4 when it has at most 4, else a multiple of 8. The
+// padded channels have zero weights and a zero bias, so they hold ReLU(0) = 0 everywhere, and the
+// next layer reads only the real ones.
+constexpr int padded_width(int c) { return c <= 4 ? 4 : (c + 7) / 8 * 8; }
+// Output channels one kernel pass computes (the weights' block): 16, 8 or 4.
+constexpr int block_width(int padded) { return padded % 16 == 0 ? 16 : padded % 8 == 0 ? 8 : 4; }
+
+// What a row kernel reads and writes. Input pixels are `in_stride` floats apart and the first
+// `cin` of them are read; output pixels are `out_stride` floats apart (the layer's padded width),
+// written in blocks of `block` channels.
+struct ConvGeom {
+    int cin = 0, in_stride = 0, out_stride = 0, block = 0;
+};
 
 // conv3x3 -> ReLU -> maxpool2 for one pooled output row from 4 zero-padded input rows: rows[t]
 // points at padded column -1 of input row 2i - 1 + t; conv column x reads padded columns
-// x .. x + 2. Output: wout pooled pixels, NHWC (cout floats each). w is [tap][cin][cout] (conv1:
-// [tap][8], each tap's 4 channel weights twice, over "dup4" rows; see dup4_row).
+// x .. x + 2. Output: wout pooled pixels, NHWC. w is [out_stride / block][tap][cin][block]
+// (conv1 over "dup4" rows: [tap][8], each tap's 4 channel weights twice; see dup4_row).
 using RowKernel = void (*)(const float* const rows[4], int wout, const float* w, const float* b,
-                           float* out);
+                           float* out, const ConvGeom& g);
 
 // FC1 + ReLU for output blocks [ob0, ob1) of NB patches: y[q][o] = relu(sum_k x[q][k] W[k][o] +
 // b[o]) over the inputs k in ks[0..n_ks) only (the caller drops inputs that are 0 for every patch;
@@ -28,8 +41,10 @@ using Fc1Kernel = void (*)(const float* x, int k_len, const int* ks, int n_ks, c
 
 namespace avx2 {
 
-// conv1 .. conv5 (the paper's widths; index = 0-based layer).
-extern const RowKernel kRowKernels[kLayers];
+// The row kernel for a layer of this geometry; `dup4` for conv1 over dup4 rows (4 channels).
+// Geometries of the paper's student get kernels with the channel counts compiled in.
+RowKernel row_kernel(const ConvGeom& g, bool dup4);
+
 // Indexed by the number of patches in the pass, 1 .. kFcRows (entry 0 is null).
 extern const Fc1Kernel kFc1[kFcRows + 1];
 
@@ -40,6 +55,9 @@ float dot(const float* a, const float* b, int n);
 // pixel, the converted v = x * scale + offset (product and sum rounded separately), a zero pixel.
 void dup4_row(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
               float* dst);
+// The same with one float per pixel (conv1 of 8 or more channels broadcasts each pixel).
+void plain_row(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+               float* dst);
 
 }  // namespace avx2
 }  // namespace pyinspect::student

@@ -47,7 +47,8 @@ inline void conv1_step(const float* const rows[4], std::ptrdiff_t j, const float
 // one 8-lane load holds two neighbouring pixels for the 4 channels of two conv columns. w: [9][8]
 // (each tap's 4 channel weights, twice). Four pooled pixels per step; a ragged end re-does the
 // last four (same values) instead of a scalar tail.
-void row_conv1(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
+void row_conv1(const float* const rows[4], int wout, const float* w, const float* b, float* out,
+               const ConvGeom&) {
     const __m128 bias = _mm_loadu_ps(b);
     if (wout < 4) {
         for (int j = 0; j < wout; ++j) conv1_step<1>(rows, j, w, bias, out);
@@ -83,20 +84,25 @@ struct Lanes4 {
     static void store(float* p, V v) { _mm_storeu_ps(p, v); }
 };
 
+// Every kernel below sums, per output value, over taps (ky, kx) and then input channels in that
+// order, so a kernel with the channel count compiled in and one with it at run time give the same
+// bits. CIN > 0: cin = in_stride = CIN (the loops unroll); CIN == 0: both from the arguments.
+
 // The 4 conv pixels (2 rows x 2 columns) under pooled pixel j, accumulated over taps and input
 // channels: acc[2a] is conv row a, column 2j; acc[2a + 1] column 2j + 1.
 template <class L, int CIN>
-inline void pool_window(const float* const rows[4], std::ptrdiff_t j, const float* w,
-                        typename L::V acc[4]) {
+inline void pool_window(const float* const rows[4], std::ptrdiff_t j, const float* w, int cin,
+                        std::ptrdiff_t st, typename L::V acc[4]) {
     constexpr int C = L::kLanes;
     for (int ky = 0; ky < 3; ++ky) {
         for (int kx = 0; kx < 3; ++kx) {
-            for (int ci = 0; ci < CIN; ++ci) {
-                const typename L::V wv = L::load(w + ((ky * 3 + kx) * CIN + ci) * C);
-                for (int a = 0; a < 2; ++a) {
-                    const float* src = rows[a + ky] + (2 * j + kx) * CIN + ci;
-                    acc[2 * a] = L::fmadd(L::bcast(src), wv, acc[2 * a]);
-                    acc[2 * a + 1] = L::fmadd(L::bcast(src + CIN), wv, acc[2 * a + 1]);
+            const float* wt = w + (ky * 3 + kx) * cin * C;
+            for (int a = 0; a < 2; ++a) {
+                const float* src = rows[a + ky] + (2 * j + kx) * st;
+                for (int ci = 0; ci < cin; ++ci) {
+                    const typename L::V wv = L::load(wt + ci * C);
+                    acc[2 * a] = L::fmadd(L::bcast(src + ci), wv, acc[2 * a]);
+                    acc[2 * a + 1] = L::fmadd(L::bcast(src + st + ci), wv, acc[2 * a + 1]);
                 }
             }
         }
@@ -110,13 +116,15 @@ inline void store_pooled(float* out, const typename L::V acc[4], typename L::V b
     L::store(out, L::max(L::add(m, bias), L::zero()));
 }
 
-// 8 or 4 output channels (one vector); w: [9][CIN][C]. Two pooled pixels per step, interleaved
-// so that the two windows' multiply-adds overlap, then one at a time for an odd end.
+// One block of 8 or 4 output channels (one vector); w: [9][cin][C]. Two pooled pixels per step,
+// interleaved so that the two windows' multiply-adds overlap, then one at a time for an odd end.
 template <class L, int CIN>
-void row_narrow(const float* const rows[4], int wout, const float* w, const float* b,
-                float* out) {
+void narrow_block(const float* const rows[4], int wout, const float* w, const float* b,
+                  float* out, int cin_rt, int st_rt, int os) {
     constexpr int C = L::kLanes;
     using V = typename L::V;
+    const int cin = CIN > 0 ? CIN : cin_rt;
+    const std::ptrdiff_t st = CIN > 0 ? CIN : st_rt;
     const V bias = L::load(b), zero = L::zero();
     std::ptrdiff_t j = 0;
     for (; j + 2 <= wout; j += 2) {
@@ -124,47 +132,54 @@ void row_narrow(const float* const rows[4], int wout, const float* w, const floa
         for (auto& q : acc) q[0] = q[1] = q[2] = q[3] = zero;
         for (int ky = 0; ky < 3; ++ky) {
             for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const V wv = L::load(w + ((ky * 3 + kx) * CIN + ci) * C);
+                const float* wt = w + (ky * 3 + kx) * cin * C;
+                const float* s0 = rows[ky] + (2 * j + kx) * st;
+                const float* s1 = rows[ky + 1] + (2 * j + kx) * st;
+                for (int ci = 0; ci < cin; ++ci) {
+                    const V wv = L::load(wt + ci * C);
                     for (int q = 0; q < 2; ++q) {
-                        for (int a = 0; a < 2; ++a) {
-                            const float* src = rows[a + ky] + (2 * (j + q) + kx) * CIN + ci;
-                            acc[q][2 * a] = L::fmadd(L::bcast(src), wv, acc[q][2 * a]);
-                            acc[q][2 * a + 1] =
-                                L::fmadd(L::bcast(src + CIN), wv, acc[q][2 * a + 1]);
-                        }
+                        const std::ptrdiff_t o = 2 * q * st + ci;
+                        acc[q][0] = L::fmadd(L::bcast(s0 + o), wv, acc[q][0]);
+                        acc[q][1] = L::fmadd(L::bcast(s0 + o + st), wv, acc[q][1]);
+                        acc[q][2] = L::fmadd(L::bcast(s1 + o), wv, acc[q][2]);
+                        acc[q][3] = L::fmadd(L::bcast(s1 + o + st), wv, acc[q][3]);
                     }
                 }
             }
         }
-        for (int q = 0; q < 2; ++q) store_pooled<L>(out + C * (j + q), acc[q], bias);
+        for (int q = 0; q < 2; ++q) store_pooled<L>(out + os * (j + q), acc[q], bias);
     }
     for (; j < wout; ++j) {
         V acc[4] = {zero, zero, zero, zero};
-        pool_window<L, CIN>(rows, j, w, acc);
-        store_pooled<L>(out + C * j, acc, bias);
+        pool_window<L, CIN>(rows, j, w, cin, st, acc);
+        store_pooled<L>(out + os * j, acc, bias);
     }
 }
 
-// 16 output channels (two vectors); w: [9][CIN][16]. One pooled pixel per step.
+// One block of 16 output channels (two vectors); w: [9][cin][16]. One pooled pixel per step.
 template <int CIN>
-void row_c16(const float* const rows[4], int wout, const float* w, const float* b, float* out) {
+void wide_block(const float* const rows[4], int wout, const float* w, const float* b, float* out,
+                int cin_rt, int st_rt, int os) {
+    const int cin = CIN > 0 ? CIN : cin_rt;
+    const std::ptrdiff_t st = CIN > 0 ? CIN : st_rt;
     const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8), zero = _mm256_setzero_ps();
     for (std::ptrdiff_t j = 0; j < wout; ++j) {
         __m256 acc[4][2];
         for (auto& p : acc) p[0] = p[1] = zero;
         for (int ky = 0; ky < 3; ++ky) {
             for (int kx = 0; kx < 3; ++kx) {
-                for (int ci = 0; ci < CIN; ++ci) {
-                    const float* wp = w + ((ky * 3 + kx) * CIN + ci) * 16;
-                    const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-                    for (int a = 0; a < 2; ++a) {
-                        for (int bb = 0; bb < 2; ++bb) {
-                            const __m256 x = _mm256_broadcast_ss(
-                                rows[a + ky] + (2 * j + bb + kx) * CIN + ci);
-                            acc[2 * a + bb][0] = _mm256_fmadd_ps(x, w0, acc[2 * a + bb][0]);
-                            acc[2 * a + bb][1] = _mm256_fmadd_ps(x, w1, acc[2 * a + bb][1]);
-                        }
+                const float* wt = w + (ky * 3 + kx) * cin * 16;
+                const float* s0 = rows[ky] + (2 * j + kx) * st;
+                const float* s1 = rows[ky + 1] + (2 * j + kx) * st;
+                for (int ci = 0; ci < cin; ++ci) {
+                    const __m256 w0 = _mm256_loadu_ps(wt + ci * 16);
+                    const __m256 w1 = _mm256_loadu_ps(wt + ci * 16 + 8);
+                    const __m256 x[4] = {
+                        _mm256_broadcast_ss(s0 + ci), _mm256_broadcast_ss(s0 + st + ci),
+                        _mm256_broadcast_ss(s1 + ci), _mm256_broadcast_ss(s1 + st + ci)};
+                    for (int p = 0; p < 4; ++p) {
+                        acc[p][0] = _mm256_fmadd_ps(x[p], w0, acc[p][0]);
+                        acc[p][1] = _mm256_fmadd_ps(x[p], w1, acc[p][1]);
                     }
                 }
             }
@@ -172,11 +187,38 @@ void row_c16(const float* const rows[4], int wout, const float* w, const float* 
         for (int h = 0; h < 2; ++h) {
             const __m256 m = _mm256_max_ps(_mm256_max_ps(acc[0][h], acc[1][h]),
                                            _mm256_max_ps(acc[2][h], acc[3][h]));
-            _mm256_storeu_ps(out + 16 * j + 8 * h,
+            _mm256_storeu_ps(out + os * j + 8 * h,
                              _mm256_max_ps(_mm256_add_ps(m, h ? b1 : b0), zero));
         }
     }
 }
+
+using BlockKernel = void (*)(const float* const rows[4], int wout, const float* w,
+                             const float* b, float* out, int cin, int st, int os);
+
+// A whole layer: the block kernel K over the out_stride / B blocks of B output channels.
+template <BlockKernel K, int B>
+void layer(const float* const rows[4], int wout, const float* w, const float* b, float* out,
+           const ConvGeom& g) {
+    const std::ptrdiff_t w_block = static_cast<std::ptrdiff_t>(9) * g.cin * B;
+    for (int k = 0; k * B < g.out_stride; ++k) {
+        K(rows, wout, w + k * w_block, b + k * B, out + k * B, g.cin, g.in_stride, g.out_stride);
+    }
+}
+
+// The layer kernel for block width B (4, 8, 16) and input channel count CIN (0: run time).
+template <int CIN>
+RowKernel layer_for(int block) {
+    if (block == 16) return layer<wide_block<CIN>, 16>;
+    if (block == 8) return layer<narrow_block<Lanes8, CIN>, 8>;
+    return layer<narrow_block<Lanes4, CIN>, 4>;
+}
+
+// How far ahead FC1 prefetches its weights (bytes). The weight stream is read once per frame
+// (25.7 MB for C5 = 32 and 4096 outputs, more than the caches keep between frames), at 32 bytes
+// per 9 multiply-adds, which the hardware prefetcher alone does not keep up with
+// (docs/fast_cpu.md).
+constexpr std::uintptr_t kFcPrefetch = 4096;
 
 template <int NB>
 void fc1_block(const float* x, int k_len, const int* ks, int n_ks, const float* wblk,
@@ -189,6 +231,11 @@ void fc1_block(const float* x, int k_len, const int* ks, int n_ks, const float* 
         for (int i = 0; i < n_ks; ++i) {
             const int k = ks[i];
             const __m256 wv = _mm256_loadu_ps(wp + k * 8);
+            // an address, not a pointer into the array: past the end it is only a hint (a
+            // prefetch never faults)
+            _mm_prefetch(reinterpret_cast<const char*>(
+                             reinterpret_cast<std::uintptr_t>(wp + k * 8) + kFcPrefetch),
+                         _MM_HINT_T0);
             for (int q = 0; q < NB; ++q) {
                 acc[q] = _mm256_fmadd_ps(_mm256_broadcast_ss(x + q * k_len + k), wv, acc[q]);
             }
@@ -203,8 +250,19 @@ void fc1_block(const float* x, int k_len, const int* ks, int n_ks, const float* 
 
 }  // namespace
 
-const RowKernel kRowKernels[kLayers] = {row_conv1, row_narrow<Lanes8, 4>, row_c16<8>,
-                                        row_narrow<Lanes4, 16>, row_narrow<Lanes4, 4>};
+RowKernel row_kernel(const ConvGeom& g, bool dup4) {
+    if (dup4) return row_conv1;
+    if (g.cin == g.in_stride) {  // the channel counts of the family's usual widths, compiled in
+        switch (g.cin) {
+            case 1: return layer_for<1>(g.block);
+            case 4: return layer_for<4>(g.block);
+            case 8: return layer_for<8>(g.block);
+            case 16: return layer_for<16>(g.block);
+            default: break;
+        }
+    }
+    return layer_for<0>(g.block);
+}
 
 const Fc1Kernel kFc1[kFcRows + 1] = {nullptr,         fc1_block<1>,  fc1_block<2>,  fc1_block<3>,
                                      fc1_block<4>,    fc1_block<5>,  fc1_block<6>,  fc1_block<7>,
@@ -254,6 +312,22 @@ void dup4_row(const std::uint8_t* src, std::int64_t step, int n, float scale, fl
         const float v = static_cast<float>(src[c * step]) * scale + offset;  // -ffp-contract=off
         d[4 * c] = d[4 * c + 1] = d[4 * c + 2] = d[4 * c + 3] = v;
     }
+}
+
+void plain_row(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+               float* dst) {
+    dst[0] = dst[n + 1] = 0.f;
+    float* d = dst + 1;
+    int c = 0;
+    if (step == 1) {
+        const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+        for (; c + 8 <= n; c += 8) {
+            const __m128i px = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + c));
+            _mm256_storeu_ps(d + c, _mm256_add_ps(
+                _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(px)), vs), vo));
+        }
+    }
+    for (; c < n; ++c) d[c] = static_cast<float>(src[c * step]) * scale + offset;
 }
 
 }  // namespace pyinspect::student::avx2

@@ -11,15 +11,16 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from pyinspect.errors import (
-    BackendError,
-    BackendUnavailableError,
-    InputError,
-    InputTypeError,
-    ModelFileError,
-    PyInspectError,
-    SpecError,
-)
+from pyinspect import errors
+
+# The error classes, importable as ``pyinspect.InputError`` and the like.
+BackendError = errors.BackendError
+BackendUnavailableError = errors.BackendUnavailableError
+InputError = errors.InputError
+InputTypeError = errors.InputTypeError
+ModelFileError = errors.ModelFileError
+PyInspectError = errors.PyInspectError
+SpecError = errors.SpecError
 
 try:
     __version__ = version("pyinspect")

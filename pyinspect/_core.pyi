@@ -6,7 +6,6 @@ validates arguments and words the errors; these functions re-check shapes once i
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,16 +80,20 @@ class StudentRunner:
         is_logits: bool,
     ) -> None:
         """``weights``: 'conv1_w' .. 'conv5_w' [C_out, C_in, 3, 3], 'conv1_b' .. 'conv5_b',
-        'fc1_w' [hidden, 196], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b' (widths 4, 8, 16, 4, 4;
-        hidden a multiple of 8). conv1 sees a pixel x as x * input_scale + input_offset and
-        pad_value outside the patch; in_channels 3 means gray replicated (conv1 is summed)."""
+        'fc1_w' [hidden, C5 * 49], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b'. The widths are
+        the biases' lengths, 1 to 64 each; any hidden and class count. conv1 sees a pixel x as
+        x * input_scale + input_offset and pad_value outside the patch; in_channels 3 means gray
+        replicated (conv1 is summed)."""
     def run(
         self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
-    ) -> dict[str, Any]:
+    ) -> bytes:
         """Logits of the 224×224 ``boxes`` [N, 4] of a gray uint8 frame (H×W or H×W×1, any
-        strides), then the vote: the dict of ``vote`` plus 'tile_ms' (0: the engine reads the
-        frame itself), 'infer_ms', 'vote_ms', 'total_ms', 'layers_ms' (conv1..conv5), 'fc_ms' and
-        'shared' (whether patches shared work: offsets multiples of 16). Not reentrant."""
+        strides), then the vote, returned as one record (native byte order): float64 tile_ms (0:
+        the engine reads the frame itself), infer_ms, vote_ms, total_ms, layers_ms[5] (conv1..
+        conv5), fc_ms; int32 N, T, texture, flags (1: defective, 2: the patches shared conv1-4,
+        offsets multiples of 16); int32 patch_class[N], float32 patch_score[N], float32
+        patch_defect_prob[N], int32 texture_votes[T], uint8 patch_defective[N] (fields as in
+        ``vote``). ``pyinspect.runners.student.decode_record`` reads it. Not reentrant."""
     def logits(self) -> npt.NDArray[np.float32]:
         """A copy of the last run's logits [N, K]."""
     @property

@@ -1,13 +1,15 @@
 """One exception root for everything pyinspect raises on purpose.
 
 Each subclass also derives from the built-in exception a caller would naturally catch, so
-``except ValueError`` keeps working for people who do not know pyinspect's types.
+``except ValueError`` keeps working for people who do not know pyinspect's types. The small
+argument checks at the end (``check_int``, ``check_choice``, ``suggest``) word every such error
+the same way.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class PyInspectError(Exception):
@@ -55,4 +57,13 @@ def check_int(name: str, value: object, minimum: int, maximum: int | None = None
         bound = f"in {minimum}..{maximum}" if maximum is not None else f">= {minimum}"
         msg = f"{name} must be {bound}, got {value}"
         raise InputError(msg)
+    return value
+
+
+def check_choice(what: str, value: str, choices: Sequence[str], error: type[Exception]) -> str:
+    """``value`` when it is one of ``choices``; otherwise raise ``error``, naming ``what`` (e.g.
+    ``"sink 'm': spool_policy"``), the choices and the value given."""
+    if value not in choices:
+        msg = f"{what} must be one of {list(choices)}, got {value!r}"
+        raise error(msg)
     return value

@@ -8,7 +8,9 @@ any strides; it is never copied here.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from typing import TypeAlias
 
@@ -17,22 +19,60 @@ import numpy as np
 
 from pyinspect.errors import InputError, InputTypeError
 
-__all__ = ["Frame", "as_frame", "check_frame", "is_gray", "load_frame", "with_source"]
+__all__ = [
+    "Frame",
+    "as_frame",
+    "check_frame",
+    "is_gray",
+    "load_frame",
+    "path_problem",
+    "with_source",
+]
 
 Frame: TypeAlias = "np.ndarray | str | os.PathLike[str]"
 
 _UINT8 = np.dtype(np.uint8)
 
 
+def path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a regular file one can open, in words (``None`` when it is one):
+    not found, a dangling symlink, a symlink loop, a folder, a device, no permission."""
+    p = os.fspath(path)
+    if p == "":
+        return "path is empty ('')"
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            return f"is a dangling symlink to {os.readlink(p)!r}, which does not exist"
+        return "not found"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symlink loop (following its links never reaches a file)"
+        return f"cannot be read: {exc.strerror or exc}"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file (a device, a socket or a pipe)"
+    return None
+
+
 def load_frame(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as stored (``cv2.IMREAD_UNCHANGED``: gray stays 2-D, BGR(A) 3-D)."""
     p = Path(path)
-    if not p.is_file():
-        what = "is not a file" if p.exists() else "not found"
-        msg = f"{p}: image {what}"
+    problem = path_problem(path)
+    if problem is not None:
+        shown = os.fspath(path)
+        msg = f"{shown}: image {problem}" if shown else f"image {problem}"
         raise InputError(msg)
     image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if image is None:
+        try:  # OpenCV says nothing about why; an unreadable file is not an undecodable one
+            with p.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            msg = f"{p}: cannot read image: {exc.strerror or exc}"
+            raise InputError(msg) from exc
         msg = f"{p}: cannot decode image (empty, truncated or not a format OpenCV reads)"
         raise InputError(msg)
     return image
@@ -68,6 +108,12 @@ def as_frame(frame: Frame) -> tuple[np.ndarray, str | None]:
     """(checked array, source path or ``None``) for an array or an image path."""
     if isinstance(frame, np.ndarray):
         return check_frame(frame), None
+    if isinstance(frame, np.generic):  # np.uint8(3): a number, not an image
+        msg = (
+            f"frame must be a 2-D or 3-D uint8 array or an image path, got a NumPy"
+            f" {frame.dtype} scalar (0-D) {frame!r}"
+        )
+        raise InputTypeError(msg)
     if isinstance(frame, str | os.PathLike):
         source = os.fspath(frame)
         try:

@@ -3,7 +3,7 @@
 A frame takes one of two paths, both ending in the same ``InspectionResult``:
 
 - a whole-frame runner (``pyinspect.runners``): one GIL-free C++ call from the uint8 frame to
-  the vote; for the paper's student on gray frames, the fastest CPU path;
+  the vote; for the paper's students on gray frames, the fastest CPU path;
 - tile -> backend -> vote: one fused tile pass written straight into the backend's input
   buffer, one ``infer``, one vote.
 
@@ -19,12 +19,13 @@ time; the compute already spreads one frame over the cores. For throughput prefe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
 import warnings
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,20 +34,24 @@ import numpy as np
 
 from pyinspect.backends.base import (
     Backend,
+    check_output_kind,
     check_threads,
     create_backend,
     pick_backend,
     require_backend,
     usable_cpus,
 )
+from pyinspect.backends.triton import is_model_url, remote_spec
 from pyinspect.errors import (
     BackendError,
+    BackendUnavailableError,
     InputError,
     InputTypeError,
     ModelFileError,
     PyInspectError,
+    check_int,
 )
-from pyinspect.frames import Frame, as_frame, load_frame, with_source
+from pyinspect.frames import Frame, as_frame, load_frame, path_problem, with_source
 from pyinspect.result import InspectionResult, Timings
 from pyinspect.runners.base import RUNNERS, FrameRunner, RunnerInfo, runner_choice, runner_info
 from pyinspect.spec import ModelSpec
@@ -81,7 +86,7 @@ class Inspector:
             file: ONNX Runtime for ``.onnx``, TensorRT for ``.plan``) or a backend name.
         runner: ``"auto"``: with ``backend="auto"`` on the CPU, a whole-frame runner of
             ``pyinspect.runners.RUNNERS`` that takes this model (the direct student runner for
-            the paper's student; its logits are checked against the backend at load), else the
+            the paper's students; its logits are checked against the backend at load), else the
             backend. A runner name (``"student"``): that runner, or an error saying why not.
             ``"backend"``: always the backend. Frames a runner does not take (colour frames on
             the student runner) use the backend.
@@ -116,19 +121,31 @@ class Inspector:
             runner = _ENGINE_TO_RUNNER.get(engine, engine)
         runner = runner_choice(runner)
         check_threads(threads)
-        self.model_path = Path(model_path)
-        if not self.model_path.is_file():
+        check_int("tile_threads", tile_threads, 0)  # 0: the core decides
+        check_threads(tile_threads or None, "tile_threads")
+        remote = is_model_url(model_path)  # triton: a server's model (grpc:// or http://)
+        self.model_path = model_path if remote else Path(model_path)  # a URL stays a str
+        if not remote and not self.model_path.is_file():
             what = "is not a file" if self.model_path.exists() else "not found"
-            msg = f"{self.model_path}: model file {what}"
+            why = path_problem(self.model_path)
+            detail = f"; the path {why}" if why and why != "not found" else ""
+            msg = f"{self.model_path}: model file {what}{detail}"
             raise ModelFileError(msg)
-        name = pick_backend(self.model_path) if backend == "auto" else backend
-        require_backend(name)  # unknown or not installed: fail before reading anything else
+        auto = "triton" if remote else None  # triton: a URL names its backend
+        name = (auto or pick_backend(self.model_path)) if backend == "auto" else backend
+        try:  # unknown or not installed: fail before reading anything else
+            require_backend(name)
+        except BackendUnavailableError as exc:
+            msg = f"{self.model_path}: {exc}"
+            raise BackendUnavailableError(msg) from exc
         if runner not in ("auto", "backend") and name not in runner_info(runner).replaces:
             msg = (
                 f"{self.model_path}: the {runner} runner replaces the"
                 f" {list(runner_info(runner).replaces)} backend(s), not {name!r}"
             )
             raise InputError(msg)
+        if spec is None and remote:  # triton: the sidecar in the server's model config
+            spec = remote_spec(model_path, **_timeout_option(backend_options))
         self._spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
         self.threshold = check_threshold(threshold)
         self._backend: Backend = create_backend(
@@ -137,8 +154,13 @@ class Inspector:
         self._backend_name = name
         self._max_batch = int(self._backend.max_batch)
         try:
+            if not remote:  # a model loaded here: its output.kind is probed once
+                check_output_kind(self._backend, self._spec, self.model_path)
             norm = self._spec.normalization
-            self._tiler = Tiler(norm.mean, norm.std, self._spec.input.channels, tile_threads)
+            own_tiler = getattr(self._backend, "tiler", None)  # triton: uint8 patches
+            self._tiler = own_tiler or Tiler(
+                norm.mean, norm.std, self._spec.input.channels, tile_threads
+            )
             self._is_logits = self._spec.output.kind == "logits"
             self._class_texture = self._spec.class_texture
             self._class_defective = self._spec.class_defective
@@ -267,7 +289,8 @@ class Inspector:
         """Inspect several frames, packing as many as fit into one ``infer`` (up to
         ``max_batch`` patches). Results are in input order; ``infer_ms`` is each frame's share.
         Frames a runner takes run on it one by one (it beats any batch on the backend)."""
-        if isinstance(frames, str | os.PathLike | np.ndarray) or not isinstance(frames, Iterable):
+        one_frame = str | bytes | bytearray | os.PathLike | np.ndarray
+        if isinstance(frames, one_frame) or not isinstance(frames, Iterable):
             msg = (
                 "frames must be an iterable (list, tuple, ...) of frames, got"
                 f" {type(frames).__name__}; use run() for one frame"
@@ -286,15 +309,18 @@ class Inspector:
         patches = 0
         for i, p in enumerate(prepared):
             if self._runner is not None and self._runner.accepts(p.image):
-                results[i] = self.run_prepared(p, threshold=thr)
+                with _naming_frames([i]):
+                    results[i] = self.run_prepared(p, threshold=thr)
                 continue
             if group and patches + len(p.boxes) > self._max_batch:
-                self._run_group(group, prepared, thr, results)
+                with _naming_frames(group):
+                    self._run_group(group, prepared, thr, results)
                 group, patches = [], 0
             group.append(i)
             patches += len(p.boxes)
         if group:
-            self._run_group(group, prepared, thr, results)
+            with _naming_frames(group):
+                self._run_group(group, prepared, thr, results)
         return [r for r in results if r is not None]
 
     def stream(
@@ -419,9 +445,27 @@ class Inspector:
                 row += n
 
 
+@contextlib.contextmanager
+def _naming_frames(indices: list[int]) -> Iterator[None]:
+    """An error while ``run_batch`` inspects these frames says which of the caller's frames
+    (``frames[3]``; a shared inference names every frame in it)."""
+    try:
+        yield
+    except PyInspectError as exc:
+        where = f"frames[{indices[0]}]" if len(indices) == 1 else f"frames{indices}"
+        msg = f"{where}: {exc}"
+        raise type(exc)(msg) from exc
+
+
 def _deprecated(old: str, new: str) -> None:
     """Warn the caller of an Inspector method (two frames up) that ``old`` is going away."""
     warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=3)
+
+
+def _timeout_option(backend_options: dict[str, Any]) -> dict[str, Any]:
+    """triton: the backend's ``timeout`` option, for reading the sidecar from the server."""
+    timeout = backend_options.get("timeout")
+    return {} if timeout is None else {"timeout": timeout}
 
 
 def _on_cpu(backend_options: dict[str, Any]) -> bool:

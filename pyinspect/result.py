@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -149,3 +149,50 @@ class InspectionResult:
             f" defective_patches={self.defective_patches.tolist()},"
             f" max_defect_prob={self.max_defect_prob:.3f}, total_ms={self.timings.total_ms:.3f})"
         )
+
+
+#: Decodes a runner's packed frame record into InspectionResult's fields (a name -> value dict).
+Decoder = Callable[[Any, "ModelSpec", np.ndarray], dict[str, Any]]
+
+
+class DeferredInspectionResult(InspectionResult):
+    """An ``InspectionResult`` whose fields are decoded from a whole-frame runner's packed record
+    the first time one is read.
+
+    Why: on the direct student path the Python work around the native call is most of what is
+    left per frame besides the compute; deferring the decode lets ``Inspector.run`` return after
+    building one object. It behaves as an ``InspectionResult`` in every way (same fields, frozen,
+    read-only arrays; pickling or copying gives a plain ``InspectionResult``). Decoding is
+    idempotent, so a result shared between threads may be read from all of them.
+    """
+
+    @classmethod
+    def deferred(
+        cls, decode: Decoder, record: Any, spec: ModelSpec, boxes: np.ndarray
+    ) -> DeferredInspectionResult:
+        """A result for ``record`` that ``decode(record, spec, boxes)`` fills in when read."""
+        obj = cls.__new__(cls)
+        d = obj.__dict__  # frozen: fields are set in the instance dict, as dataclasses does
+        d["boxes"] = boxes
+        d["error"] = None
+        d["_pending"] = (decode, record, spec)
+        return obj
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes not yet in the instance dict
+        d = self.__dict__
+        pending = d.get("_pending")
+        if pending is None or name.startswith("__"):
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg)
+        decode, record, spec = pending
+        d.update(decode(record, spec, d["boxes"]))
+        d.pop("_pending", None)
+        try:
+            return d[name]
+        except KeyError:
+            msg = f"{type(self).__name__!r} object has no attribute {name!r}"
+            raise AttributeError(msg) from None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle and copy as a plain ``InspectionResult`` with every field decoded."""
+        return InspectionResult, tuple(getattr(self, f.name) for f in fields(InspectionResult))

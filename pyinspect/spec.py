@@ -29,6 +29,15 @@ SCHEMA_VERSION: Literal[1] = 1
 SIDECAR_SUFFIX = ".json"
 EXPORT_HINT = "Create it by exporting the model with `python -m train export` (it writes both)."
 
+#: Sane normalisation for inputs scaled to [0, 1] (``x / 255``): a mean within one full scale of
+#: that range, and a std from 1 / 65535 (raw values of any camera up to 16 bits) to 10 (the
+#: whole input range then spans 0.1). Outside these one constant decides every patch, or the
+#: tiler's scale overflows: ``std: [1e300]`` made every frame good, ``mean: [1e30]`` every patch
+#: defective.
+MEAN_RANGE = (-1.0, 2.0)
+STD_RANGE = (1.0 / 65535.0, 10.0)
+FLOAT16_MAX = 65504.0
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -417,6 +426,7 @@ def _consistency_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     unused = [t for t in range(n_tex) if t not in used]
     if unused:
         issues.append(("textures", f"texture ids {unused} have no class in classes"))
+    issues += _class_table_issues(spec)
     dupes = sorted(n for n, k in Counter(c.name for c in spec.classes).items() if k > 1)
     if dupes:
         issues.append(("classes", f"class names must be unique, repeated: {dupes}"))
@@ -452,12 +462,70 @@ def _consistency_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     bad_std = [s for s in spec.normalization.std if not s > 0]
     if bad_std:
         issues.append(("normalization.std", f"must be > 0, got {spec.normalization.std}"))
+    else:
+        issues += _normalization_issues(spec)
 
     g = spec.grid
     if g.policy == "fixed" and (g.rows is None or g.cols is None):
         issues.append(("grid", "policy 'fixed' needs both rows and cols"))
     if g.policy == "cover" and (g.rows is not None or g.cols is not None):
         issues.append(("grid", "policy 'cover' chooses rows and cols itself; set them to null"))
+    return issues
+
+
+def _class_table_issues(spec: ModelSpec) -> list[tuple[str, str]]:
+    """A table without a good or a defective class, or a texture without a good class, makes
+    the vote's verdict fixed before any frame is seen (every frame good, or every one
+    defective)."""
+    issues: list[tuple[str, str]] = []
+    if all(c.defective for c in spec.classes):
+        issues.append(("classes", "every class is defective; at least one must be good"))
+    elif not any(c.defective for c in spec.classes):
+        issues.append(("classes", "no class is defective; at least one must be (defective: true)"))
+    else:
+        good = {c.texture for c in spec.classes if not c.defective}
+        lacking = sorted({c.texture for c in spec.classes} - good)
+        if lacking:
+            names = [spec.textures[t] for t in lacking if t < len(spec.textures)]
+            issues.append(
+                (
+                    "classes",
+                    f"textures {lacking} ({names}) have no good class; every texture needs one",
+                )
+            )
+    return issues
+
+
+def _normalization_issues(spec: ModelSpec) -> list[tuple[str, str]]:
+    """``mean`` and ``std`` in the ranges that make sense for inputs scaled to [0, 1], and, for a
+    float16 input, normalised values that fit float16."""
+    issues: list[tuple[str, str]] = []
+    norm = spec.normalization
+    for field, values, (low, high), shown in (
+        ("mean", norm.mean, MEAN_RANGE, "[-1, 2]"),
+        ("std", norm.std, STD_RANGE, "[1/65535, 10]"),
+    ):
+        bad = [v for v in values if np.isfinite(v) and not low <= v <= high]
+        if bad:
+            issues.append(
+                (
+                    f"normalization.{field}",
+                    f"must lie in {shown} for inputs scaled to [0, 1] (x / 255), got {values}",
+                )
+            )
+    if not issues and spec.input.dtype == "float16":
+        worst = max(
+            (max(abs(m), abs(1.0 - m)) / s for m, s in zip(norm.mean, norm.std, strict=False)),
+            default=0.0,
+        )
+        if worst > FLOAT16_MAX:
+            issues.append(
+                (
+                    "normalization.std",
+                    f"(x - mean) / std reaches {worst:.4g}, beyond float16's {FLOAT16_MAX:g}"
+                    " (input.dtype float16); use a larger std or a float32 input",
+                )
+            )
     return issues
 
 

@@ -23,10 +23,19 @@ core to spare, the reader keeps its priority. Measured in ``benchmarks/throughpu
 
 Reliability: a frame that cannot be inspected (``None``, a failed ``VideoCapture.read``, wrong
 dtype/shape, an undecodable file, a backend error) yields ``InspectionResult.failed(...)`` naming
-the frame index, and the stream goes on. Closing the generator (``break``, ``.close()``, or an
-exception in the consumer) stops both threads promptly; an exception raised by the caller's own
-iterable is re-raised in the caller after the frames before it. At most ``2 * depth + 3`` frames
-are referenced at once, so memory stays flat on an endless camera.
+the frame index, and the stream goes on. Leaving a ``for`` loop over the stream (``break``, or an
+exception in the consumer) stops both threads promptly and reads no further frame, also while the
+caller still holds the stream object (each ``for`` loop iterates a fresh wrapper that closes the
+stream when the loop drops it); so do ``.close()`` and ``with``. An exception raised by the
+caller's own iterable is re-raised in the caller after the frames before it. At most
+``2 * depth + 3`` frames are referenced at once, so memory stays flat on an endless camera.
+
+Frames that are arrays are copied by the reader before it hands them on: camera SDKs (and any
+source that refills one buffer) overwrite a frame's memory while it still waits for inference, and
+a reference would report the verdict of a later frame. The copy costs 3 us for a 512×512 gray
+frame and 23 us for 1024×1040 against ~5 ms of inference (``python benchmarks/watch.py``, row
+``frame_copy``, 2-core AMD EPYC VM). Frames read from paths are decoded into new memory and are
+not copied again.
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ import queue
 import sys
 import threading
 from collections.abc import Generator, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -58,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_READ_FAILURES",
     "READER_NICE",
+    "ResultStream",
     "VideoSource",
     "auto_reader_nice",
     "default_reader_nice",
@@ -107,6 +118,45 @@ class _Raise:
 _END = object()
 
 
+class ResultStream(Generator[InspectionResult, None, None]):
+    """What ``stream`` returns: a generator of results whose ``for`` loops own the stream.
+
+    ``iter(stream)`` is a fresh wrapper over the one underlying generator, so when a ``for`` loop
+    ends early (``break``, an exception in its body) and drops its iterator, the workers stop at
+    once even while the caller still holds ``stream``. ``next``, ``send``, ``close`` and ``with``
+    act on the underlying generator directly."""
+
+    def __init__(self, gen: Generator[InspectionResult, None, None]) -> None:
+        self._gen = gen
+
+    def send(self, value: None) -> InspectionResult:
+        return self._gen.send(value)
+
+    def throw(  # type: ignore[override]
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+    ) -> InspectionResult:
+        exc = typ if isinstance(typ, BaseException) else typ() if val is None else typ(val)
+        return self._gen.throw(exc.with_traceback(tb) if tb is not None else exc)
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __iter__(self) -> Generator[InspectionResult, None, None]:
+        return self._loop()
+
+    def _loop(self) -> Generator[InspectionResult, None, None]:
+        yield from self._gen  # closing this wrapper closes the underlying generator
+
+    def __enter__(self) -> ResultStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def stream(
     inspector: Inspector,
     frames: Iterable[Any] | VideoSource,
@@ -115,7 +165,7 @@ def stream(
     threshold: float | None = None,
     max_read_failures: int = MAX_READ_FAILURES,
     reader_nice: int | None = None,
-) -> Generator[InspectionResult, None, None]:
+) -> ResultStream:
     """Yield one ``InspectionResult`` per frame of ``frames``, in order (see the module doc).
 
     Args:
@@ -131,8 +181,7 @@ def stream(
             every CPU this process may use with threads that sleep when idle, else 0
             (:func:`default_reader_nice`).
 
-    Arrays are referenced, not copied, until their result is yielded: an iterable must hand
-    out a new array per frame, not refill one buffer.
+    Arrays are copied once validated, so an iterable may refill one buffer per frame.
     """
     check_int("depth", depth, 1)
     check_int("max_read_failures", max_read_failures, 1)
@@ -162,7 +211,7 @@ def stream(
                 f" got {type(frames).__name__}"
             )
             raise InputTypeError(msg) from None
-    return _pipeline(inspector, acquire, depth, thr, reader_nice)
+    return ResultStream(_pipeline(inspector, acquire, depth, thr, reader_nice))
 
 
 def default_reader_nice(inference_threads: int, spins: bool, cpus: int) -> int:
@@ -260,11 +309,14 @@ def _prepare(inspector: Inspector, index: int, raw: Any) -> _Frame | _Failed | _
     if raw is None:
         return _Failed(index, f"frame {index}: no frame (got None)")
     try:
-        return _Frame(index, inspector.prepare(raw))
+        prepared = inspector.prepare(raw)
     except PyInspectError as exc:
         return _Failed(index, f"frame {index}: {exc}")
     except Exception as exc:  # a bug, not a bad frame: surface it
         return _Raise(exc)
+    if prepared.source is None:  # an array: its producer may refill it before inference reads it
+        prepared = replace(prepared, image=prepared.image.copy())
+    return _Frame(index, prepared)
 
 
 def _infer_loop(

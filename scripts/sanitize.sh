@@ -128,42 +128,58 @@ echo "== sanitize: the direct student engine (random weights, every code path)"
 import numpy as np
 
 import pyinspect._core as core
+from pyinspect.runners.student import RECORD_HEAD
 
 if not core.student_engine_supported():
     print("== sanitize: no AVX2+FMA on this CPU, student engine not exercised")
     raise SystemExit(0)
 rng = np.random.default_rng(0)
-widths, cin, hidden, classes = (4, 8, 16, 4, 4), 1, 64, 6
-w = {}
-for i, cout in enumerate(widths, start=1):
-    w[f"conv{i}_w"] = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3)).astype(np.float32)
-    w[f"conv{i}_b"] = rng.normal(0, 0.1, cout).astype(np.float32)
-    cin = cout
-w["fc1_w"] = rng.normal(0, (2 / (4 * 49)) ** 0.5, (hidden, 4 * 49)).astype(np.float32)
-w["fc1_b"] = rng.normal(0, 0.1, hidden).astype(np.float32)
-w["fc2_w"] = rng.normal(0, (1 / hidden) ** 0.5, (classes, hidden)).astype(np.float32)
-w["fc2_b"] = np.zeros(classes, np.float32)
 texture, defective = [0, 0, 1, 1, 2, 2], [False, True] * 3
-for threads in (1, 2, 3):
-    runner = core.StudentRunner(w, 1, 1 / 255, -0.5, 0.0, threads, texture, defective, True)
-    for height, width in ((512, 512), (600, 600), (224, 224), (480, 640)):
-        base = rng.integers(0, 256, (height + 3, 2 * width + 5), dtype=np.uint8)
-        views = (base[:height, :width], base[3:, 5::2], np.ascontiguousarray(base[:height, :width]))
-        for frame in views:
-            boxes = core.patch_grid(height, width)
-            r = runner.run(frame, boxes, 0.5)
-            if len(r["patch_class"]) != len(boxes):
-                raise SystemExit(f"{len(boxes)} boxes but {len(r['patch_class'])} decisions")
-            got = runner.logits()
-            one = []
-            for box in boxes:  # one box per call: the per-patch path
-                runner.run(frame, box[None], -1.0)
-                one.append(runner.logits()[0])
-            delta = float(np.abs(got - np.stack(one)).max())
-            if not delta <= 1e-4 * max(1.0, float(np.abs(got).max())):
-                msg = f"{height}x{width}, {threads} threads: shared vs per-patch {delta}"
-                raise SystemExit(msg)
-print("== sanitize: student engine ok (shared == per-patch path, 1 to 3 threads)")
+
+
+def weights(widths, cin, hidden):
+    w = {}
+    for i, cout in enumerate(widths, start=1):
+        w[f"conv{i}_w"] = rng.normal(0, (2 / (9 * cin)) ** 0.5, (cout, cin, 3, 3)).astype(np.float32)
+        w[f"conv{i}_b"] = rng.normal(0, 0.1, cout).astype(np.float32)
+        cin = cout
+    flat = widths[-1] * 49
+    w["fc1_w"] = rng.normal(0, (2 / flat) ** 0.5, (hidden, flat)).astype(np.float32)
+    w["fc1_b"] = rng.normal(0, 0.1, hidden).astype(np.float32)
+    w["fc2_w"] = rng.normal(0, (1 / hidden) ** 0.5, (6, hidden)).astype(np.float32)
+    w["fc2_b"] = np.zeros(6, np.float32)
+    return w
+
+
+# the paper's widths (channel counts compiled into the kernels), then padded widths read at run
+# time with 3 input channels and an FC1 width that is not a multiple of 8
+for widths, in_ch, hidden, thread_counts in (
+    ((4, 8, 16, 4, 4), 1, 64, (1, 2, 3)),
+    ((5, 9, 17, 33, 64), 3, 20, (2,)),
+):
+    w = weights(widths, in_ch, hidden)
+    for threads in thread_counts:
+        runner = core.StudentRunner(w, in_ch, 1 / 255, -0.5, 0.0, threads, texture, defective, True)
+        for height, width in ((512, 512), (600, 600), (224, 224), (480, 640)):
+            base = rng.integers(0, 256, (height + 3, 2 * width + 5), dtype=np.uint8)
+            views = (
+                base[:height, :width], base[3:, 5::2], np.ascontiguousarray(base[:height, :width])
+            )
+            for frame in views:
+                boxes = core.patch_grid(height, width)
+                decisions = RECORD_HEAD.unpack_from(runner.run(frame, boxes, 0.5))[10]
+                if decisions != len(boxes):
+                    raise SystemExit(f"{len(boxes)} boxes but {decisions} decisions")
+                got = runner.logits()
+                one = []
+                for box in boxes:  # one box per call: the per-patch path
+                    runner.run(frame, box[None], -1.0)
+                    one.append(runner.logits()[0])
+                delta = float(np.abs(got - np.stack(one)).max())
+                if not delta <= 1e-4 * max(1.0, float(np.abs(got).max())):
+                    msg = f"{widths} {height}x{width}, {threads} threads: shared vs per-patch {delta}"
+                    raise SystemExit(msg)
+print("== sanitize: student engine ok (shared == per-patch path, 2 widths, 1 to 3 threads)")
 EOF
 
 echo "== sanitize: pytest $TESTS"

@@ -38,3 +38,15 @@ def frames() -> list[np.ndarray]:
 def model_dir(tmp_path: Path) -> Path:
     """An empty folder per test for models that the test breaks on purpose."""
     return tmp_path
+
+
+@pytest.fixture
+def need_student_runner() -> None:
+    """Skips the test where the direct student runner (``pyinspect._core``) cannot run here."""
+    from pyinspect.errors import BackendUnavailableError
+    from pyinspect.runners.student import require_runner
+
+    try:
+        require_runner()
+    except BackendUnavailableError as exc:
+        pytest.skip(f"no direct student runner here: {exc}")

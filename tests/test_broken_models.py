@@ -23,6 +23,8 @@ from pyinspect import Inspector, ModelSpec
 from pyinspect.backends.base import backend_info
 from pyinspect.errors import ModelFileError, PyInspectError, SpecError
 
+pytestmark = pytest.mark.hostile("model files")  # counted in docs/reliability.md
+
 
 def _onnx_backends() -> list[object]:
     """CPU backends that read ``.onnx``; one not installed here is skipped, saying so."""

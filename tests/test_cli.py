@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pyinspect.cli import Command, collect_images, dagm_truth, main, register_co
 
 @pytest.fixture(scope="module")
 def dagm_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Class1, Class1_def, Class2 with two frames each, a DAGM Label folder and a mask to skip."""
+    """Class1, Class1_def, Class2 with two frames each, and a DAGM Label folder with a mask."""
     root = tmp_path_factory.mktemp("dagm")
     for k, folder in enumerate(("Class1", "Class1_def", "Class2")):
         (root / folder).mkdir()
@@ -27,7 +28,6 @@ def dagm_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cv2.imwrite(
         str(root / "Class1_def" / "Label" / "0000_label.PNG"), np.zeros((512, 512), np.uint8)
     )
-    cv2.imwrite(str(root / "Class2" / "0001_label.png"), np.zeros((512, 512), np.uint8))
     (root / "notes.txt").write_text("not an image", encoding="utf-8")
     return root
 
@@ -49,8 +49,9 @@ def test_dagm_truth(path: str, truth: tuple[int, bool] | None) -> None:
 
 
 def test_collect_images_skips_labels_and_other_files(dagm_tree: Path) -> None:
-    paths, any_dir = collect_images([dagm_tree])
-    assert any_dir
+    found = collect_images([dagm_tree])
+    paths = found.paths
+    assert found.any_dir and found.masks_skipped == 1 and not found.problems
     assert [p.relative_to(dagm_tree).as_posix() for p in paths] == [
         "Class1/0000.PNG",
         "Class1/0001.PNG",
@@ -59,8 +60,8 @@ def test_collect_images_skips_labels_and_other_files(dagm_tree: Path) -> None:
         "Class2/0000.PNG",
         "Class2/0001.PNG",
     ]
-    single, any_dir = collect_images([paths[0]])
-    assert single == [paths[0]] and not any_dir
+    single = collect_images([paths[0]])
+    assert single.paths == [paths[0]] and not single.any_dir
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,6 +101,12 @@ def test_inspect_json_lines(tiny: TinyBundle, dagm_tree: Path, capsys) -> None:
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     images, summary = records[:-1], records[-1]["summary"]
     assert [Path(r["path"]).name for r in images] == ["0000.PNG", "0001.PNG", "0000.PNG"]
+    # the record schema every sink shares (pyinspect.records): one run, frame ids 1..3
+    assert {r["schema"] for r in images} == {"pyinspect.record"}
+    assert len({r["run_id"] for r in images}) == 1
+    assert [r["frame_id"] for r in images] == [1, 2, 3]
+    assert images[0]["model_sha256"] == hashlib.sha256(tiny.model_path.read_bytes()).hexdigest()
+    assert all(r["source"] == "cli" and r["latency_ms"] >= 0 for r in images)
     assert all(r["defective"] and len(r["defective_patches"]) == 9 for r in images)
     assert images[0]["truth"] == {"texture": 0, "defective": True}
     assert images[2]["truth"] == {"texture": 1, "defective": False}
@@ -111,6 +118,11 @@ def test_inspect_json_lines(tiny: TinyBundle, dagm_tree: Path, capsys) -> None:
         "median_ms": summary["median_ms"],
         "accuracy": round(correct / 3, 6),
         "with_truth": 3,
+        "masks_skipped": 1,  # Class1_def/Label/0000_label.PNG
+        "excluded": 0,
+        "overlays": 0,
+        "overlay_errors": 0,
+        "interrupted": False,
         "backend": "onnxruntime",
         "runner": "backend",  # the tiny model is not the paper's student
         "engine": "backend",  # the deprecated name of the same fact

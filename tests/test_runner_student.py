@@ -1,5 +1,6 @@
-"""Direct student engine (pyinspect._fastcpu.StudentRunner): same logits and verdicts as ONNX
-Runtime on the same ONNX + sidecar, on the shared (aligned 3×3 grid) and per-patch paths."""
+"""Direct student engine (pyinspect._core.StudentRunner): same logits and verdicts as ONNX
+Runtime on the same ONNX + sidecar, on the shared (aligned 3×3 grid) and per-patch paths. The
+whole family (random widths, class counts, grids) is in test_student_family.py."""
 
 from __future__ import annotations
 
@@ -10,108 +11,15 @@ import numpy as np
 import onnx
 import pytest
 from modelzoo import tiny_model, tiny_weights, write_tiny
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from studentzoo import WIDTHS, frames, student_onnx
 
 from pyinspect import Inspector
-from pyinspect.errors import BackendUnavailableError, InputError
+from pyinspect.errors import InputError
 from pyinspect.runners.student import NotAStudentError, StudentRunner
 from pyinspect.spec import ModelSpec
 
-WIDTHS = (4, 8, 16, 4, 4)
-
-
-@pytest.fixture(autouse=True)
-def _need_runner() -> None:
-    from pyinspect.runners.student import require_runner
-
-    try:
-        require_runner()
-    except BackendUnavailableError as exc:
-        pytest.skip(f"no direct student runner here: {exc}")
-
-
-def student_onnx(
-    path: Path,
-    *,
-    folded: bool = True,
-    seed: int = 0,
-    hidden: int = 256,
-    mean: float = 0.5,
-    std: float = 0.5,
-    widths: tuple[int, ...] = WIDTHS,
-) -> ModelSpec:
-    """The Table 1 student with random weights, as the exporter writes it: ``folded`` = raw gray
-    input with an explicit Pad(255·mean) before a pad-0 conv1; else 3-channel normalised input
-    with a zero-padded conv1. ``hidden`` shrinks FC1 to keep the test fast."""
-    rng = np.random.default_rng(seed)
-    inits, nodes = [], []
-    cin = 1 if folded else 3
-    src = "input"
-    if folded:
-        inits += [
-            numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
-            numpy_helper.from_array(np.array(255.0 * mean, np.float32), "pad_value"),
-        ]
-        nodes.append(helper.make_node("Pad", ["input", "pads", "pad_value"], ["padded"]))
-        src = "padded"
-    for i, width in enumerate(widths, start=1):
-        w = rng.normal(0, np.sqrt(2.0 / (9 * cin)), (width, cin, 3, 3)).astype(np.float32)
-        if i == 1 and folded:
-            w /= 255.0 * std  # raw pixels in, as the folded export
-        b = rng.normal(0, 0.1, width).astype(np.float32)
-        if i == 1 and folded:
-            b -= (w.sum(axis=(1, 2, 3)) * 255.0 * mean).astype(np.float32)
-        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        pad = 0 if (i == 1 and folded) else 1
-        nodes += [
-            helper.make_node("Conv", [src, f"w{i}", f"b{i}"], [f"c{i}"], pads=[pad] * 4),
-            helper.make_node("Relu", [f"c{i}"], [f"r{i}"]),
-            helper.make_node("MaxPool", [f"r{i}"], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]),
-        ]
-        src, cin = f"p{i}", width
-    flat = widths[-1] * 49
-    fc1 = rng.normal(0, np.sqrt(2.0 / flat), (hidden, flat)).astype(np.float32)
-    fc2 = rng.normal(0, np.sqrt(1.0 / hidden), (12, hidden)).astype(np.float32)
-    inits += [
-        numpy_helper.from_array(fc1, "fc1"),
-        numpy_helper.from_array(rng.normal(0, 0.1, hidden).astype(np.float32), "fb1"),
-        numpy_helper.from_array(fc2, "fc2"),
-        numpy_helper.from_array(rng.normal(0, 0.1, 12).astype(np.float32), "fb2"),
-    ]
-    nodes += [
-        helper.make_node("Flatten", [src], ["flat"], axis=1),
-        helper.make_node("Gemm", ["flat", "fc1", "fb1"], ["h"], transB=1),
-        helper.make_node("Relu", ["h"], ["hr"]),
-        helper.make_node("Gemm", ["hr", "fc2", "fb2"], ["logits"], transB=1),
-    ]
-    channels = 1 if folded else 3
-    graph = helper.make_graph(
-        nodes,
-        "student",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 224, 224])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 12])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    if folded:
-        spec = ModelSpec.for_dagm(channels=1, mean=[0.0], std=[1.0 / 255.0])
-    else:
-        spec = ModelSpec.for_dagm(channels=3, mean=[mean] * 3, std=[std] * 3)
-    spec.save_for_model(path)
-    return spec
-
-
-def frames(shape: tuple[int, int], n: int = 3) -> list[np.ndarray]:
-    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    out = []
-    for _ in range(n):
-        base = 128 + 50 * np.sin(xx / rng.uniform(3, 20)) * np.cos(yy / rng.uniform(3, 20))
-        out.append(np.clip(base + rng.normal(0, 20, shape), 0, 255).astype(np.uint8))
-    return out
+pytestmark = pytest.mark.usefixtures("need_student_runner")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -228,10 +136,10 @@ def test_refuses_other_networks(tmp_path: Path) -> None:
         StudentRunner(softmax)
 
 
-def test_other_widths_are_refused(tmp_path: Path) -> None:
+def test_layers_wider_than_the_kernels_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "wide.onnx"
-    student_onnx(path, widths=(8, 8, 16, 4, 4))
-    with pytest.raises(NotAStudentError, match=r"conv1 weight is \[8, 1, 3, 3\], expected \[4,"):
+    student_onnx(path, widths=(96, 8, 16, 4, 4), hidden=8)
+    with pytest.raises(NotAStudentError, match=r"conv1 has 96 output channels, more than the 64"):
         StudentRunner(path)
 
 
@@ -384,12 +292,12 @@ def test_inspector_named_backend_or_other_network_keeps_the_backend(
     with Inspector(folded, threads=1) as unmarked:  # decided from the graph, not the sidecar
         assert unmarked.runner == "student"
     wide = tmp_path / "wide.onnx"
-    student_onnx(wide, widths=(8, 8, 16, 4, 4))
+    student_onnx(wide, widths=(4, 8, 80, 4, 4), hidden=8)
     doc = json.loads(ModelSpec.sidecar_path(wide).read_text())
     doc.setdefault("provenance", {})["arch_kwargs"] = {"c": list(WIDTHS)}  # a sidecar that lies
     ModelSpec.sidecar_path(wide).write_text(json.dumps(doc))
     with Inspector(wide, threads=1) as insp:
-        assert insp.runner == "backend" and "conv1 weight is [8, 1, 3, 3]" in insp.runner_note
+        assert insp.runner == "backend" and "conv3 has 80 output channels" in insp.runner_note
 
 
 def test_inspector_failed_parity_warns_when_automatic_and_raises_when_asked(
@@ -449,3 +357,44 @@ def test_inspector_runner_errors_name_the_frame_and_closed_state(marked: Path) -
     insp.close()
     with pytest.raises(BackendError, match=r"closed"):
         insp.run(frames((512, 512), 1)[0])
+
+
+def test_deferred_result_behaves_as_an_inspection_result(folded: Path) -> None:
+    """The runner's result is decoded from the native record on first read: same fields as
+    from_vote gives, read-only, and pickled or replaced as a plain InspectionResult."""
+    import dataclasses
+    import pickle
+
+    from pyinspect.result import InspectionResult
+
+    with (
+        Inspector(folded, threads=1) as fast,
+        Inspector(folded, threads=1, runner="backend") as ref,
+    ):
+        frame = frames((512, 512), 1)[0]
+        got, want = fast.run(frame, threshold=0.2), ref.run(frame, threshold=0.2)
+        assert isinstance(got, InspectionResult) and "_pending" in vars(got)
+        assert got.ok and got.num_patches == 9 and "_pending" in vars(got)  # not decoded yet
+        assert (got.texture, got.texture_name, got.defective, got.label) == (
+            want.texture,
+            want.texture_name,
+            want.defective,
+            want.label,
+        )
+        assert "_pending" not in vars(got)
+        for name in ("patch_class", "defective_patches", "texture_votes"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+            assert not getattr(got, name).flags.writeable
+        np.testing.assert_allclose(got.patch_defect_prob, want.patch_defect_prob, atol=1e-5)
+        assert got.timings.tile_ms == 0.0 and got.timings.total_ms > 0
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            got.texture = 1  # type: ignore[misc]
+        with pytest.raises(AttributeError, match=r"no attribute 'nonsense'"):
+            _ = got.nonsense  # type: ignore[attr-defined]
+        fresh = fast.run(frame)
+        copied = pickle.loads(pickle.dumps(fresh))
+        assert type(copied) is InspectionResult
+        assert copied.to_dict() == fresh.to_dict()
+        changed = dataclasses.replace(fast.run(frame), label="x")
+        assert changed.label == "x" and changed.texture == fresh.texture
+        assert repr(fast.run(frame)).startswith(f"InspectionResult(label={fresh.label!r}")

@@ -139,139 +139,151 @@ def test_unreadable_path_is_a_spec_error(tmp_path: Path) -> None:
 Mutation = Callable[[dict[str, Any]], None]
 
 
-def _set(path: str, value: Any) -> Mutation:
+#: A BAD_FIELDS value: the field is removed instead.
+DELETE = object()
+
+
+def _mutation(path: str, value: Any) -> Mutation:
+    """Set the field at dotted ``path`` (digits index lists) to ``value``, or remove it
+    (``DELETE``)."""
+
     def apply(d: dict[str, Any]) -> None:
         *parents, last = path.split(".")
         target: Any = d
         for p in parents:
             target = target[int(p)] if p.isdigit() else target[p]
-        target[int(last) if last.isdigit() else last] = value
+        key = int(last) if last.isdigit() else last
+        if value is DELETE:
+            del target[key]
+        else:
+            target[key] = value
 
     return apply
 
 
-def _delete(path: str) -> Mutation:
-    def apply(d: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        target: Any = d
-        for p in parents:
-            target = target[p]
-        del target[last]
-
-    return apply
-
-
-BAD_FIELDS: list[tuple[str, Mutation, str]] = [
-    ("channels", _set("input.channels", 2), "input.channels: must be 1 or 3, got 2"),
-    (
-        "dtype",
-        _set("input.dtype", "int8"),
-        "input.dtype: must be 'float32' or 'float16', got \"int8\"",
-    ),
-    ("layout", _set("input.layout", "NHWC"), "input.layout: must be 'NCHW', got \"NHWC\""),
-    ("shape rank", _set("input.shape", [3, 224, 224]), "input.shape: must have at least 4 items"),
+#: (test id, the field's dotted path, the value put there or DELETE, what the error must say)
+BAD_FIELDS: list[tuple[str, str, Any, str]] = [
+    ("channels", "input.channels", 2, "input.channels: must be 1 or 3, got 2"),
+    ("dtype", "input.dtype", "int8", "input.dtype: must be 'float32' or 'float16', got \"int8\""),
+    ("layout", "input.layout", "NHWC", "input.layout: must be 'NCHW', got \"NHWC\""),
+    ("shape rank", "input.shape", [3, 224, 224], "input.shape: must have at least 4 items"),
     (
         "shape",
-        _set("input.shape", [-1, 3, 200, 200]),
+        "input.shape",
+        [-1, 3, 200, 200],
         "input.shape: must end with patch × patch = 224×224, got [-1, 3, 200, 200]",
     ),
     (
         "shape channels",
-        _set("input.shape", [-1, 1, 224, 224]),
+        "input.shape",
+        [-1, 1, 224, 224],
         "input.shape[1]: must equal input.channels = 3, got 1",
     ),
     (
         "batch",
-        _set("input.shape", [0, 3, 224, 224]),
+        "input.shape",
+        [0, 3, 224, 224],
         "input.shape[0]: batch must be -1 (dynamic) or >= 1, got 0",
     ),
-    (
-        "color",
-        _set("input.color", "gray"),
-        "input.color: must be 'rgb' for 3 channel(s), got 'gray'",
-    ),
+    ("color", "input.color", "gray", "input.color: must be 'rgb' for 3 channel(s), got 'gray'"),
     (
         "mean length",
-        _set("normalization.mean", [0.5, 0.5]),
+        "normalization.mean",
+        [0.5, 0.5],
         "normalization.mean: needs one value per input channel (3), got 2",
     ),
     (
         "std length",
-        _set("normalization.std", [0.2]),
+        "normalization.std",
+        [0.2],
         "normalization.std: needs one value per input channel (3), got 1",
     ),
     (
         "std zero",
-        _set("normalization.std", [0.2, 0.0, 0.2]),
+        "normalization.std",
+        [0.2, 0.0, 0.2],
         "normalization.std: must be > 0, got [0.2, 0.0, 0.2]",
     ),
     (
         "mean type",
-        _set("normalization.mean", [0.5, "a", 0.5]),
+        "normalization.mean",
+        [0.5, "a", 0.5],
         'normalization.mean[1]: must be a valid number, got "a"',
     ),
-    ("patch", _set("patch", 0), "patch: must be greater than or equal to 1, got 0"),
-    ("patch str", _set("patch", "224"), 'patch: must be a valid integer, got "224"'),
+    ("patch", "patch", 0, "patch: must be greater than or equal to 1, got 0"),
+    ("patch str", "patch", "224", 'patch: must be a valid integer, got "224"'),
     (
         "class texture",
-        _set("classes.3.texture", 9),
+        "classes.3.texture",
+        9,
         "classes[3].texture: must be < len(textures) = 6, got 9",
     ),
     (
         "class negative",
-        _set("classes.0.texture", -1),
+        "classes.0.texture",
+        -1,
         "classes[0].texture: must be greater than or equal to 0, got -1",
     ),
     (
         "class defective",
-        _set("classes.1.defective", "yes"),
+        "classes.1.defective",
+        "yes",
         'classes[1].defective: must be a valid boolean, got "yes"',
     ),
-    ("class missing", _delete("classes"), "classes: required field is missing"),
+    ("class missing", "classes", DELETE, "classes: required field is missing"),
     (
         "duplicate names",
-        _set("classes.2.name", "Class1"),
+        "classes.2.name",
+        "Class1",
         "classes: class names must be unique, repeated: ['Class1']",
     ),
     (
         "textures unused",
-        _set("textures", [f"T{i}" for i in range(7)]),
+        "textures",
+        [f"T{i}" for i in range(7)],
         "textures: texture ids [6] have no class in classes",
     ),
-    ("output missing", _delete("output"), "output: required field is missing"),
+    ("output missing", "output", DELETE, "output: required field is missing"),
     (
         "output kind",
-        _set("output.kind", "softmax"),
+        "output.kind",
+        "softmax",
         "output.kind: must be 'logits' or 'probabilities', got \"softmax\"",
     ),
-    ("unknown field", _set("inputs", {}), "inputs: unknown field. Did you mean 'input'?"),
-    ("unknown nested", _set("grid.rowz", 3), "grid.rowz: unknown field. Did you mean 'rows'?"),
-    ("fixed grid", _set("grid.policy", "fixed"), "grid: policy 'fixed' needs both rows and cols"),
+    ("unknown field", "inputs", {}, "inputs: unknown field. Did you mean 'input'?"),
+    ("unknown nested", "grid.rowz", 3, "grid.rowz: unknown field. Did you mean 'rows'?"),
+    ("fixed grid", "grid.policy", "fixed", "grid: policy 'fixed' needs both rows and cols"),
     (
         "cover grid",
-        _set("grid.rows", 2),
+        "grid.rows",
+        2,
         "grid: policy 'cover' chooses rows and cols itself; set them to null",
     ),
     (
         "provenance seed",
-        _set("provenance.seed", "7"),
+        "provenance.seed",
+        "7",
         'provenance.seed: must be a valid integer, got "7"',
     ),
     (
         "engine profile",
-        _set("engine", {"backend": "tensorrt", "profile": {"min": 1, "opt": "x", "max": 2}}),
+        "engine",
+        {"backend": "tensorrt", "profile": {"min": 1, "opt": "x", "max": 2}},
         'engine.profile.opt: must be a valid integer or a valid list, got "x"',
     ),
     (
         "engine backend",
-        _set("engine", {"precision": "fp16"}),
+        "engine",
+        {"precision": "fp16"},
         "engine.backend: required field is missing",
     ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("mutate", "expected"), [b[1:] for b in BAD_FIELDS], ids=[b[0] for b in BAD_FIELDS]
+    ("mutate", "expected"),
+    [(_mutation(path, value), expected) for _, path, value, expected in BAD_FIELDS],
+    ids=[b[0] for b in BAD_FIELDS],
 )
 def test_each_bad_field_is_named(doc: dict[str, Any], mutate: Mutation, expected: str) -> None:
     mutate(doc)

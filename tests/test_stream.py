@@ -304,6 +304,57 @@ def test_break_stops_the_workers(inspector: Inspector) -> None:
     assert pulled[0] == n  # nothing reads the source any more
 
 
+def test_break_stops_the_workers_while_the_stream_is_still_referenced(
+    inspector: Inspector,
+) -> None:
+    pulled = [0]
+    results = inspector.stream(endless(pulled))
+    for _ in results:
+        break
+    assert wait_no_stream_threads(1.0) == []
+    n = pulled[0]
+    time.sleep(0.1)
+    assert pulled[0] == n  # nothing reads the source any more
+    assert list(results) == []  # the stream is over, not paused
+    del results
+
+
+def test_next_then_for_continues_one_stream(inspector: Inspector) -> None:
+    frames = [textured_frame(seed=s) for s in range(4)]
+    expected = [inspector.run(f).patch_class.tolist() for f in frames]
+    results = inspector.stream(frames)
+    first = next(results)
+    rest = [r.patch_class.tolist() for r in results]
+    assert [first.patch_class.tolist(), *rest] == expected
+
+
+def test_a_source_refilling_one_buffer_gets_each_frames_own_verdict(
+    inspector: Inspector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A camera SDK hands out one buffer it refills per frame; the stream must not report the
+    verdict of a later frame (a reference instead of a copy did, for most frames)."""
+    frames = [textured_frame(seed=s) for s in range(30)]
+    expected = [inspector.run(f).patch_class.tolist() for f in frames]
+    assert len({tuple(e) for e in expected}) > 5  # the frames' verdicts differ
+
+    def refilled() -> Iterator[np.ndarray]:
+        buf = np.empty_like(frames[0])
+        for f in frames:
+            buf[...] = f
+            yield buf
+
+    backend = inspector.backend
+    real_infer = backend.infer
+
+    def slow_infer(batch: int) -> np.ndarray:
+        time.sleep(0.002)  # the reader runs ahead and refills while a frame waits
+        return real_infer(batch)
+
+    monkeypatch.setattr(backend, "infer", slow_infer)
+    got = [r.patch_class.tolist() for r in inspector.stream(refilled(), depth=3)]
+    assert got == expected
+
+
 def test_generator_close_stops_the_workers(inspector: Inspector) -> None:
     results = inspector.stream(endless([0]))
     next(results)

@@ -1,6 +1,8 @@
 """``python -m train data synth|sheet|check``: make, look at and validate a DAGM tree.
 
-numpy + OpenCV only, so the demo can run it in the runtime venv.
+numpy + OpenCV only, so the demo can run it in the runtime venv. Exit status: 0 done; 1 the
+tree has problems (``check``) or cannot be read or written (each named); 2 a usage error (bad
+numbers, an unusable ``--out``: nothing written); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import argparse
 import struct
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -131,7 +134,11 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from train.synth import synthesize
 
     names = ("classes", "good", "defective", "seed", "layout", "workers")
-    seconds = synthesize(args.out, **{k: getattr(args, k) for k in names})
+    try:
+        seconds = synthesize(args.out, **{k: getattr(args, k) for k in names})
+    except DagmError as exc:  # refused before writing, or removed again: nothing of it is left
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     n = args.classes * (args.good + args.defective)
     print(f"wrote {n} images to {args.out} in {seconds:.1f} s")
     return 0
@@ -158,32 +165,63 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], else a usage error naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"must be an integer, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < low or (high is not None and value > high):
+            bound = f"in {low}..{high}" if high is not None else f">= {low}"
+            msg = f"must be {bound}, got {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    from train.synth import TEXTURES
+
     parser = argparse.ArgumentParser(prog="python -m train data", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("synth", help="write a synthetic DAGM set in the real layout")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--classes", type=int, default=6)
-    p.add_argument("--good", type=int, default=1000, help="good images per class")
-    p.add_argument("--defective", type=int, default=150, help="defective images per class")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=_int_in(1, len(TEXTURES)), default=len(TEXTURES))
+    p.add_argument("--good", type=_int_in(0), default=1000, help="good images per class")
+    p.add_argument("--defective", type=_int_in(0), default=150, help="defective images per class")
+    p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0)
     p.add_argument("--layout", choices=["dev", "10class"], default="dev")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=_int_in(1), default=None, help="processes (default: all)")
     p.set_defaults(func=_cmd_synth)
     p = sub.add_parser("sheet", help="contact sheet: per class 2 good + 2 defective")
     p.add_argument("root", type=Path)
     p.add_argument("-o", "--output", type=Path, default=Path("sheet.png"))
-    p.add_argument("--per-kind", type=int, default=2)
-    p.add_argument("--thumb", type=int, default=256, help="thumbnail size in pixels")
+    p.add_argument("--per-kind", type=_int_in(1), default=2)
+    p.add_argument("--thumb", type=_int_in(8, 4096), default=256, help="thumbnail size in pixels")
     p.set_defaults(func=_cmd_sheet)
     p = sub.add_parser("check", help="count images per class/split and validate the tree")
     p.add_argument("root", type=Path)
     p.add_argument("--deep", action="store_true", help="also decode every image and mask")
     p.set_defaults(func=_cmd_check)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
-    except DagmError as exc:
+    except (DagmError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

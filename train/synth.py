@@ -12,6 +12,7 @@ numpy + OpenCV only: ``make demo`` runs this in the runtime venv (no torch, no s
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import multiprocessing
@@ -27,6 +28,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pyinspect.errors import PyInspectError, check_int
 from train.dagm import DagmError, Ellipse, draw_ellipse, format_dev_label
 
 __all__ = ["SIZE", "TEXTURES", "TextureInfo", "synth_image", "synthesize"]
@@ -568,23 +570,99 @@ def synthesize(
     """Write a synthetic DAGM set under ``out`` in the ``dev`` or ``10class`` layout.
 
     ``good``/``defective`` are per class (split half/half between Train and Test in the 10-class
-    layout). Returns the wall time in seconds.
+    layout). Returns the wall time in seconds. Every argument is checked before anything is
+    written; ``out`` must not hold ``Class*`` entries or a ``synth.json`` already (nothing of
+    the user's is replaced), and a run that fails or is interrupted removes what it created, so
+    a rerun is not blocked by half a set.
     """
-    if layout not in ("dev", "10class"):
-        msg = f"layout must be 'dev' or '10class', got {layout!r}"
-        raise ValueError(msg)
-    if not 1 <= classes <= len(_MODELS):
-        msg = f"classes must be in 1..{len(_MODELS)}, got {classes}"
-        raise ValueError(msg)
-    if good < 0 or defective < 0:
-        msg = f"good and defective must be >= 0, got {good} and {defective}"
-        raise ValueError(msg)
+    _check_synth_args(classes, good, defective, seed, layout, workers)
     out = Path(out)
-    if out.exists() and any(p.name.lower().startswith("class") for p in out.iterdir()):
-        msg = f"{out} already holds Class folders; choose an empty directory"
-        raise DagmError(msg)
+    _check_out(out)
     start = time.perf_counter()
     workers = workers if workers is not None else (os.cpu_count() or 1)
+    made_out = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"--out {out}: cannot create the folder: {exc.strerror or exc}"
+        raise DagmError(msg) from exc
+    try:
+        _write_set(out, classes, good, defective, seed, layout, workers, progress)
+    except BaseException as exc:
+        _remove_partial(out, classes, made_out)
+        if isinstance(exc, OSError) and not isinstance(exc, DagmError):
+            msg = f"{out}: writing the set failed, nothing kept: {exc.strerror or exc}"
+            raise DagmError(msg) from exc
+        raise
+    return time.perf_counter() - start
+
+
+def _check_synth_args(
+    classes: object, good: object, defective: object, seed: object, layout: object, workers: object
+) -> None:
+    """Every number checked before a folder exists, so a bad one leaves nothing behind."""
+    if layout not in ("dev", "10class"):
+        msg = f"layout must be 'dev' or '10class', got {layout!r}"
+        raise DagmError(msg)
+    for name, value, low, high in (
+        ("classes", classes, 1, len(_MODELS)),
+        ("good", good, 0, None),
+        ("defective", defective, 0, None),
+        ("seed", seed, 0, 2**63 - 1),
+        ("workers", 1 if workers is None else workers, 1, None),
+    ):
+        try:
+            check_int(name, value, low, high)
+        except PyInspectError as exc:  # the data commands report DagmErrors
+            raise DagmError(str(exc)) from None
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        msg = f"--out {out}: exists and is not a folder"
+        raise DagmError(msg)
+    if not out.exists():
+        return
+    taken = sorted(p.name for p in out.iterdir() if p.name.lower().startswith("class"))
+    if taken:
+        msg = (
+            f"{out} already holds Class folders ({', '.join(taken[:3])}); choose an empty directory"
+        )
+        raise DagmError(msg)
+    if os.path.lexists(out / RECIPE):
+        msg = (
+            f"{out / RECIPE} already exists; synth never replaces it (it records how a set was"
+            " made): choose an empty directory"
+        )
+        raise DagmError(msg)
+
+
+def _remove_partial(out: Path, classes: int, made_out: bool) -> None:
+    """Remove the Class folders this run made (``_check_out`` proved none were there before)."""
+    import shutil
+
+    for k in range(1, classes + 1):
+        for name in (f"Class{k}", f"Class{k}_def"):
+            shutil.rmtree(out / name, ignore_errors=True)
+    if made_out:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only when empty: never anything the run did not make
+
+
+def _write_set(
+    out: Path,
+    classes: int,
+    good: int,
+    defective: int,
+    seed: int,
+    layout: str,
+    workers: int,
+    progress: bool,
+) -> None:
+    import json
+
+    from pyinspect.outputs import OutputError, write_new
+
     if layout == "dev":
         groups = {(k, ""): _plan_dev(out, k, good, defective, seed) for k in range(1, classes + 1)}
     else:
@@ -609,20 +687,15 @@ def synthesize(
                 mask = Path(job.mask_path).name if job.mask_path else "0"
                 rows.append(f"{number + 1}\t{int(job.defective)}\t{name}\t0\t{mask}")
             (out / f"Class{k}" / split / "Label" / "Labels.txt").write_text("\n".join(rows) + "\n")
-    import json
-
-    (out / RECIPE).write_text(
-        json.dumps(
-            {
-                "seed": seed,
-                "classes": classes,
-                "good": good,
-                "defective": defective,
-                "layout": layout,
-                "fingerprint": generator_fingerprint(seed),
-            },
-            indent=1,
-        )
-        + "\n"
-    )
-    return time.perf_counter() - start
+    recipe = {
+        "seed": seed,
+        "classes": classes,
+        "good": good,
+        "defective": defective,
+        "layout": layout,
+        "fingerprint": generator_fingerprint(seed),
+    }
+    try:  # last, atomically and never over another file: its presence means the set is whole
+        write_new(out / RECIPE, (json.dumps(recipe, indent=1) + "\n").encode())
+    except OutputError as exc:
+        raise DagmError(str(exc)) from exc

@@ -328,6 +328,10 @@ BACKENDS: tuple[BackendInfo, ...] = (
         "torch", "PyTorch", "pyinspect.backends.torch", "TorchBackend",
         "torch", "torch", (".pt2",), ("cpu", "cuda"), (".pt2",),
     ),
+    BackendInfo(  # a patch model on a Triton server: Inspector("grpc://HOST:PORT/MODEL")
+        "triton", "Triton Inference Server", "pyinspect.backends.triton", "TritonBackend",
+        "tritonclient", "serve", (), ("remote",), (),
+    ),
 )  # fmt: skip
 _BY_NAME = {b.name: b for b in BACKENDS}
 #: Values of ``Inspector(backend=...)`` and the CLI's ``--backend``.
@@ -419,10 +423,15 @@ def check_model_file(path: Path) -> None:
         raise ModelFileError(msg)
 
 
-def check_threads(threads: object) -> None:
-    """``threads``: ``None`` (physical cores) or an int >= 1."""
+def check_threads(threads: object, name: str = "threads") -> None:
+    """``threads``: ``None`` (physical cores) or an int in 1..usable CPUs: more threads than
+    CPUs only contend (1,000 threads ran 300× slower than 2 on two cores)."""
     if threads is not None:
-        check_int("threads", threads, 1)
+        check_int(name, threads, 1)
+        cpus = usable_cpus()
+        if threads > cpus:  # type: ignore[operator]
+            msg = f"{name} must be at most {cpus} (the CPUs this process may use), got {threads}"
+            raise InputError(msg)
 
 
 def usable_cpus() -> int:
@@ -450,3 +459,33 @@ def physical_cores() -> int:
             return max(1, len(cpus))
         cores.add((package, core))
     return max(1, len(cores))
+
+
+def check_output_kind(backend: Backend, spec: ModelSpec, path: Path) -> None:
+    """The sidecar's ``output.kind`` against what the model computes: a probe batch of noise is
+    run once, and rows that all lie in [0, 1] and sum to 1 are probabilities (a final Softmax),
+    anything else logits. Declaring one and shipping the other gives wrong defect probabilities
+    and thresholds without any error, so a mismatch is a ``SpecError`` naming the field."""
+    from pyinspect.spec import ModelSpec
+
+    rows = min(2, int(backend.max_batch))
+    buf = backend.input_buffer(rows)
+    buf[...] = np.random.default_rng(0).normal(0.0, 1.0, buf.shape).astype(buf.dtype)
+    out = np.asarray(backend.infer(rows), dtype=np.float64)[:rows]
+    if not np.isfinite(out).all():
+        return  # a model that overflows on noise says nothing about its kind
+    tol = 2e-2 if buf.dtype == np.float16 else 1e-3
+    in_range = bool(((out >= -tol) & (out <= 1 + tol)).all())
+    sums_to_one = bool((np.abs(out.sum(axis=1) - 1.0) <= tol * out.shape[1]).all())
+    looks = "probabilities" if in_range and sums_to_one else "logits"
+    if looks == spec.output.kind:
+        return
+    sidecar = ModelSpec.sidecar_path(path).name
+    sums = out.sum(axis=1).round(3).tolist()
+    seen = f"values {out.min():.3g} to {out.max():.3g}, row sums {sums}"
+    msg = (
+        f"{path}: output {spec.output.name!r} gives {looks} ({seen} on a probe batch), but"
+        f" {sidecar} output.kind says {spec.output.kind!r}; set output.kind to {looks!r} or"
+        " re-export the model and its sidecar together"
+    )
+    raise SpecError(msg)

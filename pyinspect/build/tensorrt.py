@@ -32,6 +32,7 @@ import numpy as np
 
 from pyinspect import cuda_buffers
 from pyinspect.backends.tensorrt import dims_tuple, import_tensorrt, require_gpu
+from pyinspect.cli import args_kwargs
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
@@ -568,19 +569,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    same = ("precision", "min_batch", "opt_batch", "max_batch", "timing_cache",
+            "version_compatible", "calib_cache", "calib_images", "verbose")  # fmt: skip
     return BuildOptions(
-        precision=args.precision,
-        min_batch=args.min_batch,
-        opt_batch=args.opt_batch,
-        max_batch=args.max_batch,
-        workspace_mib=args.workspace,
-        timing_cache=args.timing_cache,
+        **args_kwargs(args, *same, workspace_mib="workspace", calib_dir="calib"),
         use_timing_cache=not args.no_timing_cache,
-        version_compatible=args.version_compatible,
-        calib_dir=args.calib,
-        calib_cache=args.calib_cache,
-        calib_images=args.calib_images,
-        verbose=args.verbose,
     )
 
 

@@ -88,7 +88,7 @@ RUNNERS: tuple[RunnerInfo, ...] = (
         factory="StudentRunner",
         replaces=("onnxruntime", "openvino"),
         auto=True,
-        summary="the paper's (4,8,16,4,4) student on gray frames, conv1-4 shared (_core)",
+        summary="students of the paper's family (conv widths <= 64) on gray frames, conv1-4 shared",
     ),
     RunnerInfo(
         name="openvino-native",

@@ -1,16 +1,19 @@
-"""The direct student runner: the paper's student on a whole gray frame in one C++ call.
+"""The direct student runner: a student of the paper's family on a whole gray frame in one C++
+call.
 
-``pyinspect._core.StudentRunner`` (cpp/student_engine.cpp) computes the Table 1 student
-(``[conv3x3 -> ReLU -> maxpool2] x 5 -> FC -> ReLU -> FC``) over the frame once and recomputes
-only each patch's outermost ring, which is exact because the 3×3 grid's patch offsets are
-multiples of 16 (cpp/student_engine.hpp has the argument). It reads the uint8 frame itself (no
-tile buffer) and votes in the same GIL-free call.
+``pyinspect._core.StudentRunner`` (cpp/student_engine.cpp) computes the Table 1 structure
+(``[conv3x3 -> ReLU -> maxpool2] x 5 -> FC -> ReLU -> FC``) with any conv widths C1..C5 of 1 to
+``MAX_WIDTH`` channels, any FC1 width and any class count, read from the weights. Where the patch
+offsets are multiples of 16 (the 3×3 grid of a 512×512 frame) it computes conv1–4 over the frame
+once and recomputes only each patch's outermost ring, which is exact (cpp/student_engine.hpp has
+the argument); other grids run patch by patch. It reads the uint8 frame itself (no tile buffer)
+and votes in the same GIL-free call.
 
 The weights come from the ONNX file every backend reads: the graph is matched op by op against
-the student's structure with the ``onnx`` package; anything else (other widths, a softmax head,
-other ops) is a ``NotAStudentError`` naming the op, and the Inspector keeps its backend. Before
-it is used, a freshly built runner must reproduce the backend's float32 logits on two fixed
-frames (one on the shared path, one patch by patch).
+the student's structure with the ``onnx`` package; anything else (a layer wider than
+``MAX_WIDTH``, a softmax head, other ops) is a ``NotAStudentError`` naming the op or the layer,
+and the Inspector keeps its backend. Before it is used, a freshly built runner must reproduce
+the backend's float32 logits on two fixed frames (one on the shared path, one patch by patch).
 
     runner = StudentRunner("models/student.onnx")
     result = runner.inspect(gray_frame)        # InspectionResult with stage timings
@@ -19,6 +22,7 @@ frames (one on the shared path, one patch by patch).
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,23 +33,34 @@ from pyinspect import _core
 from pyinspect.backends.base import check_model_file, check_threads, physical_cores
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, SpecError
 from pyinspect.frames import check_frame, is_gray
-from pyinspect.result import InspectionResult, Timings
+from pyinspect.result import DeferredInspectionResult, InspectionResult, Timings
 from pyinspect.spec import ModelSpec
 from pyinspect.tiling import patch_grid, tile_into
 
 if TYPE_CHECKING:
     from pyinspect.backends.base import Backend
 
-__all__ = ["VERIFY_TOLERANCE", "WIDTHS", "NotAStudentError", "StudentGraph", "StudentRunner"]
+__all__ = [
+    "MAX_WIDTH",
+    "RECORD_HEAD",
+    "VERIFY_TOLERANCE",
+    "WIDTHS",
+    "NotAStudentError",
+    "StudentGraph",
+    "StudentRunner",
+    "decode_record",
+]
 
-#: Conv widths of the paper's student (Table 1), the only ones the C++ kernels are written for.
+#: Conv widths of the paper's student (Table 1, the shipped model); any others up to MAX_WIDTH run.
 WIDTHS = (4, 8, 16, 4, 4)
+#: Widest conv layer the direct runner takes (the 1/16 student's 32 and everything narrower fit).
+MAX_WIDTH = 64
 #: Largest |Δlogit| against the backend accepted at load (float summation order only: ~1e-5).
 VERIFY_TOLERANCE = 1e-3
 
 
 class NotAStudentError(SpecError):
-    """The model is not the paper's student in a form the direct runner reads."""
+    """The model is not a student of the paper's family in a form the direct runner reads."""
 
 
 @dataclass
@@ -55,6 +70,11 @@ class StudentGraph:
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     in_channels: int = 1
     pad_value: float = 0.0  # value conv1 sees outside the patch
+    widths: tuple[int, ...] = ()  # output channels of conv1..conv5
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.weights["fc2_b"].size)
 
 
 def read_student(model_path: str | os.PathLike[str]) -> StudentGraph:
@@ -98,7 +118,7 @@ class _Matcher:
         self.tensor = inputs[0]
 
     def fail(self, what: str) -> NotAStudentError:
-        return NotAStudentError(f"{self.name}: {what}; not the paper's student")
+        return NotAStudentError(f"{self.name}: {what}; not a student the direct runner takes")
 
     def peek(self) -> str:
         users = self.users.get(self.tensor, [])
@@ -147,7 +167,9 @@ class _Matcher:
                 raise self.fail(msg)
             if len(pad.input) > 2 and pad.input[2]:
                 graph.pad_value = float(self.const(pad, 2, "pad value").reshape(()))
-        for layer, width in enumerate(WIDTHS, start=1):
+        cin = 0  # conv1: 1 or 3 (checked below)
+        widths = []
+        for layer in range(1, 6):
             conv = self.step("Conv")
             a = _attrs(conv)
             want = [0, 0, 0, 0] if layer == 1 and saw_pad else [1, 1, 1, 1]
@@ -161,13 +183,28 @@ class _Matcher:
                 msg = f"conv{layer} must be 3×3, stride 1, zero padding 1: got {a}"
                 raise self.fail(msg)
             w = self.const(conv, 1, f"conv{layer} weight")
-            if w.ndim != 4 or w.shape[0] != width or w.shape[2:] != (3, 3):
-                msg = f"conv{layer} weight is {list(w.shape)}, expected [{width}, C, 3, 3]"
+            if w.ndim != 4 or w.shape[2:] != (3, 3) or (layer > 1 and w.shape[1] != cin):
+                want_in = "C_in" if layer == 1 else str(cin)
+                msg = f"conv{layer} weight is {list(w.shape)}, expected [C, {want_in}, 3, 3]"
                 raise self.fail(msg)
+            if layer == 1 and w.shape[1] not in (1, 3):
+                msg = f"conv1 takes {w.shape[1]} input channels, expected 1 (gray) or 3"
+                raise self.fail(msg)
+            if not 1 <= w.shape[0] <= MAX_WIDTH:
+                msg = (
+                    f"conv{layer} has {w.shape[0]} output channels, more than the"
+                    f" {MAX_WIDTH} the direct runner takes (a backend runs it)"
+                )
+                raise self.fail(msg)
+            cin = int(w.shape[0])
+            widths.append(cin)
             if len(conv.input) < 3:
                 msg = f"conv{layer} has no bias"
                 raise self.fail(msg)
             b = self.const(conv, 2, f"conv{layer} bias").reshape(-1)
+            if b.size != cin:
+                msg = f"conv{layer} bias has {b.size} values for {cin} channels"
+                raise self.fail(msg)
             if layer == 1:
                 graph.in_channels = int(w.shape[1])
             self.step("Relu")
@@ -184,7 +221,8 @@ class _Matcher:
                 raise self.fail(msg)
             graph.weights[f"conv{layer}_w"] = w
             graph.weights[f"conv{layer}_b"] = b
-        flat = WIDTHS[-1] * 7 * 7
+        graph.widths = tuple(widths)
+        flat = widths[-1] * 7 * 7
         if self.peek() == "Flatten":
             if _attrs(self.step("Flatten")).get("axis", 1) != 1:
                 msg = "Flatten must keep the batch axis (axis=1)"
@@ -211,9 +249,16 @@ class _Matcher:
         if self.tensor != self.output:
             msg = f"the graph goes on after fc2 ({self.peek() or 'several ops'})"
             raise self.fail(msg)
-        fc1 = graph.weights["fc1_w"]
-        if fc1.shape[1] != flat or fc1.shape[0] % 8:
-            msg = f"fc1 weight is {list(fc1.shape)}, expected [hidden (multiple of 8), {flat}]"
+        fc1, fc2 = graph.weights["fc1_w"], graph.weights["fc2_w"]
+        if fc1.ndim != 2 or fc1.shape[1] != flat or graph.weights["fc1_b"].size != fc1.shape[0]:
+            msg = f"fc1 weight is {list(fc1.shape)}, expected [hidden, {flat}] (C5 × 7 × 7)"
+            raise self.fail(msg)
+        if (
+            fc2.ndim != 2
+            or fc2.shape[1] != fc1.shape[0]
+            or graph.weights["fc2_b"].size != fc2.shape[0]
+        ):
+            msg = f"fc2 weight is {list(fc2.shape)}, expected [classes, {fc1.shape[0]}]"
             raise self.fail(msg)
         return graph
 
@@ -235,6 +280,39 @@ def _constant_value(node: Any) -> np.ndarray:
         if a.name in ("value_floats", "value_ints"):
             return np.asarray(list(a.floats if a.name == "value_floats" else a.ints))
     return np.zeros(0, np.float32)
+
+
+#: The head of the native runner's frame record (cpp/student_bindings.cpp): tile, infer, vote
+#: and total ms, conv1..conv5 and FC ms; patches, textures, texture id, flags (1 defective,
+#: 2 shared). Per-patch arrays follow.
+RECORD_HEAD = struct.Struct("=10d4i")
+
+
+def decode_record(record: bytes, spec: ModelSpec, boxes: np.ndarray) -> dict[str, Any]:
+    """``InspectionResult``'s fields from one native frame record (read-only views of it)."""
+    t = RECORD_HEAD.unpack_from(record)
+    n, n_textures, texture, flags = t[10:]
+    off = RECORD_HEAD.size
+    patch_class = np.frombuffer(record, np.int32, n, off)
+    patch_score = np.frombuffer(record, np.float32, n, off + 4 * n)
+    patch_defect_prob = np.frombuffer(record, np.float32, n, off + 8 * n)
+    texture_votes = np.frombuffer(record, np.int32, n_textures, off + 12 * n)
+    patch_defective = np.frombuffer(record, np.bool_, n, off + 12 * n + 4 * n_textures)
+    defective_patches = np.flatnonzero(patch_defective)
+    defective_patches.flags.writeable = False
+    defective = bool(flags & 1)
+    return {
+        "texture": texture,
+        "texture_name": spec.textures[texture],
+        "defective": defective,
+        "label": spec.label(texture, defective),
+        "patch_class": patch_class,
+        "patch_score": patch_score,
+        "patch_defect_prob": patch_defect_prob,
+        "defective_patches": defective_patches,
+        "timings": Timings(t[0], t[1], t[2], t[3]),
+        "texture_votes": texture_votes,
+    }
 
 
 class StudentRunner:
@@ -292,8 +370,8 @@ class StudentRunner:
         except ValueError as exc:
             msg = f"{self.model_path}: {exc}"
             raise NotAStudentError(msg) from exc
+        self._record: bytes | None = None
         self.verify_delta: float | None = self._verify(reference) if verify else None
-        self.last_stages: dict[str, Any] = {}
 
     def accepts(self, image: np.ndarray) -> bool:
         return is_gray(image)
@@ -301,18 +379,23 @@ class StudentRunner:
     def run(
         self, image: np.ndarray, boxes: np.ndarray, threshold: float | None
     ) -> InspectionResult:
-        """Verdict of a checked gray frame over ``boxes`` (int32 [N, 4], C-contiguous)."""
+        """Verdict of a checked gray frame over ``boxes`` (int32 [N, 4], C-contiguous). The
+        result's fields are decoded from the native record when first read."""
         try:
-            r = self._native.run(image, boxes, -1.0 if threshold is None else float(threshold))
+            record = self._native.run(image, boxes, -1.0 if threshold is None else threshold)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        self.last_stages = {
-            "layers_ms": list(r["layers_ms"]),
-            "fc_ms": r["fc_ms"],
-            "shared": bool(r["shared"]),
-        }
-        timings = Timings(r["tile_ms"], r["infer_ms"], r["vote_ms"], r["total_ms"])
-        return InspectionResult.from_vote(r, self.spec, boxes, timings)
+        self._record = record
+        return DeferredInspectionResult.deferred(decode_record, record, self.spec, boxes)
+
+    @property
+    def last_stages(self) -> dict[str, Any]:
+        """The last frame's per-layer times (ms, as thread 0 saw each phase end), FC time and
+        whether the patches shared conv1–4 (``{}`` before the first frame)."""
+        if self._record is None:
+            return {}
+        times = RECORD_HEAD.unpack_from(self._record)
+        return {"layers_ms": list(times[4:9]), "fc_ms": times[9], "shared": bool(times[13] & 2)}
 
     def inspect(self, frame: Any, *, threshold: float | None = None) -> InspectionResult:
         """Check one gray uint8 frame (H×W or H×W×1, any strides) and run it on its grid."""

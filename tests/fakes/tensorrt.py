@@ -38,16 +38,14 @@ def reference_logits(x: np.ndarray, num_classes: int) -> np.ndarray:
     return ((k + 1) * flat.mean(axis=1, keepdims=True) + flat[:, :num_classes]).astype(np.float32)
 
 
-class DataType(enum.Enum):
-    FLOAT = 0
-    HALF = 1
-    INT8 = 2
-    INT32 = 3
-    BOOL = 4
-    UINT8 = 5
-    FP8 = 6
-    BF16 = 7
-    INT64 = 8
+def _enum(name: str, base: type[enum.Enum] = enum.Enum, **members: int) -> Any:
+    """An enum of the real module's members and values (the ones the backend and tests use)."""
+    return base(name, members, module=__name__)
+
+
+DataType = _enum(
+    "DataType", FLOAT=0, HALF=1, INT8=2, INT32=3, BOOL=4, UINT8=5, FP8=6, BF16=7, INT64=8
+)
 
 
 _NP = {
@@ -61,40 +59,22 @@ _NP = {
 }
 
 
-class TensorIOMode(enum.Enum):
-    NONE = 0
-    INPUT = 1
-    OUTPUT = 2
-
-
-class BuilderFlag(enum.Enum):
-    FP16 = 0
-    INT8 = 1
-    DEBUG = 2
-    GPU_FALLBACK = 3
-    REFIT = 5
-    TF32 = 7
-    VERSION_COMPATIBLE = 13
-    EXCLUDE_LEAN_RUNTIME = 14
-    BF16 = 17
-
-
-class MemoryPoolType(enum.Enum):
-    WORKSPACE = 0
-
-
-class ErrorCode(enum.Enum):
-    SUCCESS = 0
-    INVALID_GRAPH = 4
-    UNSUPPORTED_NODE = 8
-
-
-class Severity(enum.IntEnum):
-    INTERNAL_ERROR = 0
-    ERROR = 1
-    WARNING = 2
-    INFO = 3
-    VERBOSE = 4
+TensorIOMode = _enum("TensorIOMode", NONE=0, INPUT=1, OUTPUT=2)
+BuilderFlag = _enum(
+    "BuilderFlag",
+    FP16=0,
+    INT8=1,
+    DEBUG=2,
+    GPU_FALLBACK=3,
+    REFIT=5,
+    TF32=7,
+    VERSION_COMPATIBLE=13,
+    EXCLUDE_LEAN_RUNTIME=14,
+    BF16=17,
+)
+MemoryPoolType = _enum("MemoryPoolType", WORKSPACE=0)
+ErrorCode = _enum("ErrorCode", SUCCESS=0, INVALID_GRAPH=4, UNSUPPORTED_NODE=8)
+Severity = _enum("Severity", enum.IntEnum, INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
 
 
 class Logger:
@@ -354,9 +334,7 @@ class FakeConfig:
 
 class Builder:
     def __init__(self, logger: Logger) -> None:
-        self.trt = _current()
-        self.trt.require_gpu("Builder")
-        self.trt.record("Builder")
+        self.trt = _created("Builder")
         self.platform_has_fast_fp16 = True
         self.platform_has_fast_int8 = True
 
@@ -589,9 +567,7 @@ class FakeContext:
 
 class Runtime:
     def __init__(self, logger: Logger) -> None:
-        self.trt = _current()
-        self.trt.require_gpu("Runtime")
-        self.trt.record("Runtime")
+        self.trt = _created("Runtime")
         self.engine_host_code_allowed = False
 
     def deserialize_cuda_engine(self, serialized_engine: Any) -> FakeEngine | None:
@@ -617,6 +593,14 @@ def _current() -> FakeTensorRT:
     if not isinstance(trt, FakeTensorRT):
         msg = "no FakeTensorRT installed in sys.modules['tensorrt']"
         raise FakeTensorRTError(msg)
+    return trt
+
+
+def _created(what: str) -> FakeTensorRT:
+    """The fake module, for a new ``trt.<what>``: refused without a GPU, recorded otherwise."""
+    trt = _current()
+    trt.require_gpu(what)
+    trt.record(what)
     return trt
 
 

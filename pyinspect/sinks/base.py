@@ -1,0 +1,367 @@
+"""What a station sink is, and the machinery every sink shares: a bounded memory queue, a worker
+thread, a disk spool while the peer is down, replay in order when it returns, counted drops.
+
+The inference thread only ever calls ``offer(record)``: a ``deque.append`` while the sink keeps up.
+When the memory queue is full (a slow peer) or the peer is down, records go to the sink's
+``Spool`` instead, and every later record follows them there until the worker has replayed the
+spool, so the peer sees records in order. The worker removes a record from the queue or the spool
+only after ``deliver`` returned: a batch in flight when the peer fails is spooled (again), so
+delivery is at least once and a consumer de-duplicates by ``(run_id, source, frame_id)``.
+
+A sink without a spool (OPC UA's last values, the image folder) drops the oldest queued record
+when its queue is full, counted. Every failure is logged and counted; none is silent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit
+
+from pyinspect.backoff import Backoff
+from pyinspect.errors import PyInspectError, check_choice
+from pyinspect.metrics import StationMetrics
+from pyinspect.sinks.spool import Spool
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pyinspect.result import InspectionResult
+
+__all__ = ["SPOOL_POLICIES", "Record", "Sink", "SinkDown", "SinkError"]
+
+log = logging.getLogger("pyinspect.watch")
+
+#: What a full spool does: hold the pipeline until there is room, or drop its oldest records.
+SPOOL_POLICIES = ("block", "drop_oldest")
+_IDLE_S = 0.05
+
+
+class SinkError(PyInspectError, RuntimeError):
+    """A sink cannot be set up as configured (bad URL, port in use, unwritable folder, ...)."""
+
+
+class SinkDown(Exception):
+    """The sink's peer (broker, server, disk) did not take a batch; spool and retry."""
+
+
+@dataclass(slots=True)
+class Record:
+    """One record on its way out: the dict, its JSON line (made once, shared by every sink), a
+    sequence number, and, for sinks that draw or save pictures, the frame and its result."""
+
+    doc: dict[str, Any]
+    line: bytes
+    image: np.ndarray | None = None
+    result: InspectionResult | None = None
+
+    @classmethod
+    def from_line(cls, line: bytes) -> Record:
+        """A record replayed from a spool (no image)."""
+        return cls(json.loads(line), line)
+
+
+def split_url(url: str, what: str, schemes: tuple[str, ...], expected: str,
+              no_credentials: str) -> tuple[SplitResult, str, int | None]:  # fmt: skip
+    """``url`` split, its host and its port (``None`` when it names none) for a sink's peer; a
+    ``SinkError`` (``"{what} url ...: ..."``) for a scheme not in ``schemes`` or no host
+    (``expected`` says what is), credentials in the url (``no_credentials`` says where they go)
+    or a port out of range."""
+    parts = urlsplit(url)
+    host = parts.hostname
+    if parts.scheme not in schemes or not host:
+        msg = f"{what} url {url!r}: expected {expected}"
+        raise SinkError(msg)
+    if parts.username or parts.password:
+        msg = f"{what} url {url!r}: credentials do not belong in the url; {no_credentials}"
+        raise SinkError(msg)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        msg = f"{what} url {url!r}: bad port"
+        raise SinkError(msg)
+    return parts, host, port
+
+
+class Sink:
+    """Base of the station's sinks. Subclasses set ``kind`` and override ``deliver`` (raise
+    ``SinkDown`` when the peer did not take the batch), and where needed ``connect`` (raise
+    ``SinkDown`` while unreachable), ``idle`` (called when the queue is empty: flush, heartbeat),
+    ``disconnect`` and ``close``. ``start`` runs the worker; ``stop(deadline)`` drains it."""
+
+    kind = "sink"
+    #: True for sinks that need the frame itself (``Record.image``), not only the record.
+    wants_images = False
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        metrics: StationMetrics | None = None,
+        queue: int = 1000,
+        batch: int = 64,
+        spool: Spool | None = None,
+        spool_policy: str = "block",
+        reconnect_min_s: float = 0.1,
+        reconnect_max_s: float = 30.0,
+    ) -> None:
+        what = f"sink {name!r}: spool_policy"
+        self.spool_policy = check_choice(what, spool_policy, SPOOL_POLICIES, SinkError)
+        self.name = name
+        self.queue_max = queue
+        self.batch = batch
+        self.spool = spool
+        self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
+        self._q: deque[tuple[int, Record]] = deque()  # (sequence number, record)
+        self._cond = threading.Condition()
+        self._spilling = bool(spool is not None and spool.records)  # replay a spool left behind
+        self._stopping = False
+        self._closed = False
+        self._up = False
+        self._down_logged = False
+        self._give_up = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+        m = metrics or StationMetrics()
+        self._m_records = m.sink_records.labels(name)
+        self._m_replayed = m.sink_replayed.labels(name)
+        self._m_spooled = m.sink_spooled.labels(name)
+        self._m_dropped = m.sink_dropped.labels(name)
+        self._m_errors = m.sink_errors.labels(name)
+        self._m_outages = m.sink_outages.labels(name)
+        self._m_seconds = m.sink_seconds.labels(name)
+        m.sink_up.labels(name).set_function(lambda: float(self._up))
+        m.sink_queue.labels(name).set_function(lambda: float(len(self._q)))
+        if spool is not None:
+            m.spool_records.labels(name).set_function(lambda: float(spool.records))
+            m.spool_bytes.labels(name).set_function(lambda: float(spool.bytes))
+
+    # ---- overridden by sinks -------------------------------------------------------------
+    def open(self) -> None:
+        """Set up what must work before the first frame (bind a port); raise ``SinkError``."""
+
+    def connect(self) -> None:
+        """Reach the peer; raise ``SinkDown`` while it is unreachable."""
+
+    def deliver(self, records: list[Record]) -> None:
+        raise NotImplementedError
+
+    def idle(self) -> None:
+        """Nothing queued: flush buffers, refresh heartbeats."""
+
+    def disconnect(self) -> None:
+        """Drop the connection after a failure (``connect`` is called again)."""
+
+    def close(self) -> None:
+        """Release everything (after the worker stopped)."""
+
+    def bind_sources(self, names: list[str]) -> None:
+        """The station's source names, before ``start`` (OPC UA makes a node set per source)."""
+
+    # ---- what the station calls ----------------------------------------------------------
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @property
+    def pending(self) -> int:
+        """Records not delivered yet (memory queue + spool)."""
+        return len(self._q) + (self.spool.records if self.spool is not None else 0)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"pyinspect-watch-sink-{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    def offer(self, record: Record) -> None:
+        """Queue a record (called by the inference thread; waits only with a full spool and the
+        ``block`` policy)."""
+        with self._cond:
+            self._seq += 1
+            if not self._spilling and len(self._q) < self.queue_max:
+                self._q.append((self._seq, record))
+                self._cond.notify()
+                return
+            if self.spool is None:
+                self._q.popleft()
+                self._m_dropped.inc()
+                log.warning("sink %r: queue full (%d), oldest record dropped", self.name,
+                            self.queue_max)  # fmt: skip
+                self._q.append((self._seq, record))
+                return
+            if not self._spilling:
+                self._spill_queue()
+            self._spool_append([record.line])
+
+    def stop(self, deadline: float) -> None:
+        """Deliver what is queued until ``deadline`` (``time.monotonic()``), spool the rest."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._closed = True
+            if self._q:
+                if self.spool is not None:
+                    n = len(self._q)
+                    self._spill_queue()
+                    log.warning("sink %r: %d records spooled at shutdown", self.name, n)
+                else:
+                    self._m_dropped.inc(len(self._q))
+                    log.warning("sink %r: %d records not delivered at shutdown", self.name,
+                                len(self._q))  # fmt: skip
+                    self._q.clear()
+            if self.spool is not None:
+                self.spool.close()
+        try:
+            self.close()
+        except Exception as exc:  # a peer that fails while closing loses nothing spooled
+            log.warning("sink %r: closing: %s", self.name, exc)
+
+    # ---- spool (the caller holds self._cond) ---------------------------------------------
+    def _spill_queue(self) -> None:
+        self._spilling = True
+        lines = [r.line for _, r in self._q]
+        self._q.clear()
+        self._spool_append(lines)
+
+    def _spool_append(self, lines: list[bytes]) -> None:
+        spool = self.spool
+        if spool is None or not lines:
+            return
+        need = sum(len(line) + 1 for line in lines)
+        if self.spool_policy == "drop_oldest" and need > spool.max_bytes:
+            cut = 0
+            while need > spool.max_bytes and cut < len(lines) - 1:
+                need -= len(lines[cut]) + 1
+                cut += 1
+            self._m_dropped.inc(cut)
+            log.warning("sink %r: spool full (%d bytes), %d oldest records dropped", self.name,
+                        spool.max_bytes, cut)  # fmt: skip
+            lines = lines[cut:]
+        while not spool.has_room(need):
+            if self.spool_policy == "drop_oldest":
+                dropped = spool.drop_oldest()
+                self._m_dropped.inc(dropped)
+                log.warning("sink %r: spool full (%d bytes), %d oldest records dropped",
+                            self.name, spool.max_bytes, dropped)  # fmt: skip
+            elif self._stopping or self._closed:  # never block shutdown: exceed the bound
+                break
+            else:
+                self._cond.wait(_IDLE_S)
+        try:
+            spool.append(lines)
+        except OSError as exc:
+            self._m_errors.inc()
+            self._m_dropped.inc(len(lines))
+            log.error("sink %r: spool %s refused %d records (lost): %s", self.name,
+                      spool.folder, len(lines), exc)  # fmt: skip
+            return
+        self._m_spooled.inc(len(lines))
+
+    # ---- the worker ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._give_up:
+            if not self._up and not self._try_connect():
+                continue
+            lines: list[bytes] = []
+            batch: list[tuple[int, Record]] = []
+            with self._cond:
+                if self._spilling and self.spool is not None:
+                    lines = self.spool.peek(self.batch)
+                    if not lines:
+                        self._spilling = False
+                        continue
+                else:
+                    if not self._q:
+                        if self._stopping:
+                            return
+                        self._cond.wait(_IDLE_S)
+                    batch = list(islice(self._q, self.batch))
+            if not lines and not batch:
+                self._safe_idle()
+                continue
+            t0 = time.perf_counter()
+            try:
+                if batch:
+                    self.deliver([r for _, r in batch])
+                else:
+                    self.deliver([Record.from_line(line) for line in lines])
+            except SinkDown as exc:
+                self._went_down(exc)
+                continue
+            except Exception as exc:  # a bug or a refusal: keep the records, retry later
+                log.exception("sink %r: delivery failed", self.name)
+                self._went_down(exc)
+                continue
+            self._m_seconds.observe(time.perf_counter() - t0)
+            self._backoff.reset()
+            with self._cond:
+                if self._closed:
+                    return
+                if lines and self.spool is not None:
+                    self.spool.pop(lines)
+                    self._m_replayed.inc(len(lines))
+                    self._m_records.inc(len(lines))
+                    self._cond.notify_all()  # room for an offer waiting on a full spool
+                else:
+                    last = batch[-1][0]
+                    while self._q and self._q[0][0] <= last:
+                        self._q.popleft()
+                    self._m_records.inc(len(batch))
+
+    def _try_connect(self) -> bool:
+        try:
+            self.connect()
+        except SinkDown as exc:
+            self._went_down(exc)
+            return False
+        if not self._up:
+            self._up = True
+            self._down_logged = False
+            log.info("sink %r: connected", self.name)
+        return True
+
+    def _went_down(self, exc: BaseException) -> None:
+        """Count and log the failure, spool the memory queue, wait the backoff (or give up when
+        shutting down: everything undelivered is in the spool then)."""
+        self._m_errors.inc()
+        if self._up:
+            self._m_outages.inc()
+        if not self._down_logged:
+            log.warning("sink %r: peer down (%s); spooling", self.name, exc)
+            self._down_logged = True
+        self._up = False
+        try:
+            self.disconnect()
+        except Exception as close_exc:
+            log.debug("sink %r: disconnect: %s", self.name, close_exc)
+        if self.spool is not None:
+            with self._cond:
+                if self._q:
+                    self._spill_queue()
+        if self._stopping:
+            self._give_up = True
+            return
+        self._backoff.wait(self._wake)
+
+    def _safe_idle(self) -> None:
+        try:
+            self.idle()
+        except SinkDown as exc:
+            self._went_down(exc)
+        except Exception as exc:
+            self._m_errors.inc()
+            log.error("sink %r: %s", self.name, exc)

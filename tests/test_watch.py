@@ -1,0 +1,289 @@
+"""The station (``pyinspect.watch.Station`` and ``pyinspect watch``): records equal to ``run()``
+with their identity, drops counted, metrics and health served, and every bad configuration
+named before any frame is read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from line_helpers import metric, scrape
+from modelzoo import TinyBundle, textured_frame
+
+from pyinspect import Inspector, PyInspectError
+from pyinspect.cli import main
+from pyinspect.records import SCHEMA_VERSION
+from pyinspect.watch_config import ConfigError, parse_config
+
+pytest.importorskip("prometheus_client", reason="the line extra is not installed")
+from pyinspect.sources import IterableSource
+from pyinspect.watch import Station
+
+
+def counting(frames: list[np.ndarray], pulled: list[int]) -> Iterator[np.ndarray]:
+    for f in frames:
+        pulled[0] += 1
+        yield f
+
+
+def config(tmp_path: Path, model: Path, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "station": {"run_dir": str(tmp_path / "run"), "shutdown_timeout_s": 3},
+        "model": {"path": str(model)},
+        "sink": [{"type": "jsonl", "path": str(tmp_path / "out" / "records.jsonl")}],
+    }
+    doc.update(extra)
+    return doc
+
+
+def jsonl(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "out" / "records.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+# ---- records -------------------------------------------------------------------------------------
+def test_station_records_carry_identity_and_the_verdicts_of_run(
+    tiny_gray: TinyBundle, tmp_path: Path
+) -> None:
+    frames = [textured_frame(seed=s) for s in range(12)]
+    seen: list[dict[str, Any]] = []
+    station = Station(config(tmp_path, tiny_gray.model_path),
+                      sources=[IterableSource(frames, "cam")], on_record=seen.append)  # fmt: skip
+    summary = station.run()
+    got = jsonl(tmp_path)
+    assert summary["sources"]["cam"]["frames"] == 12 and got == seen
+    with Inspector(tiny_gray.model_path) as insp:
+        expected = [insp.run(f) for f in frames]
+    sha = hashlib.sha256(tiny_gray.model_path.read_bytes()).hexdigest()
+    for k, (r, e) in enumerate(zip(got, expected, strict=True), 1):
+        assert (r["frame_id"], r["source"], r["run_id"]) == (k, "cam", station.run_id)
+        assert (r["label"], r["texture"], r["defective"]) == (e.label, e.texture, e.defective)
+        assert r["patch_class"] == e.patch_class.tolist()
+        assert r["schema_version"] == SCHEMA_VERSION and r["model_sha256"] == sha
+        assert r["sidecar_sha256"] is not None and r["latency_ms"] > 0
+        assert r["captured_at"].endswith("Z") and r["camera_timestamp"] is None
+    assert len({r["label"] for r in got}) > 1  # the comparison is not vacuous
+
+
+def test_drop_oldest_drops_counted_and_leaves_frame_id_gaps(
+    tiny_gray: TinyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Inspector.run_prepared
+
+    def slow(self: Inspector, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.02)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Inspector, "run_prepared", slow)
+    frames = [textured_frame(seed=0)] * 40
+    src = IterableSource(frames, "cam", queue=1, policy="drop_oldest")
+    summary = Station(config(tmp_path, tiny_gray.model_path), sources=[src]).run()
+    counts = summary["sources"]["cam"]
+    ids = [r["frame_id"] for r in jsonl(tmp_path)]
+    assert counts["dropped"] > 0 and counts["frames"] + counts["dropped"] == 40
+    assert len(ids) == counts["frames"] and ids == sorted(ids) and ids[-1] == 40
+    assert len(set(range(1, 41)) - set(ids)) == counts["dropped"]
+
+
+def test_metrics_and_healthz_on_one_port(tiny_gray: TinyBundle, tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def frames() -> Iterator[np.ndarray]:
+        for s in range(5):
+            yield textured_frame(seed=s)
+        release.wait(10)
+
+    cfg = config(tmp_path, tiny_gray.model_path, metrics={"listen": "127.0.0.1:0"})
+    station = Station(cfg, sources=[IterableSource(frames(), "cam")])
+    runner = threading.Thread(target=station.run)
+    runner.start()
+    try:
+        port = station.metrics_port
+        assert port
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = scrape(port)[1]
+            if metric(text, "pyinspect_sink_records_total", sink="jsonl") == 5:
+                break
+            time.sleep(0.05)
+        assert metric(text, "pyinspect_frames_total", source="cam") == 5
+        assert metric(text, "pyinspect_sink_up", sink="jsonl") == 1
+        assert metric(text, "pyinspect_sink_spool_records", sink="jsonl") == 0
+        assert metric(text, "pyinspect_stage_seconds_count", source="cam", stage="inspect") == 5
+        status, body = scrape(port, "/healthz")
+        assert status == 200 and json.loads(body)["sinks"]["jsonl"]["up"] is True
+        assert scrape(port, "/nothing")[0] == 404
+    finally:
+        release.set()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+# ---- bad configurations: named, before any frame ---------------------------------------------
+def _immutable_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"chattr +i is not supported here: {done.stderr.decode().strip()}")
+    return folder
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("unknown_key", "sink[0].topik: unknown key 'topik'. Did you mean 'topic'?"),
+        ("bad_url", "expected mqtt://host[:port] or mqtts://host[:port]"),
+        ("unknown_source_type", "unknown source type 'pylonn'. Did you mean 'pylon'?"),
+        ("metrics_port_in_use", "metrics.listen: cannot listen on 127.0.0.1:"),
+        ("opcua_port_in_use", "OPC UA endpoint opc.tcp://127.0.0.1:"),
+        ("under_a_file", "cannot be written"),
+        ("secret", "sink[0].password: secrets are not read from the config file"),
+        ("bad_policy", "source[0].policy: Input should be 'drop_oldest' or 'block'"),
+    ],
+)
+def test_bad_config_is_named_before_any_frame(
+    case: str, message: str, tiny_gray: TinyBundle, tmp_path: Path, busy_port: int
+) -> None:
+    doc = config(tmp_path, tiny_gray.model_path)
+    mqtt = {"type": "mqtt", "url": "mqtt://127.0.0.1:1"}
+    if case == "unknown_key":
+        doc["sink"] = [{**mqtt, "topik": "x"}]
+    elif case == "bad_url":
+        doc["sink"] = [{**mqtt, "url": "mqtt//127.0.0.1"}]
+    elif case == "unknown_source_type":
+        doc["source"] = [{"type": "pylonn", "name": "cam"}]
+    elif case == "metrics_port_in_use":
+        doc["metrics"] = {"listen": f"127.0.0.1:{busy_port}"}
+    elif case == "opcua_port_in_use":
+        doc["sink"].append({"type": "opcua", "endpoint": f"opc.tcp://127.0.0.1:{busy_port}/x"})
+    elif case == "under_a_file":
+        (tmp_path / "file").write_text("a regular file")
+        doc["sink"] = [{"type": "jsonl", "path": str(tmp_path / "file" / "sub" / "r.jsonl")}]
+    elif case == "secret":
+        doc["sink"] = [{**mqtt, "password": "hunter2"}]
+    elif case == "bad_policy":
+        doc["source"] = [{"type": "video", "name": "cam", "uri": 0, "policy": "drop_newest"}]
+    pulled = [0]
+    frames = counting([textured_frame(seed=0)] * 3, pulled)
+    sources = None if "source" in doc else [IterableSource(frames, "cam")]
+    with pytest.raises(PyInspectError) as info:  # ConfigError, or SinkError for a port
+        Station(doc, sources=sources)
+    assert message in str(info.value)
+    assert pulled[0] == 0
+
+
+def test_an_immutable_folder_is_refused(tiny_gray: TinyBundle, tmp_path: Path) -> None:
+    folder = _immutable_folder(tmp_path)
+    try:
+        doc = config(tmp_path, tiny_gray.model_path)
+        doc["sink"] = [{"type": "images", "folder": str(folder)}]
+        with pytest.raises(ConfigError, match=r"sink\[0\] \(images\)\.folder: folder .* cannot"):
+            Station(doc, sources=[IterableSource([], "cam")])
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+
+
+def test_every_problem_is_listed_at_once(tiny_gray: TinyBundle) -> None:
+    doc = {"model": {"path": str(tiny_gray.model_path), "treshold": 0.5},
+           "source": [{"type": "video", "name": "a b", "uri": 0}],
+           "sink": [{"type": "jsonl"}]}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_config(doc)
+    text = str(info.value)
+    assert "3 problems" in text
+    assert "model.treshold: unknown key 'treshold'. Did you mean 'threshold'?" in text
+    assert "source[0].name: String should match pattern" in text
+    assert "sink[0].path: missing key" in text
+
+
+# ---- the command ---------------------------------------------------------------------------------
+TOML = """
+[station]
+run_dir = "{run}"
+
+[model]
+path = "{model}"
+
+[[source]]
+type = "folder"
+name = "inbox"
+folder = "{inbox}"
+
+[[sink]]
+type = "jsonl"
+path = "{out}"
+"""
+
+
+def test_check_config_validates_without_starting(
+    tiny_gray: TinyBundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "inbox").mkdir()
+    path = tmp_path / "station.toml"
+    out = tmp_path / "o" / "r.jsonl"
+    path.write_text(TOML.format(run=tmp_path / "run", model=tiny_gray.model_path,
+                                inbox=tmp_path / "inbox", out=out))  # fmt: skip
+    assert main(["watch", "--config", str(path), "--check-config"]) == 0
+    assert "config ok: 1 source(s), 1 sink(s)" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists() and not (tmp_path / "o").exists()  # nothing made
+    path.write_text(path.read_text().replace('type = "folder"', 'type = "folder"\nfps = 3'))
+    assert main(["watch", "--config", str(path), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyinspect: error: ") and "source[0].fps: unknown key 'fps'" in err
+
+
+def test_watch_flags_run_a_folder_to_jsonl(tiny_gray: TinyBundle, tmp_path: Path) -> None:
+    import cv2
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for s in range(3):
+        cv2.imwrite(str(inbox / f"{s}.png"), textured_frame(seed=s))
+    out = tmp_path / "r.jsonl"
+    station = Station(parse_config({
+        "station": {"run_dir": str(tmp_path / "run")}, "model": {"path": str(tiny_gray.model_path)},
+        "source": [{"type": "folder", "name": "inbox", "folder": str(inbox), "settle_s": 0.05,
+                    "poll_s": 0.02, "done": str(tmp_path / "done")}],
+        "sink": [{"type": "jsonl", "path": str(out)}],
+    }))  # fmt: skip
+    runner = threading.Thread(target=station.run)
+    runner.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(list((tmp_path / "done").glob("*.png"))) < 3:
+        time.sleep(0.05)
+    station.stop()
+    runner.join(10)
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(Path(r["path"]).name for r in records) == ["0.png", "1.png", "2.png"]
+    assert list(inbox.glob("*.png")) == []
+
+
+def test_the_documented_configuration_parses() -> None:
+    import re
+    import tomllib
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "line.md").read_text()
+    block = re.search(r"## A complete configuration\n\n```toml\n(.*?)```", text, re.S)
+    assert block is not None
+    cfg = parse_config(tomllib.loads(block[1]))
+    assert [s.type for s in cfg.source] == ["pylon", "folder", "video"]
+    assert cfg.sink_names() == ["jsonl", "mqtt", "webhook", "opcua", "images"]
+    assert cfg.source[0].features == {"Width": 1024, "Height": 1024, "PixelFormat": "Mono8"}
