@@ -41,6 +41,10 @@ log = logging.getLogger("pyinspect.watch")
 #: What a full spool does: hold the pipeline until there is room, or drop its oldest records.
 SPOOL_POLICIES = ("block", "drop_oldest")
 _IDLE_S = 0.05
+#: How long a sink's worker waits for more records after the first, so it wakes once per batch
+#: rather than once per frame (the inference thread's cores are busy): delivery is at most this
+#: much later.
+LINGER_S = 0.005
 
 
 class SinkError(PyInspectError, RuntimeError):
@@ -112,12 +116,14 @@ class Sink:
         spool_policy: str = "block",
         reconnect_min_s: float = 0.1,
         reconnect_max_s: float = 30.0,
+        linger_s: float = LINGER_S,
     ) -> None:
         what = f"sink {name!r}: spool_policy"
         self.spool_policy = check_choice(what, spool_policy, SPOOL_POLICIES, SinkError)
         self.name = name
         self.queue_max = queue
         self.batch = batch
+        self.linger_s = linger_s
         self.spool = spool
         self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self._q: deque[tuple[int, Record]] = deque()  # (sequence number, record)
@@ -190,7 +196,8 @@ class Sink:
             self._seq += 1
             if not self._spilling and len(self._q) < self.queue_max:
                 self._q.append((self._seq, record))
-                self._cond.notify()
+                if len(self._q) in (1, self.batch):  # the worker waits for the first, or lingers
+                    self._cond.notify()
                 return
             if self.spool is None:
                 self._q.popleft()
@@ -289,6 +296,10 @@ class Sink:
                         if self._stopping:
                             return
                         self._cond.wait(_IDLE_S)
+                    if self._q and self.linger_s > 0:  # collect a batch: one wake-up, not one each
+                        self._cond.wait_for(
+                            lambda: len(self._q) >= self.batch or self._stopping, self.linger_s
+                        )
                     batch = list(islice(self._q, self.batch))
             if not lines and not batch:
                 self._safe_idle()
