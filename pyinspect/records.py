@@ -49,14 +49,11 @@ def new_run_id() -> str:
 
 def file_sha256(path: str | os.PathLike[str]) -> str | None:
     """SHA-256 (hex) of a file, or ``None`` when it does not exist."""
-    h = hashlib.sha256()
     try:
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+            return hashlib.file_digest(fh, "sha256").hexdigest()
     except FileNotFoundError:
         return None
-    return h.hexdigest()
 
 
 def iso_utc(epoch_ns: int) -> str:

@@ -103,13 +103,8 @@ class InspectionResult:
             patch_defective = vote.patch_defective
         for a in arrays.values():
             a.flags.writeable = False
-        defective_patches = np.flatnonzero(patch_defective)
-        defective_patches.flags.writeable = False
-        label = spec.label(texture, defective)
-        return cls(
-            texture, spec.textures[texture], defective, label, boxes,
-            defective_patches=defective_patches, timings=timings, **arrays,
-        )  # fmt: skip
+        values = verdict_fields(spec, texture, defective, patch_defective, timings, **arrays)
+        return cls(boxes=boxes, **values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain Python types only (JSON-ready)."""
@@ -149,6 +144,30 @@ class InspectionResult:
             f" defective_patches={self.defective_patches.tolist()},"
             f" max_defect_prob={self.max_defect_prob:.3f}, total_ms={self.timings.total_ms:.3f})"
         )
+
+
+def verdict_fields(
+    spec: ModelSpec,
+    texture: int,
+    defective: bool,
+    patch_defective: np.ndarray,
+    timings: Timings,
+    **arrays: np.ndarray,
+) -> dict[str, Any]:
+    """Every ``InspectionResult`` field but ``boxes`` and ``error`` from a vote's outcome and its
+    read-only per-patch arrays (``_VOTE_ARRAYS``): what ``from_vote`` and a runner's record
+    decoder share, so names, labels and defective patches are derived in one place."""
+    defective_patches = np.flatnonzero(patch_defective)
+    defective_patches.flags.writeable = False
+    return {
+        "texture": texture,
+        "texture_name": spec.textures[texture],
+        "defective": defective,
+        "label": spec.label(texture, defective),
+        "defective_patches": defective_patches,
+        "timings": timings,
+        **arrays,
+    }
 
 
 #: Decodes a runner's packed frame record into InspectionResult's fields (a name -> value dict).

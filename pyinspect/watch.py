@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyinspect.errors import PyInspectError
+from pyinspect.records import record_dict
+from pyinspect.result import InspectionResult
 
 if TYPE_CHECKING:
     from pyinspect.inspector import Inspector, PreparedFrame
@@ -427,8 +429,6 @@ class Station:
             self._stop_sources.set()
 
     def _inspect(self, items: list[tuple[_SourceRun, _Item]]) -> None:
-        from pyinspect.result import InspectionResult
-
         t0 = time.perf_counter_ns()
         good = [(run, it) for run, it in items if it.prepared is not None]
         results: dict[int, InspectionResult] = {}
@@ -452,7 +452,6 @@ class Station:
             self._emit(run, it, result, t0)
 
     def _emit(self, run: _SourceRun, it: _Item, result: Any, t0: int) -> None:
-        from pyinspect.records import record_dict
         from pyinspect.sinks.base import Record
 
         m, grab = run.metrics, it.grab

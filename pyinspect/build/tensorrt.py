@@ -33,6 +33,7 @@ import numpy as np
 from pyinspect import cuda_buffers
 from pyinspect.backends.tensorrt import dims_tuple, import_tensorrt, require_gpu
 from pyinspect.cli import args_kwargs
+from pyinspect.inputs import IMAGE_SUFFIXES
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 
 Precision = Literal["fp16", "fp32", "int8"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm")
 MIB = 1 << 20
 
 
@@ -174,7 +174,7 @@ def calibration_images(folder: Path, limit: int) -> list[Path]:
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
     )
     if not files:
-        msg = f"{folder}: no images for INT8 calibration (looked for {', '.join(IMAGE_SUFFIXES)})"
+        msg = f"{folder}: no images for INT8 calibration (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
         raise InputError(msg)
     return files[:limit]
 

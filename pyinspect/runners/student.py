@@ -33,7 +33,7 @@ from pyinspect import _core
 from pyinspect.backends.base import check_model_file, check_threads, physical_cores
 from pyinspect.errors import BackendError, BackendUnavailableError, InputError, SpecError
 from pyinspect.frames import check_frame, is_gray
-from pyinspect.result import DeferredInspectionResult, InspectionResult, Timings
+from pyinspect.result import DeferredInspectionResult, InspectionResult, Timings, verdict_fields
 from pyinspect.spec import ModelSpec
 from pyinspect.tiling import patch_grid, tile_into
 
@@ -293,26 +293,17 @@ def decode_record(record: bytes, spec: ModelSpec, boxes: np.ndarray) -> dict[str
     t = RECORD_HEAD.unpack_from(record)
     n, n_textures, texture, flags = t[10:]
     off = RECORD_HEAD.size
-    patch_class = np.frombuffer(record, np.int32, n, off)
-    patch_score = np.frombuffer(record, np.float32, n, off + 4 * n)
-    patch_defect_prob = np.frombuffer(record, np.float32, n, off + 8 * n)
-    texture_votes = np.frombuffer(record, np.int32, n_textures, off + 12 * n)
-    patch_defective = np.frombuffer(record, np.bool_, n, off + 12 * n + 4 * n_textures)
-    defective_patches = np.flatnonzero(patch_defective)
-    defective_patches.flags.writeable = False
-    defective = bool(flags & 1)
-    return {
-        "texture": texture,
-        "texture_name": spec.textures[texture],
-        "defective": defective,
-        "label": spec.label(texture, defective),
-        "patch_class": patch_class,
-        "patch_score": patch_score,
-        "patch_defect_prob": patch_defect_prob,
-        "defective_patches": defective_patches,
-        "timings": Timings(t[0], t[1], t[2], t[3]),
-        "texture_votes": texture_votes,
-    }
+    return verdict_fields(
+        spec,
+        texture,
+        bool(flags & 1),
+        np.frombuffer(record, np.bool_, n, off + 12 * n + 4 * n_textures),
+        Timings(t[0], t[1], t[2], t[3]),
+        patch_class=np.frombuffer(record, np.int32, n, off),  # views of immutable bytes:
+        patch_score=np.frombuffer(record, np.float32, n, off + 4 * n),  # read-only
+        patch_defect_prob=np.frombuffer(record, np.float32, n, off + 8 * n),
+        texture_votes=np.frombuffer(record, np.int32, n_textures, off + 12 * n),
+    )
 
 
 class StudentRunner:
