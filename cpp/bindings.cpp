@@ -69,19 +69,21 @@ void bind_tiling(py::module_& m) {
     m.def(
         "tile_into",
         [](const py::buffer& frame, const py::buffer& out, const Int32Array& boxes,
-           const std::vector<double>& mean, const std::vector<double>& std, int threads) {
+           const std::vector<double>& mean, const std::vector<double>& std, int threads,
+           double max_value) {
             // Both buffer_infos hold the exporters' buffers (and so their memory) until return.
             const py::buffer_info fi = frame.request();
             const py::buffer_info oi = out.request();
-            const pyinspect::FrameView fv = frame_view(frame, fi);
+            const pyinspect::FrameView fv = frame_view(frame, fi, /*allow_uint16=*/true);
             const pyinspect::OutView ov = out_view(out, oi);
             const BoxesView bx = boxes_view(boxes);
             py::gil_scoped_release release;
-            pyinspect::tile_into(fv, ov, bx.data, bx.size, mean, std, threads);
+            pyinspect::tile_into(fv, ov, bx.data, bx.size, mean, std, threads, max_value);
         },
         py::arg("frame"), py::arg("out"), py::arg("boxes").noconvert(), py::arg("mean"),
-        py::arg("std"), py::arg("threads") = 1,
-        "Crop, convert and normalise every box of a uint8 frame into `out` in one pass.");
+        py::arg("std"), py::arg("threads") = 1, py::arg("max_value") = 255.0,
+        "Crop, convert and normalise every box of a uint8 (or uint16 gray) frame into `out` in "
+        "one pass; max_value: 255 for uint8, 2^bits - 1 for uint16.");
 
     m.def("tile_kernel_isa", &pyinspect::tile_kernel_isa,
           "CPU code path of the tiler on this machine ('avx2+f16c' or 'baseline').");

@@ -69,11 +69,20 @@ inline bool c_contiguous(const py::buffer_info& info) {
     return true;
 }
 
-// A uint8 H x W or H x W x C frame with any strides. `info` (the caller's) holds the exporter's
-// buffer, and so the memory the view points at, until the caller returns.
-inline FrameView frame_view(const py::buffer& frame, const py::buffer_info& info) {
-    if (info.itemsize != 1 || format_code(info) != 'B') {
-        fail("frame must be uint8, got " + dtype_name(frame, info) +
+// A uint8 H x W or H x W x C frame with any strides; with allow_uint16 also a uint16 one
+// (native byte order; the tiler and the student engine check that it is gray). `info` (the
+// caller's) holds the exporter's buffer, and so the memory the view points at, until the caller
+// returns.
+inline FrameView frame_view(const py::buffer& frame, const py::buffer_info& info,
+                            bool allow_uint16 = false) {
+    const char code = format_code(info);
+    PixelType pixel = PixelType::UInt8;
+    if (allow_uint16 && info.itemsize == 2 && code == 'H') {
+        pixel = PixelType::UInt16;
+    } else if (info.itemsize != 1 || code != 'B') {
+        fail(std::string(allow_uint16 ? "frame must be uint8 (or uint16 gray), got "
+                                      : "frame must be uint8, got ") +
+             dtype_name(frame, info) +
              " (convert it explicitly; the frame is read in place, never copied)");
     }
     if (info.ndim != 2 && info.ndim != 3) {
@@ -81,9 +90,14 @@ inline FrameView frame_view(const py::buffer& frame, const py::buffer_info& info
              "-D with shape " + shape_str(info.shape));
     }
     const bool color = info.ndim == 3;
-    return {static_cast<const std::uint8_t*>(info.ptr), info.shape[0], info.shape[1],
-            color ? info.shape[2] : 1, info.strides[0], info.strides[1],
-            color ? info.strides[2] : 0};
+    return {static_cast<const std::uint8_t*>(info.ptr),
+            info.shape[0],
+            info.shape[1],
+            color ? info.shape[2] : 1,
+            info.strides[0],
+            info.strides[1],
+            color ? info.strides[2] : 0,
+            pixel};
 }
 
 // Boxes [N, 4] int32 of (x, y, w, h), read in place (the array outlives the call).

@@ -45,6 +45,7 @@ struct StudentRunner {
     std::unique_ptr<bool[]> class_defective;
     std::int64_t classes = 0;
     bool is_logits = true;
+    PixelType pixel = PixelType::UInt8;  // the frames input_scale was computed for
     std::vector<char> record;  // the last run's record (see run), reused
 };
 
@@ -86,7 +87,10 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
                                            float input_offset, float pad_value, int threads,
                                            std::vector<std::int32_t> class_texture,
                                            const std::vector<bool>& class_defective,
-                                           bool is_logits) {
+                                           bool is_logits, const std::string& frame_dtype) {
+    if (frame_dtype != "uint8" && frame_dtype != "uint16") {
+        fail("frame_dtype must be 'uint8' or 'uint16', got '" + frame_dtype + "'");
+    }
     StudentWeights sw;
     sw.in_channels = in_channels;
     for (int l = 0; l < 5; ++l) {  // the widths are the bias lengths; the engine checks the rest
@@ -114,13 +118,20 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
     r->class_defective.reset(new bool[class_defective.size()]);
     std::copy(class_defective.begin(), class_defective.end(), r->class_defective.get());
     r->is_logits = is_logits;
+    r->pixel = frame_dtype == "uint16" ? PixelType::UInt16 : PixelType::UInt8;
     return r;
 }
 
 py::bytes run(StudentRunner& self, const py::buffer& frame, const Int32Array& boxes,
               double threshold) {
     const py::buffer_info info = frame.request();  // holds the frame until return
-    const FrameView fv = frame_view(frame, info);
+    const FrameView fv = frame_view(frame, info, /*allow_uint16=*/true);
+    if (fv.pixel != self.pixel) {  // input_scale holds 1 / max_value of one pixel type only
+        const bool want16 = self.pixel == PixelType::UInt16;
+        fail(std::string("this runner reads ") + (want16 ? "uint16" : "uint8") +
+             " frames (its input scale is for that bit depth), got a " +
+             (want16 ? "uint8" : "uint16") + " frame");
+    }
     const BoxesView bx = boxes_view(boxes);
     const auto n = static_cast<std::int64_t>(bx.size);
     {
@@ -157,7 +168,7 @@ void bind_student(py::module_& m) {
         .def(py::init(&make_runner), py::arg("weights"), py::arg("in_channels"),
              py::arg("input_scale"), py::arg("input_offset"), py::arg("pad_value"),
              py::arg("threads"), py::arg("class_texture"), py::arg("class_defective"),
-             py::arg("is_logits"))
+             py::arg("is_logits"), py::arg("frame_dtype") = "uint8")
         .def("run", &run, py::arg("frame"), py::arg("boxes").noconvert(),
              py::arg("threshold") = -1.0,
              "Infer and vote one gray frame's patches; GIL released throughout; the result as one "

@@ -137,8 +137,17 @@ struct StudentEngine::Impl {
         std::memcpy(d + last, g.bottom.data() + at_line, px);
     }
 
-    // A conv1 input row from uint8 pixels: dup4 (4 channels) or one float per pixel.
+    // A conv1 input row from the frame's pixels (uint8, or uint16 gray; step in bytes): dup4
+    // (4 channels) or one float per pixel.
     void convert_row(const std::uint8_t* src, std::int64_t step, int n, float* dst) const {
+        if (frame.pixel == PixelType::UInt16) {
+            if (conv1_rep == 4) {
+                avx2::dup4_row_u16(src, step, n, scale, offset, dst);
+            } else {
+                avx2::plain_row_u16(src, step, n, scale, offset, dst);
+            }
+            return;
+        }
         if (conv1_rep == 4) {
             avx2::dup4_row(src, step, n, scale, offset, dst);
         } else {

@@ -58,6 +58,12 @@ void dup4_row(const std::uint8_t* src, std::int64_t step, int n, float scale, fl
 // The same with one float per pixel (conv1 of 8 or more channels broadcasts each pixel).
 void plain_row(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
                float* dst);
+// dup4_row and plain_row for uint16 pixels (10- to 16-bit gray) at src + c * step, step in
+// bytes (2 = contiguous), each at any byte address; the same arithmetic per pixel.
+void dup4_row_u16(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+                  float* dst);
+void plain_row_u16(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+                   float* dst);
 
 }  // namespace avx2
 }  // namespace pyinspect::student

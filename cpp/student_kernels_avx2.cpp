@@ -330,4 +330,58 @@ void plain_row(const std::uint8_t* src, std::int64_t step, int n, float scale, f
     for (; c < n; ++c) d[c] = static_cast<float>(src[c * step]) * scale + offset;
 }
 
+namespace {
+
+inline float load_u16(const std::uint8_t* p) {
+    std::uint16_t v;
+    std::memcpy(&v, p, sizeof v);
+    return static_cast<float>(v);
+}
+
+// 8 contiguous uint16 pixels -> 8 floats x * scale + offset (product and sum rounded separately).
+inline __m256 convert8_u16(const std::uint8_t* p, __m256 vs, __m256 vo) {
+    const __m128i px = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(px)), vs), vo);
+}
+
+}  // namespace
+
+void dup4_row_u16(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+                  float* dst) {
+    std::memset(dst, 0, 4 * sizeof(float));
+    std::memset(dst + 4 * (n + 1), 0, 4 * sizeof(float));
+    float* d = dst + 4;
+    int c = 0;
+    if (step == 2) {
+        const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+        const __m256i i0 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+        const __m256i i1 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+        const __m256i i2 = _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5);
+        const __m256i i3 = _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7);
+        for (; c + 8 <= n; c += 8) {
+            const __m256 v = convert8_u16(src + 2 * c, vs, vo);
+            _mm256_storeu_ps(d + 4 * c, _mm256_permutevar8x32_ps(v, i0));
+            _mm256_storeu_ps(d + 4 * c + 8, _mm256_permutevar8x32_ps(v, i1));
+            _mm256_storeu_ps(d + 4 * c + 16, _mm256_permutevar8x32_ps(v, i2));
+            _mm256_storeu_ps(d + 4 * c + 24, _mm256_permutevar8x32_ps(v, i3));
+        }
+    }
+    for (; c < n; ++c) {
+        const float v = load_u16(src + c * step) * scale + offset;  // -ffp-contract=off
+        d[4 * c] = d[4 * c + 1] = d[4 * c + 2] = d[4 * c + 3] = v;
+    }
+}
+
+void plain_row_u16(const std::uint8_t* src, std::int64_t step, int n, float scale, float offset,
+                   float* dst) {
+    dst[0] = dst[n + 1] = 0.f;
+    float* d = dst + 1;
+    int c = 0;
+    if (step == 2) {
+        const __m256 vs = _mm256_set1_ps(scale), vo = _mm256_set1_ps(offset);
+        for (; c + 8 <= n; c += 8) _mm256_storeu_ps(d + c, convert8_u16(src + 2 * c, vs, vo));
+    }
+    for (; c < n; ++c) d[c] = load_u16(src + c * step) * scale + offset;
+}
+
 }  // namespace pyinspect::student::avx2

@@ -14,7 +14,7 @@ inline std::int64_t stride_or(std::int64_t runtime) {
     return kStride != 0 ? kStride : runtime;
 }
 
-// gray -> one or three normalised channels.
+// uint8 gray -> one or three normalised channels.
 template <int kStride>
 void gray_row(const std::uint8_t* __restrict src, std::int64_t sx, std::int64_t n,
               const float* scale, const float* offset, int out_ch, float* __restrict d0,
@@ -80,11 +80,40 @@ void any_row(const KernelArgs& a, const std::uint8_t* src, std::int64_t n, float
     }
 }
 
+// A uint16 pixel at any byte address (memcpy: one plain load, no alignment assumed).
+inline float load_u16(const std::uint8_t* p) {
+    std::uint16_t v;
+    std::memcpy(&v, p, sizeof v);
+    return static_cast<float>(v);
+}
+
+// uint16 gray (10- to 16-bit cameras) -> one or three normalised channels; kStride and sx are
+// in bytes (2 = contiguous). Values above max_value are not clipped.
+template <int kStride>
+void gray16_row(const KernelArgs& a, const std::uint8_t* __restrict src, std::int64_t n,
+                float* __restrict d0, float* __restrict d1, float* __restrict d2) {
+    const std::int64_t step = stride_or<kStride>(a.frame.stride_x);
+    if (a.out_channels == 1) {
+        const float s0 = a.scale[0], o0 = a.offset[0];
+        for (std::int64_t x = 0; x < n; ++x) d0[x] = load_u16(src + x * step) * s0 + o0;
+        return;
+    }
+    const float s0 = a.scale[0], s1 = a.scale[1], s2 = a.scale[2];
+    const float o0 = a.offset[0], o1 = a.offset[1], o2 = a.offset[2];
+    for (std::int64_t x = 0; x < n; ++x) {
+        const float v = load_u16(src + x * step);
+        d0[x] = v * s0 + o0;
+        d1[x] = v * s1 + o1;
+        d2[x] = v * s2 + o2;
+    }
+}
+
 // Picks the compile-time stride once per call.
 using RowFn = void (*)(const KernelArgs&, const std::uint8_t*, std::int64_t, float*, float*,
                        float*);
 
 RowFn pick_row(const FrameView& f) {
+    if (f.pixel == PixelType::UInt16) return f.stride_x == 2 ? &gray16_row<2> : &gray16_row<0>;
     if (f.channels == 1 && f.stride_x == 1) return &any_row<1>;
     if (f.channels == 3 && f.stride_x == 3 && f.stride_c == 1) return &any_row<3>;
     if (f.channels == 4 && f.stride_x == 4 && f.stride_c == 1) return &any_row<4>;

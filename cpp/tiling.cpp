@@ -68,7 +68,8 @@ void run_rows_table(const KernelArgs& a, const T (*table)[256], std::int64_t row
 void run_rows(const KernelArgs& a, std::int64_t row_begin, std::int64_t row_end) {
     const bool luma = a.frame.channels != 1 && a.out_channels == 1;
     const bool fp16 = a.dtype == OutDType::Float16;
-    if (luma || (!fp16 && a.frame.channels == 1)) {
+    // uint16 (gray only) always computes: a 65536-entry table per channel would not stay cached.
+    if (luma || (!fp16 && a.frame.channels == 1) || a.frame.pixel == PixelType::UInt16) {
         run_rows_affine(a, row_begin, row_end);
         return;
     }
@@ -229,12 +230,27 @@ int resolve_threads(const FrameView& frame, const OutView& out, int threads) {
 
 void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std::size_t n_boxes,
                const std::vector<double>& mean, const std::vector<double>& std,
-               int threads) {
+               int threads, double max_value) {
     if (frame.channels != 1 && frame.channels != 3 && frame.channels != 4) {
         fail("frame must have 1 (gray), 3 (BGR) or 4 (BGRA) channels, got " +
              std::to_string(frame.channels));
     }
     if (frame.height < 0 || frame.width < 0) fail("frame has a negative size");
+    if (frame.pixel == PixelType::UInt16) {
+        if (frame.channels != 1) {
+            fail("a uint16 frame must be gray (H x W or H x W x 1), got " +
+                 std::to_string(frame.height) + " x " + std::to_string(frame.width) + " x " +
+                 std::to_string(frame.channels) + " (colour frames must be uint8)");
+        }
+        if (!(max_value >= 256.0 && max_value <= 65535.0)) {
+            fail("max_value of a uint16 frame must be 2^bits - 1 in [256, 65535] (1023, 4095, "
+                 "65535 for 10, 12, 16 bits), got " + num(max_value));
+        }
+    } else if (max_value != 255.0) {
+        fail("max_value " + num(max_value) +
+             " does not fit a uint8 frame: 8-bit pixels are normalised by 255 (frames of more "
+             "bits are uint16)");
+    }
     if (out.channels != 1 && out.channels != 3) {
         fail("out must have 1 or 3 channels (axis 1), got " + std::to_string(out.channels));
     }
@@ -256,11 +272,11 @@ void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std
             fail("mean and std must be finite and std non-zero; channel " + std::to_string(c) +
                  " has mean " + num(m) + ", std " + num(s));
         }
-        args.scale[c] = static_cast<float>(1.0 / (255.0 * s));
+        args.scale[c] = static_cast<float>(1.0 / (max_value * s));  // uint8: 1 / (255 s)
         args.offset[c] = static_cast<float>(-m / s);
         if (!std::isfinite(args.scale[c]) || !std::isfinite(args.offset[c])) {
-            fail("std of channel " + std::to_string(c) + " is too small (" + num(s) +
-                 "): 1 / (255 std) or mean / std overflows float32");
+            fail("std of channel " + std::to_string(c) + " is too small (" + num(s) + "): 1 / (" +
+                 num(max_value) + " std) or mean / std overflows float32");
         }
     }
     for (std::size_t i = 0; i < n_boxes; ++i) {

@@ -27,12 +27,17 @@ std::vector<std::int32_t> axis_positions(std::int64_t length, std::int64_t patch
 std::vector<Box> patch_grid(std::int64_t height, std::int64_t width, std::int64_t patch,
                             std::int64_t rows = 0, std::int64_t cols = 0);
 
-// A uint8 frame the kernel reads in place. Strides are in bytes and may be negative or zero.
+// How a frame stores a pixel: uint8 (any layout below), or uint16 in native byte order (gray
+// only: the 10-, 12- and 16-bit mono cameras; a pixel may sit at any byte address).
+enum class PixelType { UInt8, UInt16 };
+
+// A frame the kernel reads in place. Strides are in bytes and may be negative or zero.
 // channels is 1 (gray; H x W or H x W x 1), 3 (BGR) or 4 (BGRA; alpha ignored).
 struct FrameView {
-    const std::uint8_t* data;
+    const std::uint8_t* data;  // the first byte of pixel (0, 0)
     std::int64_t height, width, channels;
     std::int64_t stride_y, stride_x, stride_c;
+    PixelType pixel;
 };
 
 enum class OutDType { Float32, Float16 };
@@ -45,15 +50,19 @@ struct OutView {
 };
 
 // Writes out[i, c] = crop(frame, boxes[i]) -> channel rule -> v * scale[c] + offset[c], where
-// scale[c] = float(1 / (255 std[c])) and offset[c] = float(-mean[c] / std[c]) (rounded from double;
-// the product and the sum are rounded separately, never fused, so results are the same on every
-// CPU path). Channel rule: gray -> replicated; BGR(A) -> C_out 3 is RGB order; BGR(A) -> C_out 1 is
-// luma = (0.299f R + 0.587f G) + 0.114f B in float32. float16 output is round-to-nearest-even.
+// scale[c] = float(1 / (max_value std[c])) and offset[c] = float(-mean[c] / std[c]) (rounded from
+// double; the product and the sum are rounded separately, never fused, so results are the same on
+// every CPU path). Channel rule: gray -> replicated; BGR(A) -> C_out 3 is RGB order; BGR(A) ->
+// C_out 1 is luma = (0.299f R + 0.587f G) + 0.114f B in float32. float16 output is
+// round-to-nearest-even. max_value is the pixel value that maps to 1 before mean/std: 255 for a
+// uint8 frame (nothing else is accepted), 2^bits - 1 in [256, 65535] for a uint16 one (gray
+// only). uint16 values above max_value are not clipped: they come out above 1 before mean/std.
 // threads: 0 = auto (2 when the work pays for a thread), else that many (capped at n * patch).
-// Checks shapes, boxes, mean/std (throws std::invalid_argument); never allocates per pixel.
+// Checks shapes, boxes, mean/std, max_value (throws std::invalid_argument); never allocates per
+// pixel.
 void tile_into(const FrameView& frame, const OutView& out, const Box* boxes, std::size_t n_boxes,
                const std::vector<double>& mean, const std::vector<double>& std,
-               int threads = 0);
+               int threads = 0, double max_value = 255.0);
 
 // The thread count tile_into uses for `threads` on this frame and output (0 = auto).
 int resolve_threads(const FrameView& frame, const OutView& out, int threads);

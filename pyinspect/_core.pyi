@@ -28,10 +28,13 @@ def tile_into(
     mean: Sequence[float],
     std: Sequence[float],
     threads: int = 1,
+    max_value: float = 255.0,
 ) -> None:
-    """Crop every box of ``frame`` (uint8, H×W or H×W×C with C in 1, 3 (BGR), 4 (BGRA), any strides,
-    never copied) into ``out`` (writable C-contiguous float32 or float16 [N, C_out, P, P]) in one
-    pass, computing (x/255 - mean[c]) / std[c]. Channel rule: gray -> C_out=3 replicates; BGR(A)
+    """Crop every box of ``frame`` (uint8, H×W or H×W×C with C in 1, 3 (BGR), 4 (BGRA); or uint16
+    gray, H×W or H×W×1; any strides, never copied) into ``out`` (writable C-contiguous float32 or
+    float16 [N, C_out, P, P]) in one pass, computing (x/max_value - mean[c]) / std[c].
+    ``max_value``: 255 for uint8 (nothing else accepted), 2^bits - 1 in [256, 65535] for uint16;
+    uint16 values above it are not clipped. Channel rule: gray -> C_out=3 replicates; BGR(A)
     -> C_out=3 writes RGB; BGR(A) -> C_out=1 uses luma 0.299 R + 0.587 G + 0.114 B. len(mean) ==
     len(std) == C_out. float16 is round-to-nearest-even. Releases the GIL."""
 
@@ -65,7 +68,8 @@ def student_engine_supported() -> bool:
 
 class StudentRunner:
     """The direct student engine plus the voter (x86-64 builds only; the constructor raises
-    ``ValueError`` on a CPU without AVX2+FMA). Gray frames only; GIL released in ``run``."""
+    ``ValueError`` on a CPU without AVX2+FMA). Gray frames only, of the one dtype
+    ``frame_dtype`` names; GIL released in ``run``."""
 
     def __init__(
         self,
@@ -78,22 +82,25 @@ class StudentRunner:
         class_texture: Sequence[int],
         class_defective: Sequence[bool],
         is_logits: bool,
+        frame_dtype: str = "uint8",
     ) -> None:
         """``weights``: 'conv1_w' .. 'conv5_w' [C_out, C_in, 3, 3], 'conv1_b' .. 'conv5_b',
         'fc1_w' [hidden, C5 * 49], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b'. The widths are
         the biases' lengths, 1 to 64 each; any hidden and class count. conv1 sees a pixel x as
         x * input_scale + input_offset and pad_value outside the patch; in_channels 3 means gray
-        replicated (conv1 is summed)."""
+        replicated (conv1 is summed). ``frame_dtype``: 'uint8' or 'uint16', the frames
+        ``input_scale`` was computed for; ``run`` refuses the other with ``ValueError``."""
     def run(
         self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
     ) -> bytes:
-        """Logits of the 224×224 ``boxes`` [N, 4] of a gray uint8 frame (H×W or H×W×1, any
-        strides), then the vote, returned as one record (native byte order): float64 tile_ms (0:
-        the engine reads the frame itself), infer_ms, vote_ms, total_ms, layers_ms[5] (conv1..
-        conv5), fc_ms; int32 N, T, texture, flags (1: defective, 2: the patches shared conv1-4,
-        offsets multiples of 16); int32 patch_class[N], float32 patch_score[N], float32
-        patch_defect_prob[N], int32 texture_votes[T], uint8 patch_defective[N] (fields as in
-        ``vote``). ``pyinspect.runners.student.decode_record`` reads it. Not reentrant."""
+        """Logits of the 224×224 ``boxes`` [N, 4] of a gray frame (H×W or H×W×1, any strides; uint8
+        or uint16 as ``frame_dtype`` says), then the vote, returned as one record (native byte
+        order): float64 tile_ms (0: the engine reads the frame itself), infer_ms, vote_ms, total_ms,
+        layers_ms[5] (conv1..conv5), fc_ms; int32 N, T, texture, flags (1: defective, 2: the
+        patches shared conv1-4, offsets multiples of 16); int32 patch_class[N], float32
+        patch_score[N], float32 patch_defect_prob[N], int32 texture_votes[T], uint8
+        patch_defective[N] (fields as in ``vote``). ``pyinspect.runners.student.decode_record``
+        reads it. Not reentrant."""
     def logits(self) -> npt.NDArray[np.float32]:
         """A copy of the last run's logits [N, K]."""
     @property

@@ -46,6 +46,8 @@ __all__ = [
 #: Subcommands implemented in other modules: (name, module, help).
 LAZY_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("build", "pyinspect.build.tensorrt", "ONNX -> TensorRT plan for this GPU (FP16/FP32/INT8)"),
+    ("evaluate", "pyinspect.evaluate_cli", "image-level TPR/TNR and confusion on labelled data"),
+    ("calibrate", "pyinspect.calibrate", "choose the defect threshold on labelled data"),
     ("export", "pyinspect.export.triton", "model -> a Triton Inference Server model repository"),
     ("watch", "pyinspect.watch", "station daemon: cameras -> verdicts -> the line's systems"),
 )
@@ -155,9 +157,11 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     p.add_argument(
         "--threshold",
-        type=float,
+        type=_threshold_arg,
         default=None,
-        help="defective if a patch's defect probability >= t (default: argmax class)",
+        metavar="T",
+        help="defective if a patch's defect probability >= T, in [0, 1]; 'argmax': the argmax"
+        " class decides (default: the sidecar's threshold, else argmax)",
     )
     p.add_argument(
         "--overlay",
@@ -187,6 +191,17 @@ class _StdoutClosed(Exception):
 
 class _StdoutFailed(Exception):
     """Our stdout cannot be written (a full disk, ``> /dev/full``): the results are lost."""
+
+
+def _threshold_arg(text: str) -> float | str:
+    """``--threshold``: ``argmax`` or a number (its range is checked where the model loads)."""
+    if text.strip().lower() == "argmax":
+        return "argmax"
+    try:
+        return float(text)
+    except ValueError:
+        msg = f"must be a number in [0, 1] or 'argmax', got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _emit(line: str) -> None:
@@ -345,6 +360,7 @@ def _inspect_one(
 ) -> None:
     """Inspect one image, print its line, write its overlay; failures are named and counted."""
     from pyinspect.frames import load_frame
+    from pyinspect.resize import fit_to_patch
 
     captured_ns = time.time_ns()
     tally.frames += 1  # every image gets a frame id; one that fails leaves a gap in the records
@@ -387,7 +403,9 @@ def _inspect_one(
             line += f"  WRONG (truth: {inspector.spec.label(*truth)})"
     _emit(line)
     if overlay is not None:
-        _write_overlay(overlay, render_overlay(image, result, inspector.spec), tally)
+        # the boxes are in the pixels of the frame as inspected (the sidecar's resize)
+        shown = fit_to_patch(image, inspector.spec.patch, inspector.spec.resize)
+        _write_overlay(overlay, render_overlay(shown, result, inspector.spec), tally)
 
 
 def _write_overlay(out: Path, picture: np.ndarray, tally: _Tally) -> None:

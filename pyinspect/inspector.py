@@ -7,9 +7,10 @@ A frame takes one of two paths, both ending in the same ``InspectionResult``:
 - tile -> backend -> vote: one fused tile pass written straight into the backend's input
   buffer, one ``infer``, one vote.
 
-Frames are loaded and checked once (``pyinspect.frames``), in ``prepare``; ``run_prepared``
-inspects a prepared frame. ``run`` is the two in a row, and ``stream`` runs them in two threads
-so that acquiring frame n+1 overlaps inspecting frame n.
+Frames are loaded and checked once (``pyinspect.frames``), in ``prepare``, which also fits a
+frame smaller than the patch by the sidecar's ``resize`` policy (``pyinspect.resize``);
+``run_prepared`` inspects a prepared frame. ``run`` is the two in a row, and ``stream`` runs them
+in two threads so that acquiring frame n+1 overlaps inspecting frame n.
 
 Thread-safety: one Inspector may be shared by many threads. Inspection holds a lock while it
 uses the backend's buffers or the runner, so concurrent calls are correct but execute one at a
@@ -28,7 +29,7 @@ import warnings
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -52,13 +53,14 @@ from pyinspect.errors import (
     check_int,
 )
 from pyinspect.frames import Frame, as_frame, load_frame, path_problem, with_source
+from pyinspect.resize import fit_to_patch, resized_shape
 from pyinspect.result import InspectionResult, Timings
 from pyinspect.runners.base import RUNNERS, FrameRunner, RunnerInfo, runner_choice, runner_info
 from pyinspect.spec import ModelSpec
 from pyinspect.tiling import Tiler, patch_grid
 from pyinspect.voting import VoteResult, check_threshold, vote
 
-__all__ = ["Frame", "Inspector", "PreparedFrame", "load_frame"]
+__all__ = ["ARGMAX", "Frame", "Inspector", "PreparedFrame", "ThresholdChoice", "load_frame"]
 
 log = logging.getLogger("pyinspect")
 
@@ -66,11 +68,17 @@ _NS_TO_MS = 1e-6
 #: ``engine=`` values (deprecated) -> ``runner=`` values.
 _ENGINE_TO_RUNNER = {"auto": "auto", "student": "student", "backend": "backend"}
 
+#: ``threshold="argmax"``: the argmax rule even where the sidecar sets a threshold.
+ARGMAX = "argmax"
+#: A ``threshold=`` argument: ``None`` (the default rule), ``"argmax"`` or a number in [0, 1].
+ThresholdChoice = float | Literal["argmax"] | None
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedFrame:
-    """A frame loaded and checked once, with the patch grid of its size: what ``run_prepared``
-    takes. ``source`` is the image path when the frame came from a file (errors name it)."""
+    """A frame loaded and checked once (and fitted to the patch when the sidecar's ``resize``
+    says so), with the patch grid of its size: what ``run_prepared`` takes. ``source`` is the
+    image path when the frame came from a file (errors name it)."""
 
     image: np.ndarray
     source: str | None
@@ -90,8 +98,9 @@ class Inspector:
             backend. A runner name (``"student"``): that runner, or an error saying why not.
             ``"backend"``: always the backend. Frames a runner does not take (colour frames on
             the student runner) use the backend.
-        threshold: default defect rule; ``None`` = a patch is defective when its argmax class is
-            defective, ``t`` in [0, 1] = when its summed defective probability is >= t.
+        threshold: default defect rule. ``None``: the sidecar's ``threshold`` (the argmax rule
+            when it sets none); ``"argmax"``: a patch is defective when its argmax class is
+            defective; ``t`` in [0, 1]: when its summed defective probability is >= t.
         threads: compute threads of the backend and runner (``None``: physical cores).
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
@@ -109,7 +118,7 @@ class Inspector:
         backend: str = "auto",
         *,
         runner: str = "auto",
-        threshold: float | None = None,
+        threshold: ThresholdChoice = None,
         threads: int | None = None,
         spec: ModelSpec | None = None,
         tile_threads: int = 0,
@@ -147,7 +156,8 @@ class Inspector:
         if spec is None and remote:  # triton: the sidecar in the server's model config
             spec = remote_spec(model_path, **_timeout_option(backend_options))
         self._spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
-        self.threshold = check_threshold(threshold)
+        choice = _threshold_choice(threshold)
+        self._threshold = self._spec.threshold if choice is None else _rule(choice)
         self._backend: Backend = create_backend(
             name, self.model_path, self._spec, threads=threads, **backend_options
         )
@@ -157,9 +167,17 @@ class Inspector:
             if not remote:  # a model loaded here: its output.kind is probed once
                 check_output_kind(self._backend, self._spec, self.model_path)
             norm = self._spec.normalization
+            # 8 takes uint8 frames, 10/12/16 uint16 mono ones (normalised by 2^bits - 1)
+            self._bit_depth: int = getattr(self._spec.input, "bit_depth", 8)
             own_tiler = getattr(self._backend, "tiler", None)  # triton: uint8 patches
+            if own_tiler is not None and self._bit_depth != 8:
+                msg = (
+                    f"{self.model_path}: the backend cuts uint8 patches itself, but the sidecar"
+                    f" declares input.bit_depth {self._bit_depth} (uint16 frames)"
+                )
+                raise InputError(msg)
             self._tiler = own_tiler or Tiler(
-                norm.mean, norm.std, self._spec.input.channels, tile_threads
+                norm.mean, norm.std, self._spec.input.channels, tile_threads, self._bit_depth
             )
             self._is_logits = self._spec.output.kind == "logits"
             self._class_texture = self._spec.class_texture
@@ -183,6 +201,28 @@ class Inspector:
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def threshold(self) -> float | None:
+        """The default defect rule: a threshold in [0, 1], or ``None`` for the argmax rule (from
+        ``Inspector(threshold=...)``, else the sidecar's ``threshold``)."""
+        return self._threshold
+
+    def check_threshold(self, threshold: object) -> ThresholdChoice:
+        """A per-call ``threshold=`` argument, validated (``None``, ``"argmax"`` or a float in
+        [0, 1]); an ``InputError`` / ``InputTypeError`` names a bad one."""
+        return _threshold_choice(threshold)
+
+    def resolve_threshold(self, threshold: object) -> float | None:
+        """The rule a call with ``threshold=`` applies: ``None`` -> ``self.threshold``,
+        ``"argmax"`` -> ``None`` (argmax), a number -> itself."""
+        choice = _threshold_choice(threshold)
+        return self._threshold if choice is None else _rule(choice)
+
+    def inspected_shape(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` an H×W frame has when inspected: itself, or the frame fitted by the
+        sidecar's ``resize`` when smaller than the patch. Result boxes are in these pixels."""
+        return resized_shape(height, width, self._spec.patch, self._spec.resize)
 
     @property
     def backend_name(self) -> str:
@@ -240,22 +280,29 @@ class Inspector:
     def prepare(self, frame: Frame) -> PreparedFrame:
         """Load (a path) and check a frame, and look up its grid: everything before inference,
         with errors that name the file. Safe to call from another thread than ``run_prepared``."""
-        image, source = as_frame(frame)
+        image, source = as_frame(frame, self._bit_depth)
+        patch, policy = self._spec.patch, self._spec.resize
         try:
+            if policy != "none" and (image.shape[0] < patch or image.shape[1] < patch):
+                image = fit_to_patch(image, patch, policy)  # a new array; the caller's is kept
             boxes = self.boxes(image.shape[0], image.shape[1])
         except InputError as exc:
             raise with_source(exc, source) from exc.__cause__
         return PreparedFrame(image, source, boxes)
 
-    def run(self, frame: Frame, *, threshold: float | None = None) -> InspectionResult:
-        """Inspect one frame (array or image path)."""
+    def run(self, frame: Frame, *, threshold: ThresholdChoice = None) -> InspectionResult:
+        """Inspect one frame (array or image path). ``threshold``: ``None`` = the Inspector's
+        rule, ``"argmax"`` = the argmax rule, a number in [0, 1] = that threshold."""
         return self.run_prepared(self.prepare(frame), threshold=threshold)
 
     def run_prepared(
-        self, frame: PreparedFrame, *, threshold: float | None = None
+        self, frame: PreparedFrame, *, threshold: ThresholdChoice = None
     ) -> InspectionResult:
         """Inspect a frame from ``prepare``; ``threshold`` as for ``run``."""
-        thr = self.threshold if threshold is None else check_threshold(threshold)
+        return self._run_prepared(frame, self.resolve_threshold(threshold))
+
+    def _run_prepared(self, frame: PreparedFrame, thr: float | None) -> InspectionResult:
+        """``run_prepared`` with the rule resolved (``None``: argmax)."""
         t0 = time.perf_counter_ns()
         image, boxes = frame.image, frame.boxes
         with self._lock:
@@ -284,7 +331,7 @@ class Inspector:
         return InspectionResult.from_vote(verdict, self._spec, boxes, timings)
 
     def run_batch(
-        self, frames: Iterable[Frame], *, threshold: float | None = None
+        self, frames: Iterable[Frame], *, threshold: ThresholdChoice = None
     ) -> list[InspectionResult]:
         """Inspect several frames, packing as many as fit into one ``infer`` (up to
         ``max_batch`` patches). Results are in input order; ``infer_ms`` is each frame's share.
@@ -296,7 +343,7 @@ class Inspector:
                 f" {type(frames).__name__}; use run() for one frame"
             )
             raise InputTypeError(msg)
-        thr = self.threshold if threshold is None else check_threshold(threshold)
+        thr = self.resolve_threshold(threshold)
         prepared = []
         for i, frame in enumerate(frames):
             try:
@@ -310,7 +357,7 @@ class Inspector:
         for i, p in enumerate(prepared):
             if self._runner is not None and self._runner.accepts(p.image):
                 with _naming_frames([i]):
-                    results[i] = self.run_prepared(p, threshold=thr)
+                    results[i] = self._run_prepared(p, thr)
                 continue
             if group and patches + len(p.boxes) > self._max_batch:
                 with _naming_frames(group):
@@ -328,7 +375,7 @@ class Inspector:
         frames: Any,
         *,
         depth: int = 2,
-        threshold: float | None = None,
+        threshold: ThresholdChoice = None,
         reader_nice: int | None = None,
     ) -> Generator[InspectionResult, None, None]:
         """Inspect a camera/video/folder in order, acquiring frame n+1 while frame n is inferred.
@@ -336,7 +383,8 @@ class Inspector:
         ``frames``: a ``cv2.VideoCapture`` or an iterable of arrays / image paths; a frame that
         fails yields a result with ``error`` set and the stream goes on. ``reader_nice``: how far
         the reader thread steps back for inference (``None``: only when inference's threads
-        fill every CPU and sleep when idle). See ``pyinspect.stream``.
+        fill every CPU and sleep when idle). ``threshold`` as for ``run``. See
+        ``pyinspect.stream``.
         """
         from pyinspect.stream import stream
 
@@ -407,7 +455,7 @@ class Inspector:
     ) -> None:
         """Tile ``group``'s frames into consecutive rows of one buffer, infer once, vote each."""
         if len(group) == 1:  # alone (or too large to share): the single-frame path
-            results[group[0]] = self.run_prepared(prepared[group[0]], threshold=threshold)
+            results[group[0]] = self._run_prepared(prepared[group[0]], threshold)
             return
         counts = [len(prepared[i].boxes) for i in group]
         total = sum(counts)
@@ -455,6 +503,25 @@ def _naming_frames(indices: list[int]) -> Iterator[None]:
         where = f"frames[{indices[0]}]" if len(indices) == 1 else f"frames{indices}"
         msg = f"{where}: {exc}"
         raise type(exc)(msg) from exc
+
+
+def _threshold_choice(value: object) -> ThresholdChoice:
+    """``None``, ``"argmax"`` or a float in [0, 1] (``voting.check_threshold``'s errors)."""
+    if value is None or (isinstance(value, str) and value == ARGMAX):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        msg = (
+            f"threshold must be a number in [0, 1], 'argmax' or None, got str {value!r}"
+            if value.strip().lower() == ARGMAX
+            else "threshold must be a number in [0, 1] or None, got str"
+        )
+        raise InputTypeError(msg)
+    return check_threshold(value)
+
+
+def _rule(choice: float | str) -> float | None:
+    """A non-None threshold choice as the voter's rule (``None``: argmax)."""
+    return None if isinstance(choice, str) else float(choice)
 
 
 def _deprecated(old: str, new: str) -> None:

@@ -46,9 +46,12 @@ def _empty(dtype: type, *shape: int) -> np.ndarray:
 class InspectionResult:
     """Verdict for one frame plus the per-patch evidence behind it.
 
-    Patch arrays are row-major over ``boxes`` (x, y, w, h in frame pixels). ``error`` is set
-    (and the verdict fields are neutral) when the frame could not be inspected, so a stream can
-    report a fault in line instead of raising.
+    Patch arrays are row-major over ``boxes`` (x, y, w, h in the pixels of the frame as
+    inspected: after the sidecar's ``resize`` when that fitted a small frame to the patch).
+    ``defect_type``: ``None`` when the frame is good, else the defect type of the most confident
+    defective patch (rule in ``frame_defect_type``). ``error`` is set (and the verdict fields are
+    neutral) when the frame could not be inspected, so a stream can report a fault in line
+    instead of raising.
     """
 
     texture: int
@@ -63,6 +66,7 @@ class InspectionResult:
     timings: Timings = field(default_factory=Timings)
     texture_votes: np.ndarray = field(default_factory=lambda: _empty(np.int32))
     error: str | None = None
+    defect_type: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -113,6 +117,7 @@ class InspectionResult:
             "texture_name": self.texture_name,
             "defective": self.defective,
             "label": self.label,
+            "defect_type": self.defect_type,
             "max_defect_prob": self.max_defect_prob,
             "boxes": self.boxes.tolist(),
             "patch_class": self.patch_class.tolist(),
@@ -156,18 +161,61 @@ def verdict_fields(
 ) -> dict[str, Any]:
     """Every ``InspectionResult`` field but ``boxes`` and ``error`` from a vote's outcome and its
     read-only per-patch arrays (``_VOTE_ARRAYS``): what ``from_vote`` and a runner's record
-    decoder share, so names, labels and defective patches are derived in one place."""
+    decoder share, so names, labels, defective patches and the defect type are derived in one
+    place. The vote applied the defect rule (argmax, or ``patch_defect_prob >= threshold``, in
+    ``cpp/voting.cpp`` for every path); ``Inspector`` chooses which rule it is given."""
     defective_patches = np.flatnonzero(patch_defective)
     defective_patches.flags.writeable = False
+    defect_type = (
+        frame_defect_type(
+            spec,
+            defective_patches,
+            arrays["patch_class"],
+            arrays["patch_score"],
+            arrays["patch_defect_prob"],
+        )
+        if defective
+        else None
+    )
     return {
         "texture": texture,
         "texture_name": spec.textures[texture],
         "defective": defective,
         "label": spec.label(texture, defective),
+        "defect_type": defect_type,
         "defective_patches": defective_patches,
         "timings": timings,
         **arrays,
     }
+
+
+def frame_defect_type(
+    spec: ModelSpec,
+    defective_patches: np.ndarray,
+    patch_class: np.ndarray,
+    patch_score: np.ndarray,
+    patch_defect_prob: np.ndarray,
+) -> str | None:
+    """The defect type of a defective frame (``None`` when no patch is defective).
+
+    1. Among the defective patches whose argmax class is a defective class, the one with the
+       highest ``patch_score`` (ties: the lower patch index) names it: that class's
+       ``defect_name``. Under the argmax rule every defective patch is such a patch.
+    2. Otherwise (a threshold made patches defective whose argmax class is good), the defective
+       patch with the highest ``patch_defect_prob`` (ties: the lower index): the one defect type
+       the defective classes of its argmax class's texture name, or ``"defective"`` when they
+       name several (the result holds no per-class probabilities to choose between them).
+    """
+    if defective_patches.size == 0:
+        return None
+    classes = patch_class[defective_patches]
+    named = spec.class_defective[classes]
+    if named.any():
+        candidates = defective_patches[named]
+        best = candidates[int(np.argmax(patch_score[candidates]))]
+        return spec.class_defect_type[int(patch_class[best])]
+    best = defective_patches[int(np.argmax(patch_defect_prob[defective_patches]))]
+    return spec.texture_defect_type[int(spec.class_texture[int(patch_class[best])])]
 
 
 #: Decodes a runner's packed frame record into InspectionResult's fields (a name -> value dict).

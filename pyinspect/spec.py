@@ -4,6 +4,11 @@ A TensorRT plan or an ONNX graph cannot carry the class table, patch grid and no
 runtime needs, so export writes them beside the model and every backend reads them from here.
 The schema is versioned; older versions are upgraded by the functions in ``MIGRATIONS`` before
 validation, and every problem is reported as ``<file>: <field.path>: <what is wrong>``.
+
+Version 2 adds what a model trained on someone's own parts needs: ``classes[].defect_type``,
+``input.bit_depth``, ``resize`` (frames smaller than the patch), ``threshold`` with the
+``calibration`` that chose it and the ``history`` of earlier ones. A version 1 file reads as
+version 2 with every new field at its default; ``save`` writes version 2.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -25,12 +31,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pyinspect.errors import ModelFileError, PyInspectError, SpecError, suggest
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
 SIDECAR_SUFFIX = ".json"
 EXPORT_HINT = "Create it by exporting the model with `python -m train export` (it writes both)."
 
-#: Sane normalisation for inputs scaled to [0, 1] (``x / 255``): a mean within one full scale of
-#: that range, and a std from 1 / 65535 (raw values of any camera up to 16 bits) to 10 (the
+#: Sane normalisation for inputs scaled to [0, 1] (``x / max_value``): a mean within one full
+#: scale of that range, and a std from 1 / 65535 (raw values of any camera up to 16 bits) to 10 (the
 #: whole input range then spans 0.1). Outside these one constant decides every patch, or the
 #: tiler's scale overflows: ``std: [1e300]`` made every frame good, ``mean: [1e30]`` every patch
 #: defective.
@@ -41,9 +47,21 @@ FLOAT16_MAX = 65504.0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Camera bit depths a sidecar may name; frames deeper than 8 bits arrive as uint16.
+BIT_DEPTHS = (8, 10, 12, 16)
+#: ``ClassSpec.defect_name`` of a defective class that names no type (types merged, or a v1 file).
+GENERIC_DEFECT = "defective"
+
+
+def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """v2 only adds fields whose defaults describe a v1 model exactly (no defect types, 8-bit
+    input, no resize, the argmax rule), so the upgrade sets the version and nothing else."""
+    return {**doc, "schema_version": 2}
+
+
 # Upgraders, keyed by the version they read: MIGRATIONS[v](doc) returns the same document in
-# version v + 1. Empty while v1 is the only version ever written.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+# version v + 1.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
 
 
 class SidecarExistsError(PyInspectError, FileExistsError):
@@ -64,11 +82,20 @@ class _Open(BaseModel):
 
 
 class ClassSpec(_Strict):
-    """One output column: its name, texture id and whether it is a defective class."""
+    """One output column: its name, texture id, whether it is a defective class and, for a
+    defective one, the defect type it detects (``None``: not named, read as ``"defective"``)."""
 
     name: str = Field(min_length=1)
     texture: int = Field(ge=0)
     defective: bool
+    defect_type: str | None = Field(default=None, min_length=1)
+
+    @property
+    def defect_name(self) -> str | None:
+        """``None`` for a good class; the defect type, or ``"defective"`` when none is named."""
+        if not self.defective:
+            return None
+        return self.defect_type if self.defect_type is not None else GENERIC_DEFECT
 
 
 class GridSpec(_Strict):
@@ -81,7 +108,8 @@ class GridSpec(_Strict):
 
 
 class InputSpec(_Strict):
-    """The model's input tensor; batch is ``-1`` when dynamic."""
+    """The model's input tensor; batch is ``-1`` when dynamic. ``bit_depth``: of the camera's
+    frames (above 8 they arrive as uint16 and are scaled by ``1 / (2**bit_depth - 1)``)."""
 
     name: str = Field(min_length=1)
     shape: list[int] = Field(min_length=4, max_length=4)
@@ -89,10 +117,11 @@ class InputSpec(_Strict):
     channels: Literal[1, 3]
     color: Literal["rgb", "gray"]
     layout: Literal["NCHW"] = "NCHW"
+    bit_depth: Literal[8, 10, 12, 16] = 8
 
 
 class NormalizationSpec(_Strict):
-    """Per-channel ``(x / 255 - mean) / std``."""
+    """Per-channel ``(x / max_value - mean) / std`` (``max_value`` = 255 for 8-bit frames)."""
 
     mean: list[float]
     std: list[float]
@@ -138,10 +167,34 @@ class EngineSpec(_Open):
     profile: ProfileSpec | None = None
 
 
-class ModelSpec(_Strict):
-    """Validated sidecar. Index ``i`` of ``classes`` describes output column ``i``."""
+class CalibrationSpec(_Open):
+    """How ``threshold`` was chosen: the rule (reach ``target`` TPR, or at most ``target`` false
+    alarm rate), the rates and counts it gave on ``split`` of ``data``, and when. Unknown keys are
+    kept: a calibration tool may record more."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    threshold: float = Field(gt=0.0, le=1.0)
+    rule: Literal["target_tpr", "max_false_alarm"]
+    target: float | None = Field(default=None, ge=0.0, le=1.0)
+    tpr: float | None = Field(default=None, ge=0.0, le=1.0)
+    tnr: float | None = Field(default=None, ge=0.0, le=1.0)
+    tp: int | None = Field(default=None, ge=0)
+    fn: int | None = Field(default=None, ge=0)
+    tn: int | None = Field(default=None, ge=0)
+    fp: int | None = Field(default=None, ge=0)
+    split: str | None = None
+    data: str | None = None
+    created: str | None = None  # ISO 8601
+
+
+class ModelSpec(_Strict):
+    """Validated sidecar. Index ``i`` of ``classes`` describes output column ``i``.
+
+    ``threshold``: ``None`` = a patch is defective when its argmax class is; ``t`` in (0, 1] =
+    when its summed defective-class probability is >= t. ``history``: the threshold and
+    calibration entries ``with_threshold`` replaced, oldest first.
+    """
+
+    schema_version: Literal[2] = SCHEMA_VERSION
     classes: list[ClassSpec] = Field(min_length=1)
     textures: list[str] = Field(min_length=1)
     patch: int = Field(ge=1)
@@ -151,6 +204,10 @@ class ModelSpec(_Strict):
     output: OutputSpec
     provenance: ProvenanceSpec = ProvenanceSpec()
     engine: EngineSpec | None = None
+    resize: Literal["none", "upscale", "reflect"] = "none"
+    threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    calibration: CalibrationSpec | None = None
+    history: list[dict[str, Any]] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -169,6 +226,35 @@ class ModelSpec(_Strict):
     def class_defective(self) -> np.ndarray:
         """bool [K]: whether each output column is a defective class."""
         return _readonly(np.array([c.defective for c in self.classes], dtype=np.bool_))
+
+    @cached_property
+    def class_defect_type(self) -> tuple[str | None, ...]:
+        """Per output column: ``None`` for a good class, else its ``defect_name``."""
+        return tuple(c.defect_name for c in self.classes)
+
+    @cached_property
+    def texture_defect_type(self) -> tuple[str, ...]:
+        """Per texture: the one defect type its defective classes name, or ``"defective"`` when
+        they name several (or none)."""
+        names: list[set[str]] = [set() for _ in self.textures]
+        for c in self.classes:
+            if c.defective:
+                names[c.texture].add(c.defect_name or GENERIC_DEFECT)
+        return tuple(next(iter(n)) if len(n) == 1 else GENERIC_DEFECT for n in names)
+
+    @property
+    def defect_types(self) -> list[str]:
+        """The distinct defect types of the defective classes, in class order."""
+        return list(dict.fromkeys(n for n in self.class_defect_type if n is not None))
+
+    @property
+    def bit_depth(self) -> int:
+        return self.input.bit_depth
+
+    @property
+    def max_value(self) -> int:
+        """The full-scale pixel value, ``2**bit_depth - 1``: the input is ``x / max_value``."""
+        return int(2**self.input.bit_depth - 1)
 
     @property
     def num_classes(self) -> int:
@@ -281,12 +367,42 @@ class ModelSpec(_Strict):
             raise err from None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready document; unset provenance/engine fields are left out."""
-        doc = self.model_dump(mode="json", exclude={"provenance", "engine"})
+        """JSON-ready document; unset provenance/engine/calibration fields are left out."""
+        doc = self.model_dump(mode="json", exclude={"provenance", "engine", "calibration"})
         doc["provenance"] = self.provenance.model_dump(mode="json", exclude_none=True)
         if self.engine is not None:
             doc["engine"] = self.engine.model_dump(mode="json", exclude_none=True)
+        doc["calibration"] = (
+            None
+            if self.calibration is None
+            else self.calibration.model_dump(mode="json", exclude_none=True)
+        )
         return doc
+
+    def with_threshold(
+        self,
+        threshold: float | None,
+        calibration: CalibrationSpec | dict[str, Any] | None = None,
+    ) -> ModelSpec:
+        """A copy with ``threshold`` and ``calibration`` set; the current pair (when either is
+        set) is appended to ``history`` with the time it was replaced, so no calibration is
+        lost. ``threshold=None`` goes back to the argmax rule (then ``calibration`` must be
+        ``None``). Invalid values raise ``SpecError`` naming the field."""
+        doc = self.to_dict()
+        if self.threshold is not None or self.calibration is not None:
+            doc["history"] = [
+                *doc["history"],
+                {
+                    "threshold": doc["threshold"],
+                    "calibration": doc["calibration"],
+                    "replaced": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                },
+            ]
+        if isinstance(calibration, CalibrationSpec):
+            calibration = calibration.model_dump(mode="json", exclude_none=True)
+        doc["threshold"] = threshold
+        doc["calibration"] = calibration
+        return type(self).from_dict(doc, source="ModelSpec.with_threshold")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
@@ -332,7 +448,35 @@ class ModelSpec(_Strict):
         n_textures: int = 6,
         patch: int = 224,
         channels: Literal[1, 3] = 3,
+        **options: Any,
+    ) -> ModelSpec:
+        """The DAGM layout: classes ``Class1, Class1_def, Class2, ...`` (column ``2t + defective``),
+        textures ``Texture 1..n``; ``options`` as for ``for_classes``."""
+        classes = [
+            {"name": f"Class{t + 1}{'_def' if d else ''}", "texture": t, "defective": d}
+            for t in range(n_textures)
+            for d in (False, True)
+        ]
+        textures = [f"Texture {t + 1}" for t in range(n_textures)]
+        return cls.for_classes(
+            classes,
+            textures,
+            patch=patch,
+            channels=channels,
+            source="ModelSpec.for_dagm",
+            **options,
+        )
+
+    @classmethod
+    def for_classes(
+        cls,
+        classes: Sequence[ClassSpec | dict[str, Any]],
+        textures: Sequence[str],
+        *,
+        patch: int = 224,
+        channels: Literal[1, 3] = 3,
         dtype: Literal["float32", "float16"] = "float32",
+        bit_depth: Literal[8, 10, 12, 16] = 8,
         input_name: str = "input",
         output_name: str = "logits",
         output_kind: Literal["logits", "probabilities"] = "logits",
@@ -340,24 +484,28 @@ class ModelSpec(_Strict):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         grid: GridSpec | None = None,
+        resize: Literal["none", "upscale", "reflect"] = "none",
+        threshold: float | None = None,
+        calibration: CalibrationSpec | dict[str, Any] | None = None,
         provenance: dict[str, Any] | None = None,
         engine: dict[str, Any] | None = None,
+        source: str = "ModelSpec.for_classes",
     ) -> ModelSpec:
-        """The DAGM layout: classes ``Class1, Class1_def, Class2, ...`` (column ``2t + defective``),
-        textures ``Texture 1..n``. Default normalisation: ImageNet statistics (gray: their mean)."""
+        """Any class table (``{"name", "texture", "defective", "defect_type"}`` per output
+        column) and texture names. Default normalisation: ImageNet statistics (gray: their
+        mean). Every problem is a ``SpecError`` naming the field."""
         if mean is None:
             mean = IMAGENET_MEAN if channels == 3 else (float(np.mean(IMAGENET_MEAN)),)
         if std is None:
             std = IMAGENET_STD if channels == 3 else (float(np.mean(IMAGENET_STD)),)
-        classes = [
-            {"name": f"Class{t + 1}{'_def' if d else ''}", "texture": t, "defective": d}
-            for t in range(n_textures)
-            for d in (False, True)
-        ]
+        if isinstance(calibration, CalibrationSpec):
+            calibration = calibration.model_dump(mode="json", exclude_none=True)
         doc: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
-            "classes": classes,
-            "textures": [f"Texture {t + 1}" for t in range(n_textures)],
+            "classes": [
+                c.model_dump(mode="json") if isinstance(c, ClassSpec) else dict(c) for c in classes
+            ],
+            "textures": list(textures),
             "patch": patch,
             "grid": (grid or GridSpec()).model_dump(),
             "input": {
@@ -367,14 +515,18 @@ class ModelSpec(_Strict):
                 "channels": channels,
                 "color": "rgb" if channels == 3 else "gray",
                 "layout": "NCHW",
+                "bit_depth": bit_depth,
             },
             "normalization": {"mean": [float(m) for m in mean], "std": [float(s) for s in std]},
             "output": {"name": output_name, "kind": output_kind},
             "provenance": provenance or {},
+            "resize": resize,
+            "threshold": threshold,
+            "calibration": calibration,
         }
         if engine is not None:
             doc["engine"] = engine
-        return cls.from_dict(doc, source="ModelSpec.for_dagm")
+        return cls.from_dict(doc, source=source)
 
 
 def migrate(doc: dict[str, Any], *, source: str = "<sidecar>") -> dict[str, Any]:
@@ -465,6 +617,8 @@ def _consistency_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     else:
         issues += _normalization_issues(spec)
 
+    issues += _threshold_issues(spec)
+
     g = spec.grid
     if g.policy == "fixed" and (g.rows is None or g.cols is None):
         issues.append(("grid", "policy 'fixed' needs both rows and cols"))
@@ -473,11 +627,40 @@ def _consistency_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     return issues
 
 
+def _threshold_issues(spec: ModelSpec) -> list[tuple[str, str]]:
+    """``calibration`` records how ``threshold`` was chosen, so the two must agree."""
+    cal = spec.calibration
+    if cal is None or cal.threshold == spec.threshold:
+        return []
+    if spec.threshold is None:
+        return [
+            (
+                "calibration.threshold",
+                f"is {cal.threshold} but threshold is null (set threshold to it, or drop"
+                " calibration: ModelSpec.with_threshold sets both)",
+            )
+        ]
+    return [
+        (
+            "calibration.threshold",
+            f"must equal threshold = {spec.threshold}, got {cal.threshold}"
+            " (ModelSpec.with_threshold sets both)",
+        )
+    ]
+
+
 def _class_table_issues(spec: ModelSpec) -> list[tuple[str, str]]:
     """A table without a good or a defective class, or a texture without a good class, makes
     the vote's verdict fixed before any frame is seen (every frame good, or every one
     defective)."""
-    issues: list[tuple[str, str]] = []
+    issues: list[tuple[str, str]] = [
+        (
+            f"classes[{i}].defect_type",
+            f"must be null for a good class (defective: false), got {c.defect_type!r}",
+        )
+        for i, c in enumerate(spec.classes)
+        if not c.defective and c.defect_type is not None
+    ]
     if all(c.defective for c in spec.classes):
         issues.append(("classes", "every class is defective; at least one must be good"))
     elif not any(c.defective for c in spec.classes):
@@ -510,7 +693,8 @@ def _normalization_issues(spec: ModelSpec) -> list[tuple[str, str]]:
             issues.append(
                 (
                     f"normalization.{field}",
-                    f"must lie in {shown} for inputs scaled to [0, 1] (x / 255), got {values}",
+                    f"must lie in {shown} for inputs scaled to [0, 1]"
+                    f" (x / {spec.max_value}), got {values}",
                 )
             )
     if not issues and spec.input.dtype == "float16":
@@ -532,6 +716,7 @@ def _normalization_issues(spec: ModelSpec) -> list[tuple[str, str]]:
 _SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
     (): ModelSpec,
     ("classes",): ClassSpec,
+    ("calibration",): CalibrationSpec,
     ("grid",): GridSpec,
     ("input",): InputSpec,
     ("normalization",): NormalizationSpec,

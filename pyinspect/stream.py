@@ -60,7 +60,6 @@ from pyinspect.errors import (
     check_int,
 )
 from pyinspect.result import InspectionResult
-from pyinspect.voting import check_threshold
 
 if TYPE_CHECKING:
     from pyinspect.inspector import Inspector, PreparedFrame
@@ -162,7 +161,7 @@ def stream(
     frames: Iterable[Any] | VideoSource,
     *,
     depth: int = 2,
-    threshold: float | None = None,
+    threshold: float | str | None = None,
     max_read_failures: int = MAX_READ_FAILURES,
     reader_nice: int | None = None,
 ) -> ResultStream:
@@ -174,7 +173,7 @@ def stream(
             iterable of uint8 arrays, image paths, ``None`` (a missing frame) or the
             ``(ok, frame)`` tuples ``VideoCapture.read`` returns.
         depth: frames queued between stages (>= 1); 2 double-buffers each hand-over.
-        threshold: defect rule for this stream (``None``: the Inspector's).
+        threshold: defect rule for this stream (``None``: the Inspector's; ``"argmax"``).
         max_read_failures: consecutive failed reads after which a capture counts as ended.
         reader_nice: nice increment for the reader thread, 0-19 (Linux; elsewhere ignored).
             ``None``: :data:`READER_NICE` when the inference that the first frame takes fills
@@ -187,7 +186,7 @@ def stream(
     check_int("max_read_failures", max_read_failures, 1)
     if reader_nice is not None:
         check_int("reader_nice", reader_nice, 0, 19)  # a nice increment
-    thr = inspector.threshold if threshold is None else check_threshold(threshold)
+    thr = inspector.check_threshold(threshold)  # run_prepared resolves None and "argmax"
     if inspector.closed:
         msg = f"Inspector for {inspector.model_path} is closed"
         raise BackendError(msg)

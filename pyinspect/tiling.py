@@ -6,10 +6,14 @@ copy) and writes normalised patches straight into a caller-owned buffer, e.g. a 
 buffer. These wrappers check the arguments first so errors name the problem; the C++ core checks
 again, so a direct ``_core`` call cannot crash either.
 
-Normalisation is ``v * scale[c] + offset[c]`` in float32 with ``scale = 1 / (255 std)`` and
-``offset = -mean / std`` (rounded from float64), i.e. ``(v / 255 - mean) / std`` to within 1e-6
-for std >= 0.1. Channel rules: gray is replicated to 3 channels; BGR(A) gives RGB; BGR(A) to one
-channel is luma ``0.299 R + 0.587 G + 0.114 B``. float16 output is round-to-nearest-even.
+Normalisation is ``v * scale[c] + offset[c]`` in float32 with ``scale = 1 / (M std)`` and
+``offset = -mean / std`` (rounded from float64), i.e. ``(v / M - mean) / std`` to within 1e-6
+for std >= 0.1, where ``M = 2^bits - 1``: 255 for a uint8 frame, 1023 / 4095 / 65535 for a
+uint16 mono frame of ``bit_depth`` 10 / 12 / 16 (which the caller must give: the dtype does not
+say how many bits a camera fills). uint16 values above ``M`` are not clipped (they come out
+above ``(1 - mean) / std``). Channel rules: gray is replicated to 3 channels; BGR(A) gives RGB;
+BGR(A) to one channel is luma ``0.299 R + 0.587 G + 0.114 B``. float16 output is
+round-to-nearest-even.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy.typing as npt
 
 from pyinspect import _core
 from pyinspect.errors import InputError, InputTypeError
-from pyinspect.frames import check_frame
+from pyinspect.frames import BIT_DEPTHS, check_frame, frame_bit_depth
 
 __all__ = ["Tiler", "patch_grid", "tile", "tile_into"]
 
@@ -178,16 +182,19 @@ def tile_into(
     mean: MeanStd,
     std: MeanStd,
     threads: int = 0,
+    bit_depth: int | None = None,
 ) -> None:
     """Write every box of ``frame`` into ``out`` [N, C_out, P, P] in one pass, in place.
 
-    ``frame`` is uint8 H×W or H×W×C (C = 1, 3 BGR, 4 BGRA), any strides, read without a copy.
-    ``out`` must be a writable C-contiguous float32/float16 array (e.g. a backend's input buffer);
-    it is filled in place (HOLDS THE RESULT AFTERWARDS). Boxes (x, y, w, h) must be P×P and inside
-    the frame. ``mean``/``std`` have one value per output channel (or one for all).
+    ``frame`` is uint8 H×W or H×W×C (C = 1, 3 BGR, 4 BGRA), or uint16 H×W / H×W×1 with
+    ``bit_depth`` 10, 12 or 16, any strides, read without a copy. ``out`` must be a writable
+    C-contiguous float32/float16 array (e.g. a backend's input buffer); it is filled in place
+    (HOLDS THE RESULT AFTERWARDS). Boxes (x, y, w, h) must be P×P and inside the frame.
+    ``mean``/``std`` have one value per output channel (or one for all).
     ``threads``: 0 = auto (2 when the work pays for it).
     """
     f = check_frame(frame)
+    max_value = float(2 ** frame_bit_depth(f, bit_depth) - 1)
     b = _check_boxes(boxes)
     o = _check_out(out, b)
     c_out = o.shape[1]
@@ -195,7 +202,7 @@ def tile_into(
     s = _per_channel("std", std, c_out)
     t = _as_int("threads", threads, 0)
     try:
-        _core.tile_into(f, o, b, m, s, t)
+        _core.tile_into(f, o, b, m, s, t, max_value)
     except ValueError as exc:
         msg = str(exc)
         raise InputError(msg) from exc
@@ -206,21 +213,31 @@ class Tiler:
     the caller owns, with normalisation fixed once: the Inspector's per-frame call, which then
     validates nothing twice (the C++ core still bounds-checks every box).
 
-    ``channels``: the output channel count (the model's input channels).
+    ``channels``: the output channel count (the model's input channels). ``bit_depth``: the
+    frames' bits per pixel (the model's ``input.bit_depth``): 8 takes uint8 frames, 10/12/16
+    uint16 mono ones; the core refuses the other dtype rather than mis-scale it.
     """
 
-    __slots__ = ("channels", "mean", "std", "threads")
+    __slots__ = ("bit_depth", "channels", "max_value", "mean", "std", "threads")
 
-    def __init__(self, mean: MeanStd, std: MeanStd, channels: int, threads: int = 0) -> None:
+    def __init__(
+        self, mean: MeanStd, std: MeanStd, channels: int, threads: int = 0, bit_depth: int = 8
+    ) -> None:
         self.channels = _as_int("channels", channels, 1, 3)
         self.mean = _per_channel("mean", mean, self.channels)
         self.std = _per_channel("std", std, self.channels)
         self.threads = _as_int("threads", threads, 0)
+        self.bit_depth = _as_int("bit_depth", bit_depth, 8, 16)
+        if self.bit_depth not in BIT_DEPTHS:
+            msg = f"bit_depth must be one of {list(BIT_DEPTHS)}, got {bit_depth}"
+            raise InputError(msg)
+        self.max_value = float(2**self.bit_depth - 1)
 
     def __call__(self, frame: np.ndarray, out: np.ndarray, boxes: npt.NDArray[np.int32]) -> None:
-        """Fill ``out`` [len(boxes), channels, P, P] from ``frame`` (a checked uint8 array)."""
+        """Fill ``out`` [len(boxes), channels, P, P] from ``frame`` (a checked array of the
+        tiler's bit depth)."""
         try:
-            _core.tile_into(frame, out, boxes, self.mean, self.std, self.threads)
+            _core.tile_into(frame, out, boxes, self.mean, self.std, self.threads, self.max_value)
         except ValueError as exc:
             msg = str(exc)
             raise InputError(msg) from exc
@@ -237,14 +254,17 @@ def tile(
     mean: MeanStd = 0.0,
     std: MeanStd = 1.0,
     threads: int = 0,
+    bit_depth: int | None = None,
 ) -> tuple[np.ndarray, npt.NDArray[np.int32]]:
     """Cut ``frame`` into the covering grid of ``patch``-sized patches; returns (patches, boxes).
 
     Allocates the output; in a per-frame loop prefer ``tile_into`` with a reused buffer.
     ``mean``/``std`` take one value per output channel or a single value for all (defaults
-    0 and 1 leave the values at v / 255).
+    0 and 1 leave the values at v / 255, or v / (2^bit_depth - 1) for a uint16 frame, whose
+    ``bit_depth`` must be given).
     """
     f = check_frame(frame)
+    frame_bit_depth(f, bit_depth)  # before anything is allocated
     if not (isinstance(channels, int | np.integer) and not isinstance(channels, bool)) or (
         channels not in (1, 3)
     ):
@@ -260,5 +280,5 @@ def tile(
         raise InputError(msg)
     boxes = patch_grid(f.shape[0], f.shape[1], patch, rows, cols)
     out = np.empty((boxes.shape[0], channels, patch, patch), dtype=out_dtype)
-    tile_into(f, out, boxes, mean, std, threads)
+    tile_into(f, out, boxes, mean, std, threads, bit_depth)
     return out, boxes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -299,7 +300,9 @@ SIDECAR_FAULTS: dict[str, tuple[Callable[[Path, str], None], str]] = {
         "patch: must be a valid integer",
     ),
     "newer-schema": (
-        lambda p, text: p.write_text(text.replace('"schema_version": 1', '"schema_version": 7')),
+        lambda p, text: p.write_text(
+            re.sub(r'"schema_version": \d+', '"schema_version": 7', text, count=1)
+        ),
         "schema_version: 7 is newer",
     ),
 }

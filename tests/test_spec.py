@@ -313,11 +313,10 @@ def test_gray_spec_is_valid(doc: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("version", "expected"),
     [
-        (2, "schema_version: 2 is newer than this pyinspect reads (1); upgrade pyinspect"),
+        (3, "schema_version: 3 is newer than this pyinspect reads (2); upgrade pyinspect"),
         (
             0,
-            "schema_version: 0 is not supported (this pyinspect reads 1,"
-            " and upgrades from no older version)",
+            "schema_version: 0 is not supported (this pyinspect reads 2, and upgrades from [1])",
         ),
         ("1", 'schema_version: must be an integer, got "1"'),
         (True, "schema_version: must be an integer, got true"),
@@ -346,7 +345,8 @@ def test_migration_hook_upgrades_an_older_sidecar(
     path = tmp_path / "old.onnx.json"
     path.write_text(json.dumps(old), encoding="utf-8")
     migrated = ModelSpec.load(path)
-    assert migrated.schema_version == 1 and migrated.output.name == "logits"
+    # v0 -> v1 (the hook) -> v2 (MIGRATIONS[1]): the steps chain
+    assert migrated.schema_version == 2 and migrated.output.name == "logits"
     assert json.loads(path.read_text())["schema_version"] == 0  # loading never rewrites
 
 

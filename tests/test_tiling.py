@@ -317,7 +317,7 @@ BAD_TILE_INTO = [
         1.0,
         InputError,
         "frame must be uint8, got float32",
-        "frame must be uint8, got float32",
+        r"frame must be uint8 \(or uint16 gray\), got float32",
     ),
     (
         FRAME.view(np.int8),
@@ -327,7 +327,7 @@ BAD_TILE_INTO = [
         1.0,
         InputError,
         "frame must be uint8, got int8",
-        "frame must be uint8, got int8",
+        r"frame must be uint8 \(or uint16 gray\), got int8",
     ),
     (
         np.zeros(512, np.uint8),

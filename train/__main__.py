@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("train.distill", "distil a student from a teacher (Eq. 1)"),
     "evaluate": ("train.evaluate", "the paper's 9-patch test protocol"),
     "export": ("train.export", "ONNX + sidecar (+ folded variant) with a parity check"),
+    "run": ("train.run", "train a student on your own dataset (generic layout)"),
     "reproduce": ("train.reproduce", "run a preset end to end: smoke | cpu | paper"),
     "report": ("train.report", "rewrite a run's REPORT.md from its results.json"),
     "analyze": ("train.analysis", "γ, sparsity, disentanglement, inversion, embeddings"),

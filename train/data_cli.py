@@ -215,6 +215,9 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("root", type=Path)
     p.add_argument("--deep", action="store_true", help="also decode every image and mask")
     p.set_defaults(func=_cmd_check)
+    from train import data_compare
+
+    data_compare.add_parser(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has printed

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from train.cli import command_parser, friendly_errors
-from train.models import STUDENT_DEFAULT, STUDENT_FULL
+from train.models import NUM_CLASSES, STUDENT_DEFAULT, STUDENT_FULL
 
 
 def sweep_widths(
@@ -70,7 +70,7 @@ def teacher_logits(
     progress: bool = True,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Logits [N, 12] of the frozen teacher on ``patches``; read from/written to ``cache``."""
+    """Logits [N, classes] of the frozen teacher on ``patches``; read from/written to ``cache``."""
     if cache is not None and Path(cache).is_file():
         cached = np.load(cache)
         if len(cached) == len(patches):
@@ -83,7 +83,7 @@ def teacher_logits(
     model, ckpt = load_checkpoint(checkpoint)
     model = model.to(dev, memory_format=torch.channels_last).eval()
     mean, std = normalization(ckpt["arch"])
-    out = np.zeros((len(patches), 12), np.float32)
+    out: np.ndarray | None = None  # [N, classes] once the first batch says how many
     bar = None
     if progress:
         from tqdm import tqdm
@@ -97,16 +97,21 @@ def teacher_logits(
     with torch.inference_mode():
         for start in range(0, len(patches), batch):
             chunk = np.asarray(patches[start : start + batch])
-            out[start : start + len(chunk)] = (
+            got = (
                 model(to_input(chunk, mean, std, channels_last=True, device=dev))
                 .float()
                 .cpu()
                 .numpy()
             )
+            if out is None:
+                out = np.zeros((len(patches), got.shape[1]), np.float32)
+            out[start : start + len(chunk)] = got
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    if out is None:
+        out = np.zeros((0, NUM_CLASSES), np.float32)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, out)
@@ -192,6 +197,8 @@ def distill(
     with full_fp32(dev):
         seed_everything(seed, cfg.threads)
         kwargs: dict[str, Any] = {"c": [int(v) for v in c], "fc": fc}
+        if targets.shape[1] != NUM_CLASSES:  # an own-data class table (train run --data)
+            kwargs["num_classes"] = int(targets.shape[1])
         # Layout: on the 2-core CPU a (4,8,16,4,4) BatchNorm training step (batch 32) takes
         # 0.15 s in NCHW against 0.27 s in channels_last, whose BatchNorm is slow at 4 channels
         # (`sec_per_iter` in results/cpu/logs/student-transfer-r*.jsonl, measured in NCHW);

@@ -173,11 +173,14 @@ def export(
     opset: int = OPSET,
     provenance: dict[str, Any] | None = None,
     tolerance: float = 1e-4,
+    spec_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export a checkpoint to ONNX + sidecar; raise if ONNX Runtime disagrees by > tolerance.
 
     ``provenance`` (accuracy, dataset, preset, ...) is written into the sidecar over what the
-    checkpoint's own meta says, so a caller that measured the model need not re-save it."""
+    checkpoint's own meta says, so a caller that measured the model need not re-save it.
+    ``spec_options``: an own-data class table and run-time policies (``classes``, ``textures``,
+    ``resize``, ``bit_depth``: ``ModelSpec.for_classes``); absent, the DAGM table."""
     if opset < 17:
         msg = f"opset must be >= 17, got {opset}"
         raise ModelError(msg)
@@ -221,7 +224,20 @@ def export(
         "opset": opset,
         **(provenance or {}),
     }
-    spec = sidecar(channels=channels, mean=side_mean, std=side_std, provenance=prov)
+    if spec_options:
+        opts = dict(spec_options)
+        spec = ModelSpec.for_classes(
+            opts.pop("classes"),
+            opts.pop("textures"),
+            patch=PATCH,
+            channels=channels,
+            mean=side_mean,
+            std=side_std,
+            provenance=prov,
+            **opts,
+        )
+    else:
+        spec = sidecar(channels=channels, mean=side_mean, std=side_std, provenance=prov)
     side = spec.save_for_model(out, overwrite=True)
     return {
         "onnx": str(out),

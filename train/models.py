@@ -170,7 +170,11 @@ def _torch_hub_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def vgg16(init: str = "scratch", weights: str | os.PathLike[str] | None = None) -> nn.Module:
+def vgg16(
+    init: str = "scratch",
+    weights: str | os.PathLike[str] | None = None,
+    num_classes: int = NUM_CLASSES,
+) -> nn.Module:
     """VGG16 with a 12-way head. ``init="imagenet"``: conv layers from ImageNet, FC layers random
     (paper §3.3); the weights come from ``weights`` or the torch hub cache, never the network."""
     from torchvision.models import vgg16 as tv_vgg16
@@ -185,7 +189,7 @@ def vgg16(init: str = "scratch", weights: str | os.PathLike[str] | None = None) 
             f"{VGG16_WEIGHTS_FILE} there (or pass --weights PATH), or use --init scratch."
         )
         raise ModelError(msg)
-    model = tv_vgg16(weights=None, num_classes=NUM_CLASSES)
+    model = tv_vgg16(weights=None, num_classes=num_classes)
     if init == "imagenet":
         state = torch.load(path, map_location="cpu", weights_only=True)
         convs = {k: v for k, v in state.items() if k.startswith("features.")}
@@ -262,12 +266,13 @@ def lite0(
     init: str = "scratch",
     weights: str | os.PathLike[str] | None = None,
     check_sha256: bool = True,
+    num_classes: int = NUM_CLASSES,
 ) -> nn.Module:
     """timm ``tf_efficientnet_lite0`` with a 12-way head. ``init="imagenet"`` loads the ImageNet
     weights (all but the classifier, which stays random like VGG16's FC layers)."""
     import timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=NUM_CLASSES)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=num_classes)
     if init == "imagenet":
         path = Path(weights) if weights else lite0_weights_path()
         if not path.is_file():

@@ -27,7 +27,13 @@ from pyinspect.backends.base import (
     physical_cores,
 )
 from pyinspect.backends.openvino import PRECISIONS, check_against_spec, require_precision
-from pyinspect.errors import BackendError, BackendUnavailableError, InputError, ModelFileError
+from pyinspect.errors import (
+    BackendError,
+    BackendUnavailableError,
+    InputError,
+    ModelFileError,
+    SpecError,
+)
 from pyinspect.frames import check_frame
 from pyinspect.result import InspectionResult, Timings
 from pyinspect.spec import ModelSpec
@@ -117,10 +123,18 @@ class OpenVinoFrameRunner(ClosingMixin):
             msg = f"precision must be one of {list(PRECISIONS)}, got {precision!r}"
             raise InputError(msg)
         check_threads(threads)
-        self._native = load_native()
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
         self.spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
+        bit_depth = getattr(self.spec.input, "bit_depth", 8)
+        if bit_depth != 8:  # its C++ tiler call is built for uint8 frames only
+            msg = (
+                f"{self.model_path}: the native OpenVINO runner reads uint8 frames, and the"
+                f" sidecar declares input.bit_depth {bit_depth} (uint16 frames); the openvino"
+                " backend (runner='backend') reads them"
+            )
+            raise SpecError(msg)
+        self._native = load_native()
         self.precision = precision
         self.threads = threads or physical_cores()
         self.tile_threads = tile_threads

@@ -6,8 +6,10 @@ call.
 ``MAX_WIDTH`` channels, any FC1 width and any class count, read from the weights. Where the patch
 offsets are multiples of 16 (the 3×3 grid of a 512×512 frame) it computes conv1–4 over the frame
 once and recomputes only each patch's outermost ring, which is exact (cpp/student_engine.hpp has
-the argument); other grids run patch by patch. It reads the uint8 frame itself (no tile buffer)
-and votes in the same GIL-free call.
+the argument); other grids run patch by patch. It reads the frame itself (no tile buffer) and
+votes in the same GIL-free call: uint8 frames, or uint16 mono frames for a model whose sidecar
+declares ``input.bit_depth`` 10, 12 or 16 (conv1 then reads 16-bit pixels with the tiler's
+``x / (2^bits - 1)`` normalisation; a runner takes the one dtype its sidecar says).
 
 The weights come from the ONNX file every backend reads: the graph is matched op by op against
 the student's structure with the ``onnx`` package; anything else (a layer wider than
@@ -342,8 +344,11 @@ class StudentRunner:
         self.spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
         graph = read_student_for(self.model_path, self.spec)
         norm = self.spec.normalization
-        # The tiler's arithmetic: u = x * float(1 / (255 std)) + float(-mean / std).
-        scale = float(np.float32(1.0 / (255.0 * norm.std[0])))
+        #: Bits per pixel of the frames it reads: 8 (uint8) or 10/12/16 (uint16 mono).
+        self.bit_depth: int = getattr(self.spec.input, "bit_depth", 8)
+        max_value = 2**self.bit_depth - 1
+        # The tiler's arithmetic: u = x * float(1 / (max_value std)) + float(-mean / std).
+        scale = float(np.float32(1.0 / (max_value * norm.std[0])))
         offset = float(np.float32(-norm.mean[0] / norm.std[0]))
         self.threads = threads or physical_cores()
         try:
@@ -357,6 +362,7 @@ class StudentRunner:
                 self.spec.class_texture.tolist(),
                 self.spec.class_defective.tolist(),
                 True,
+                "uint8" if self.bit_depth == 8 else "uint16",
             )
         except ValueError as exc:
             msg = f"{self.model_path}: {exc}"
@@ -389,8 +395,9 @@ class StudentRunner:
         return {"layers_ms": list(times[4:9]), "fc_ms": times[9], "shared": bool(times[13] & 2)}
 
     def inspect(self, frame: Any, *, threshold: float | None = None) -> InspectionResult:
-        """Check one gray uint8 frame (H×W or H×W×1, any strides) and run it on its grid."""
-        image = check_frame(frame)
+        """Check one gray frame (H×W or H×W×1, any strides; uint8, or uint16 for a model of
+        ``input.bit_depth`` > 8) and run it on its grid."""
+        image = check_frame(frame, self.bit_depth)
         if not is_gray(image):
             msg = (
                 f"the student runner reads gray frames; got {image.shape[2]} channels (convert"
@@ -432,13 +439,16 @@ class StudentRunner:
             reference = OnnxRuntimeBackend(self.model_path, self.spec, threads=1)
         worst = 0.0
         norm = self.spec.normalization
+        depth = self.bit_depth
+        dtype = np.uint8 if depth == 8 else np.uint16
         try:
             for shape in ((512, 512), (600, 600)):
-                frame = rng.integers(0, 256, shape, dtype=np.uint8)
+                frame = rng.integers(0, 2**depth, shape, dtype=dtype)
                 boxes = self.boxes(*shape)
                 self._native.run(frame, boxes, -1.0)
                 got = self._native.logits()
-                tile_into(frame, reference.input_buffer(len(boxes)), boxes, norm.mean, norm.std)
+                buf = reference.input_buffer(len(boxes))
+                tile_into(frame, buf, boxes, norm.mean, norm.std, bit_depth=depth)
                 want = reference.infer(len(boxes))
                 worst = max(worst, float(np.abs(got - want).max()))
         finally:

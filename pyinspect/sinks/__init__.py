@@ -1,7 +1,7 @@
 """Station sinks: where records go (see ``base.py`` for the queue, spool and replay they share).
 
-Each sink's client library is imported when the sink connects, so this package loads without
-paho-mqtt or asyncua installed.
+A sink's client library is imported when the sink connects, so this package loads without asyncua
+installed; MQTT needs none (``mqtt_wire`` speaks the protocol).
 """
 
 from pyinspect.sinks.base import SPOOL_POLICIES, Record, Sink, SinkDown, SinkError

@@ -19,7 +19,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
@@ -55,15 +54,38 @@ class SinkDown(Exception):
     """The sink's peer (broker, server, disk) did not take a batch; spool and retry."""
 
 
-@dataclass(slots=True)
 class Record:
-    """One record on its way out: the dict, its JSON line (made once, shared by every sink), a
-    sequence number, and, for sinks that draw or save pictures, the frame and its result."""
+    """One record on its way out: its JSON line (made once, shared by every sink), the source it
+    came from, and, for sinks that draw or save pictures, the frame and its result.
 
-    doc: dict[str, Any]
-    line: bytes
-    image: np.ndarray | None = None
-    result: InspectionResult | None = None
+    ``doc`` (the record as a dict) is parsed from the line the first time a sink reads it, so
+    the station makes only the line per frame and only sinks that need fields (OPC UA, images)
+    pay for a dict; parsing is idempotent, so sinks in other threads may read it too."""
+
+    __slots__ = ("_doc", "_source", "image", "line", "result")
+
+    def __init__(self, doc: dict[str, Any] | None, line: bytes, image: np.ndarray | None = None,
+                 result: InspectionResult | None = None, *,
+                 source: str | None = None) -> None:  # fmt: skip
+        self._doc = doc
+        self.line = line
+        self.image = image
+        self.result = result
+        self._source = source
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        doc = self._doc
+        if doc is None:
+            doc = self._doc = json.loads(self.line)
+        return doc
+
+    @property
+    def source(self) -> str:
+        """The record's ``source`` field ("" when it has none)."""
+        if self._source is None:
+            self._source = str(self.doc.get("source", ""))
+        return self._source
 
     @classmethod
     def from_line(cls, line: bytes) -> Record:
@@ -130,6 +152,8 @@ class Sink:
         self._cond = threading.Condition()
         self._spilling = bool(spool is not None and spool.records)  # replay a spool left behind
         self._stopping = False
+        self._idle = False  # the worker waits on an empty queue (guarded by _cond)
+        self._inflight: deque[tuple[int, float]] = deque()  # pipelined: (seq, sent at) unconfirmed
         self._closed = False
         self._up = False
         self._down_logged = False
@@ -159,6 +183,21 @@ class Sink:
         """Reach the peer; raise ``SinkDown`` while it is unreachable."""
 
     def deliver(self, records: list[Record]) -> None:
+        raise NotImplementedError
+
+    #: True for a sink whose ``send`` returns before the peer confirmed the records and whose
+    #: ``confirmed`` reports confirmations later (MQTT: one wake-up per batch, not one per
+    #: acknowledgement). Its ``deliver`` is still used, for spool replay, and must wait.
+    pipelined = False
+
+    def send(self, records: list[Record]) -> None:
+        """Pipelined sinks: hand ``records`` to the peer without waiting (raise ``SinkDown``)."""
+        raise NotImplementedError
+
+    def confirmed(self, *, wait: bool) -> int:
+        """Pipelined sinks: how many of the records sent so far (oldest first, each counted once)
+        the peer has confirmed since the last call; ``wait``: wait until every one is. Raise
+        ``SinkDown`` when the peer is gone or has not confirmed in time."""
         raise NotImplementedError
 
     def idle(self) -> None:
@@ -196,7 +235,10 @@ class Sink:
             self._seq += 1
             if not self._spilling and len(self._q) < self.queue_max:
                 self._q.append((self._seq, record))
-                if len(self._q) in (1, self.batch):  # the worker waits for the first, or lingers
+                # Wake the worker only when it sleeps on an empty queue, or a batch is full: while
+                # records flow it lingers on its own timer (one wake-up per batch).
+                if self._idle or self._unsent() == self.batch:
+                    self._idle = False
                     self._cond.notify()
                 return
             if self.spool is None:
@@ -280,6 +322,7 @@ class Sink:
 
     # ---- the worker ----------------------------------------------------------------------
     def _run(self) -> None:
+        streaming = False  # the last wake-up found records: keep lingering on our own timer
         while not self._give_up:
             if not self._up and not self._try_connect():
                 continue
@@ -287,20 +330,32 @@ class Sink:
             batch: list[tuple[int, Record]] = []
             with self._cond:
                 if self._spilling and self.spool is not None:
-                    lines = self.spool.peek(self.batch)
-                    if not lines:
-                        self._spilling = False
-                        continue
+                    if self._inflight:
+                        pass  # confirm (or fail) what is in flight first, below
+                    else:
+                        lines = self.spool.peek(self.batch)
+                        if not lines:
+                            self._spilling = False
+                            continue
                 else:
                     if not self._q:
                         if self._stopping:
                             return
-                        self._cond.wait(_IDLE_S)
-                    if self._q and self.linger_s > 0:  # collect a batch: one wake-up, not one each
+                        if not streaming:
+                            self._idle = True  # the next offer wakes us
+                            self._cond.wait(_IDLE_S)
+                            self._idle = False
+                    if (self._q or streaming) and self.linger_s > 0 and not self._stopping:
+                        # collect a batch: one wake-up per batch, not one per record
                         self._cond.wait_for(
-                            lambda: len(self._q) >= self.batch or self._stopping, self.linger_s
+                            lambda: self._unsent() >= self.batch or self._stopping, self.linger_s
                         )
-                    batch = list(islice(self._q, self.batch))
+                    sent = len(self._inflight)
+                    batch = list(islice(self._q, sent, sent + self.batch))
+            if self.pipelined and not lines:
+                streaming = self._pipeline(batch)
+                continue
+            streaming = bool(batch)
             if not lines and not batch:
                 self._safe_idle()
                 continue
@@ -333,6 +388,51 @@ class Sink:
                         self._q.popleft()
                     self._m_records.inc(len(batch))
 
+    def _unsent(self) -> int:
+        """Records in the memory queue not handed to ``send`` yet (the caller holds _cond)."""
+        return len(self._q) - len(self._inflight)
+
+    def _pipeline(self, batch: list[tuple[int, Record]]) -> bool:
+        """One wake-up of a pipelined sink: collect the confirmations that arrived, send the
+        new batch; on stop or before a spool replay, wait until everything sent is confirmed.
+        A record leaves the memory queue only once confirmed. Returns whether records flow."""
+        with self._cond:
+            drain = self._stopping or self._spilling
+        try:
+            done = self.confirmed(wait=False)
+            if batch:
+                self.send([r for _, r in batch])
+                now = time.perf_counter()
+                with self._cond:
+                    self._inflight.extend((seq, now) for seq, _ in batch)
+            if drain:
+                done += self.confirmed(wait=True)
+        except SinkDown as exc:
+            self._went_down(exc)
+            return False
+        except Exception as exc:  # a bug or a refusal: keep the records, retry later
+            log.exception("sink %r: delivery failed", self.name)
+            self._went_down(exc)
+            return False
+        with self._cond:
+            if self._closed:
+                return False
+            if done:
+                inflight = self._inflight
+                done = min(done, len(inflight))
+                for _ in range(done - 1):
+                    inflight.popleft()
+                last, sent_at = inflight.popleft()
+                while self._q and self._q[0][0] <= last:
+                    self._q.popleft()
+                self._m_records.inc(done)
+                self._m_seconds.observe(time.perf_counter() - sent_at)
+                self._backoff.reset()
+            busy = bool(self._q)
+        if not busy and not batch:
+            self._safe_idle()
+        return busy
+
     def _try_connect(self) -> bool:
         try:
             self.connect()
@@ -359,10 +459,10 @@ class Sink:
             self.disconnect()
         except Exception as close_exc:
             log.debug("sink %r: disconnect: %s", self.name, close_exc)
-        if self.spool is not None:
-            with self._cond:
-                if self._q:
-                    self._spill_queue()
+        with self._cond:
+            self._inflight.clear()  # the connection is gone: what it had in flight is resent
+            if self.spool is not None and self._q:
+                self._spill_queue()
         if self._stopping:
             self._give_up = True
             return
