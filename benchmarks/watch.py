@@ -135,10 +135,13 @@ def make_probe(n: int, broker: Broker) -> Any:
             self.done = threading.Event()
 
         def offer(self, record: Any) -> None:
-            self.count += 1
-            if self.count == 1:
+            self.offer_many([record])
+
+        def offer_many(self, records: list[Any]) -> None:
+            if not self.count:
                 self.first = (time.perf_counter(), time.process_time(), thread_cpu(), broker.cpu())
-            if self.count == n:
+            self.count += len(records)
+            if self.count >= n:
                 self.done.set()
 
         def start(self) -> None:

@@ -245,16 +245,30 @@ def _check_dataset_json(
         if not isinstance(want_t, dict):
             msg = f"{path}: defect_types: expected an object group -> list of folder names"
             raise DatasetError(msg)
+        single = len(groups) == 1 and len(want_t) == 1
+        unknown = [] if single else sorted(set(want_t) - set(groups))
+        if unknown:
+            msg = f"{path}: defect_types names groups {unknown} that have no folder; {groups}"
+            raise DatasetError(msg)
         for g in groups:
             listed = want_t.get(g)
-            if listed is None and len(groups) == 1 and len(want_t) == 1:
+            if listed is None and single:
                 listed = next(iter(want_t.values()))
+            if listed is not None and (
+                not isinstance(listed, list) or not all(isinstance(t, str) for t in listed)
+            ):
+                msg = f"{path}: defect_types of {g!r}: expected a list of folder names"
+                raise DatasetError(msg)
             if listed is not None and sorted(listed) != types.get(g, []):
                 msg = (
                     f"{path}: defect_types of {g!r} are {sorted(listed)}, the folders hold "
                     f"{types.get(g, [])}"
                 )
                 raise DatasetError(msg)
+    for key in ("name", "notes"):
+        if key in doc and not isinstance(doc[key], str):
+            msg = f"{path}: {key}: expected a string, got {type(doc[key]).__name__}"
+            raise DatasetError(msg)
     for key, lo, hi in (("mask_threshold", 0, 65534), ("bit_depth", 8, 16)):
         if key in doc:
             v = doc[key]
@@ -268,12 +282,12 @@ def _check_dataset_json(
 
 
 def is_generic_root(root: Path) -> bool:
-    """Whether ``root`` is laid out as this module reads it (``good/`` at the root or in every
-    group folder)."""
+    """Whether ``root`` is laid out as this module reads it (``good/`` at the root or in a
+    group folder; a group folder without one is then a problem :func:`load_dataset` names)."""
     if (root / GOOD).is_dir():
         return True
-    subs = [d for d in _dirs(root).values()] if root.is_dir() else []
-    return bool(subs) and all((d / GOOD).is_dir() for d in subs)
+    subs = list(_dirs(root).values()) if root.is_dir() else []
+    return any((d / GOOD).is_dir() for d in subs)
 
 
 def load_dataset(
@@ -506,7 +520,8 @@ def split_samples(
         msg = f"split fractions val={val}, test={test} must be in [0, 1) and sum below 1"
         raise DatasetError(msg)
     need = 1 + (val > 0) + (test > 0)
-    small = [(ds.class_name(c), n) for c, n in sorted(ds.class_counts().items()) if n < need]
+    counts = ds.class_counts()  # a class of the table without images counts 0, not absent
+    small = [(c.name, counts[i]) for i, c in enumerate(ds.classes) if counts[i] < need]
     if small:
         names = ", ".join(f"{name!r} has {n}" for name, n in small)
         msg = f"{ds.root}: too few images for a train/val/test split ({need} per class): {names}"

@@ -3,7 +3,8 @@
 Every station has its own ``CollectorRegistry`` (several stations in one process, as in tests, do
 not share counters). Children are bound once per source and sink (``.labels(...)`` is not on the
 per-frame path), and depths are read at scrape time through ``set_function``, so counting costs a
-few counter increments and histogram observations per frame.
+few counter increments and histogram observations per frame; the latency histograms are
+``LightHistogram``s, whose ``observe`` is a bisect.
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["MetricsServer", "StationMetrics"]
 
@@ -60,6 +64,64 @@ FAMILIES: tuple[tuple[str, str, str, str, str], ...] = (
 )  # fmt: skip
 
 
+class _HistogramChild:
+    """One label set of a ``LightHistogram``: ``observe`` is a bisect and two additions."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, n_buckets: int) -> None:
+        self.counts = [0] * (n_buckets + 1)  # per bucket (not cumulative); the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(BUCKETS, value)] += 1
+        self.sum += value
+
+
+class LightHistogram(Collector):
+    """A Prometheus histogram for the per-frame and per-batch latencies, read at scrape time.
+
+    Why not ``prometheus_client.Histogram``: its ``observe`` walks the buckets in Python and
+    takes a lock per bucket and for the sum, several microseconds a sample, three samples a frame
+    on the station's busy cores. Here each label set has a plain list of bucket counts written by
+    one thread (the inference thread, or one sink's worker); a scrape copies it and derives the
+    count from the buckets, so ``+Inf`` always equals ``_count`` (the sum may lag a sample)."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...],
+                 registry: CollectorRegistry) -> None:  # fmt: skip
+        self.name, self.documentation, self.labelnames = name, documentation, labelnames
+        self._children: dict[tuple[str, ...], _HistogramChild] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, *values: str) -> _HistogramChild:
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            msg = f"{self.name}: expected labels {self.labelnames}, got {key}"
+            raise ValueError(msg)
+        with self._lock:
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = _HistogramChild(len(BUCKETS))
+        return child
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        return [HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)]
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            children = list(self._children.items())
+        for key, child in children:
+            counts, total = list(child.counts), child.sum
+            cumulative, running = [], 0
+            for bound, n in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+                running += n
+                cumulative.append((bound, running))
+            family.add_metric(list(key), cumulative, total)
+        return [family]
+
+
 class StationMetrics:
     """The metric families of one station (names in ``docs/line.md``; ``FAMILIES`` above, plus
     the two latency histograms)."""
@@ -70,17 +132,18 @@ class StationMetrics:
         kinds = {"counter": Counter, "gauge": Gauge}
         for attr, kind, name, help_text, label in FAMILIES:
             setattr(self, attr, kinds[kind](name, help_text, [label], registry=r))
-        self.stage = Histogram(
+        self.stage = LightHistogram(
             "pyinspect_stage_seconds",
             "per-stage latency: wait (grab -> inference), inspect, record (grab -> record)",
-            ["source", "stage"],
-            buckets=BUCKETS,
-            registry=r,
+            ("source", "stage"),
+            r,
         )
-        self.sink_seconds = Histogram(
-            "pyinspect_sink_delivery_seconds", "time to deliver one batch", ["sink"],
-            buckets=BUCKETS, registry=r,
-        )  # fmt: skip
+        self.sink_seconds = LightHistogram(
+            "pyinspect_sink_delivery_seconds",
+            "time to deliver one batch (pipelined sinks: from sending to the peer's confirmation)",
+            ("sink",),
+            r,
+        )
 
     # Declared for type checkers and readers; set from FAMILIES in __init__.
     frames: Counter

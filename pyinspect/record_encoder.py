@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,28 +44,26 @@ def _float(x: Any) -> str:
     return _dumps(x)
 
 
-def _strip(m: re.Match[str]) -> str:
-    kept = m.group(1)
-    return kept if len(kept) > 1 else ".0"
+_format6 = "{:.6f}".format
 
 
-_TRAILING_ZEROS = re.compile(r"(\.\d*?)0+(?=,|$)")
-
-
-def _floats6(a: np.ndarray) -> str:
-    """``[round(float(v), 6) for v in a]`` as ``json.dumps`` writes it.
+def _floats6(values: list[float]) -> str:
+    """``[round(v, 6) for v in values]`` as ``json.dumps`` writes it.
 
     ``{:.6f}`` rounds exactly as ``round(v, 6)`` does (both are Python's correctly rounded
     decimal conversion), and ``repr`` of the rounded float is those digits without trailing
     zeros, except where ``repr`` switches to exponents (below 1e-4, from 1e16) or spells nan /
-    inf: those arrays take the slow path."""
-    if a.dtype.kind != "f":
-        return _dumps([round(float(v), 6) for v in a])
-    values = a.tolist()
-    s = ",".join(map("{:.6f}".format, values))
+    inf: those lists take the slow path."""
+    s = ",".join([_format6(v).rstrip("0") for v in values])  # 0.500000 -> 0.5, 1.000000 -> 1.
     if "n" in s or "0.0000" in s or (values and max(map(abs, values)) >= 1e15):
         return _dumps([round(v, 6) for v in values])
-    return f"[{_TRAILING_ZEROS.sub(_strip, s)}]"
+    s = s.replace(".,", ".0,")  # 1. -> 1.0
+    return f"[{s}0]" if s.endswith(".") else f"[{s}]"
+
+
+def _float_list(a: np.ndarray) -> list[float]:
+    """``[float(v) for v in a]`` (one call for a float array)."""
+    return a.tolist() if a.dtype.kind == "f" else [float(v) for v in a]
 
 
 def _ints(a: np.ndarray) -> str:
@@ -199,6 +196,11 @@ class RecordEncoder:
                                  path=path)  # fmt: skip
         r = result
         t = r.timings
+        scores = _float_list(r.patch_score)
+        probs = _float_list(r.patch_defect_prob)
+        probs_text = _floats6(probs)
+        # max_defect_prob is the largest of them (0 for none); numpy's max only when one is nan
+        max_prob = (max(probs) if probs else 0.0) if "N" not in probs_text else r.max_defect_prob
         captured = "null" if captured_ns is None else self._iso(captured_ns)
         latency = "null" if latency_ms is None else _float(round(latency_ms, 3))
         error = r.error
@@ -209,10 +211,9 @@ class RecordEncoder:
             f'"texture":{_value(r.texture)},"texture_name":{self._str(r.texture_name)},'
             f'"defective":{"true" if r.defective else "false"},'
             f'"label":{self._str(r.label)},"defect_type":{self._str(r.defect_type)},'
-            f'"max_defect_prob":{_float(r.max_defect_prob)},'
+            f'"max_defect_prob":{_float(max_prob)},'
             f'"boxes":{self._boxes_json(r.boxes)},"patch_class":{_ints(r.patch_class)},'
-            f'"patch_score":{_floats6(r.patch_score)},'
-            f'"patch_defect_prob":{_floats6(r.patch_defect_prob)},'
+            f'"patch_score":{_floats6(scores)},"patch_defect_prob":{probs_text},'
             f'"defective_patches":{_ints(r.defective_patches)},'
             f'"texture_votes":{_ints(r.texture_votes)},'
             f'"timings":{{"tile_ms":{_float(t.tile_ms)},"infer_ms":{_float(t.infer_ms)},'

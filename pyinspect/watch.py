@@ -41,6 +41,8 @@ __all__ = ["Station", "add_arguments", "run"]
 
 log = logging.getLogger("pyinspect.watch")
 _POLL_S = 0.05
+#: Frames whose records are made in one pass while frames keep coming (``_emit_pending``).
+EMIT_BATCH = 8
 
 
 @dataclass(eq=False)
@@ -113,6 +115,7 @@ class Station:
         self._work = threading.Condition(lock)  # frames queued: the inference thread waits here
         self._room = threading.Condition(lock)  # room in a queue: blocked sources wait here
         self._infer_waiting = False
+        self._pending: list[tuple[_SourceRun, _Item, InspectionResult, int]] = []
         self._sinks: list[Sink] = []
         self._runs: list[_SourceRun] = []
         self._metrics_server: Any = None
@@ -195,6 +198,7 @@ class Station:
 
         common: dict[str, Any] = {
             "metrics": self.metrics, "queue": cfg.queue, "batch": cfg.batch,
+            "linger_s": cfg.linger_s,
             "reconnect_min_s": cfg.reconnect_min_s, "reconnect_max_s": cfg.reconnect_max_s,
         }  # fmt: skip
         if hasattr(cfg, "spool_max_bytes"):
@@ -429,20 +433,34 @@ class Station:
                             items.append((run, run.queue.popleft()))
                     rr += 1
                     if not items:
-                        if all(r.done for r in self._runs) and (
+                        if self._pending:
+                            pass  # make the records of what was inspected first, below
+                        elif all(r.done for r in self._runs) and (
                             self.config.station.exit_on_end or self._stop_sources.is_set()
                         ):
                             return
-                        self._infer_waiting = True
-                        self._work.wait(_POLL_S)
-                        self._infer_waiting = False
-                        continue
-                    if any(r.blocked and not r.queue for r in self._runs):
+                        else:
+                            self._infer_waiting = True
+                            self._work.wait(_POLL_S)
+                            self._infer_waiting = False
+                            continue
+                    elif any(r.blocked and not r.queue for r in self._runs):
                         self._room.notify_all()  # a blocked source may refill its queue
-                self._inspect(items)
+                if items:
+                    self._inspect(items)
+                # Records are made EMIT_BATCH frames at a time while frames keep coming (one pass
+                # over several frames is much cheaper than one per frame, whose Python runs
+                # with caches the inference just evicted), at once when none waits.
+                if len(self._pending) >= EMIT_BATCH or not any(r.queue for r in self._runs):
+                    self._emit_pending()
         except Exception:
             log.exception("inference thread failed; the station stops")
             self._stop_sources.set()
+        finally:
+            try:
+                self._emit_pending()
+            except Exception:
+                log.exception("inference thread: records of the last frames failed")
 
     def _inspect(self, items: list[tuple[_SourceRun, _Item]]) -> None:
         t0 = time.perf_counter_ns()
@@ -465,37 +483,49 @@ class Station:
                     result = self.inspector.run_prepared(it.prepared)
                 except PyInspectError as exc:
                     result = InspectionResult.failed(f"frame {it.frame_id}: {exc}")
-            self._emit(run, it, result, t0)
+            self._pending.append((run, it, result, t0))
 
-    def _emit(self, run: _SourceRun, it: _Item, result: Any, t0: int) -> None:
+    def _emit_pending(self) -> None:
+        """Make the records of the inspected frames, hand them to every sink (in order), count
+        them, acknowledge the grabs to their sources and call ``on_record``."""
         from pyinspect.sinks.base import Record
 
-        m, grab = run.metrics, it.grab
-        now = time.perf_counter_ns()
-        m["wait"].observe(max(0, t0 - grab.mono_ns) * 1e-9)
-        m["inspect"].observe(result.timings.total_ms * 1e-3)
-        line = run.encoder.encode(
-            result, frame_id=it.frame_id, captured_ns=grab.captured_ns,
-            camera_timestamp=grab.camera_timestamp, latency_ms=(now - grab.mono_ns) * 1e-6,
-            path=grab.path,
-        )  # fmt: skip
-        record = Record(None, line, source=run.source.name)  # the dict only if a sink reads it
-        if self._wants_images and it.prepared is not None:
-            record.image, record.result = it.prepared.image, result
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        records = []
+        counts: dict[tuple[_SourceRun, str], int] = {}
+        for run, it, result, t0 in pending:
+            m, grab = run.metrics, it.grab
+            now = time.perf_counter_ns()
+            m["wait"].observe(max(0, t0 - grab.mono_ns) * 1e-9)
+            m["inspect"].observe(result.timings.total_ms * 1e-3)
+            line = run.encoder.encode(
+                result, frame_id=it.frame_id, captured_ns=grab.captured_ns,
+                camera_timestamp=grab.camera_timestamp, latency_ms=(now - grab.mono_ns) * 1e-6,
+                path=grab.path,
+            )  # fmt: skip
+            record = Record(None, line, source=run.source.name)  # the dict if a sink reads it
+            if self._wants_images and it.prepared is not None:
+                record.image, record.result = it.prepared.image, result
+            records.append(record)
+            what = "errors" if result.error is not None else "defective" if result.defective \
+                else ""  # fmt: skip
+            for key in ("frames", what) if what else ("frames",):
+                counts[run, key] = counts.get((run, key), 0) + 1
+            m["record"].observe((time.perf_counter_ns() - grab.mono_ns) * 1e-9)
         for sink in self._sinks:
-            sink.offer(record)
-        self._count(run, "frames")
-        if result.error is not None:
-            self._count(run, "errors")
-        elif result.defective:
-            self._count(run, "defective")
-        m["record"].observe((time.perf_counter_ns() - grab.mono_ns) * 1e-9)
-        try:
-            run.source.ack(grab, result.error is None)
-        except Exception:
-            log.exception("%s: ack of frame %d failed", run.source.describe(), it.frame_id)
-        if self.on_record is not None:
-            self.on_record(record.doc)
+            sink.offer_many(records)
+        for (run, key), n in counts.items():
+            run.counts[key] += n
+            run.metrics[key].inc(n)
+        for (run, it, result, _), record in zip(pending, records, strict=True):
+            try:
+                run.source.ack(it.grab, result.error is None)
+            except Exception:
+                log.exception("%s: ack of frame %d failed", run.source.describe(), it.frame_id)
+            if self.on_record is not None:
+                self.on_record(record.doc)
 
     # ---- finishing ---------------------------------------------------------------------------
     def _finish(self) -> None:

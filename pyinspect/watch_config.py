@@ -133,6 +133,7 @@ class _Sink(_Section):
     name: Name | None = None
     queue: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     batch: Annotated[int, Field(ge=1, le=10_000)] = 64
+    linger_s: Annotated[float, Field(ge=0, le=1)] = 0.005  # pyinspect.sinks.base.LINGER_S
     reconnect_min_s: Seconds = 0.1
     reconnect_max_s: Seconds = 30.0
 

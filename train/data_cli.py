@@ -1,13 +1,18 @@
-"""``python -m train data synth|sheet|check``: make, look at and validate a DAGM tree.
+"""``python -m train data synth|sheet|check|import|compare``: make, look at, validate and import
+datasets.
 
-numpy + OpenCV only, so the demo can run it in the runtime venv. Exit status: 0 done; 1 the
-tree has problems (``check``) or cannot be read or written (each named); 2 a usage error (bad
-numbers, an unusable ``--out``: nothing written); 130 interrupted.
+``synth``, ``sheet`` and ``compare`` work on DAGM trees; ``check`` on the generic layout
+(``pyinspect.dataset``, via ``train.data_check``) and both DAGM layouts; ``import`` copies a
+public set into the generic layout (``train.data_import``). numpy + OpenCV only, so the demo
+can run it in the runtime venv. Exit status: 0 done; 1 the tree has problems (``check``), an
+import was refused, or a tree cannot be read or written (each named); 2 a usage error (bad
+numbers, a missing ``ROOT``, an unusable ``--out``: nothing written); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import struct
 import sys
 from collections import Counter
@@ -18,6 +23,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from pyinspect.dataset import DEFECT_TYPE_MODES, DatasetError, is_generic_root
 from train.dagm import DagmError, DagmRecord, defect_mask, load_dagm, read_image
 
 __all__ = ["check_tree", "contact_sheet", "main"]
@@ -154,14 +160,60 @@ def _cmd_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+_DAGM_CLASS = re.compile(r"^class\d+(_def)?$", re.IGNORECASE)
+
+
+def _looks_like_dagm(root: Path) -> bool:
+    """A ``Class<k>`` folder at most three levels down (``load_dagm`` looks through wrappers)."""
+    level = [root]
+    for _ in range(3):
+        level = [p for d in level for p in sorted(d.iterdir()) if p.is_dir()][:200]
+        if any(_DAGM_CLASS.match(p.name) for p in level):
+            return True
+    return False
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    problems = check_tree(args.root, deep=args.deep)
+    root = args.root
+    if not root.is_dir():
+        why = "no such folder" if not root.exists() else "not a folder"
+        print(f"error: ROOT {root}: {why}", file=sys.stderr)
+        return 2
+    if is_generic_root(root):
+        from train.data_check import check_generic, print_report
+
+        report = check_generic(root, defect_types=args.defect_types, seed=args.seed)
+        print_report(report, verbose=args.verbose)
+        return 0 if report.usable else 1
+    if not _looks_like_dagm(root):
+        print(
+            f"error: {root}: neither the generic layout (ROOT/good/ or ROOT/<group>/good/, see "
+            "docs/data.md) nor a DAGM tree (Class<k>/)",
+            file=sys.stderr,
+        )
+        return 1
+    problems = check_tree(root, deep=args.deep)
     for p in problems[:50]:
         print(p, file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     print("ok")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from train.data_import import FORMATS, describe
+
+    try:
+        result = FORMATS[args.format](args.src, args.root, strict=args.strict)
+    except DatasetError as exc:  # one line: the refusal, naming the file
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    for line in describe(result):
+        print(line)
     return 0
 
 
@@ -211,10 +263,38 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--per-kind", type=_int_in(1), default=2)
     p.add_argument("--thumb", type=_int_in(8, 4096), default=256, help="thumbnail size in pixels")
     p.set_defaults(func=_cmd_sheet)
-    p = sub.add_parser("check", help="count images per class/split and validate the tree")
+    p = sub.add_parser(
+        "check", help="counts, sizes, masks and problems of a generic-layout or DAGM tree"
+    )
     p.add_argument("root", type=Path)
-    p.add_argument("--deep", action="store_true", help="also decode every image and mask")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="DAGM: also decode every image and mask (the generic layout always does)",
+    )
+    p.add_argument(
+        "--defect-types",
+        choices=DEFECT_TYPE_MODES,
+        default="merge",
+        help="generic layout: one defective class per group (merge) or one per defect type",
+    )
+    p.add_argument("--verbose", action="store_true", help="list skipped files and noted files")
+    p.add_argument(
+        "--seed", type=_int_in(0, 2**63 - 1), default=0, help="seed of the split to check"
+    )
     p.set_defaults(func=_cmd_check)
+    from train.data_import import FORMATS
+
+    p = sub.add_parser("import", help="copy a public set into the generic layout")
+    p.add_argument("format", choices=list(FORMATS), help="mtd | ksdd | dagm")
+    p.add_argument("src", type=Path, help="the set as downloaded (only read)")
+    p.add_argument("root", type=Path, help="a new or empty folder, not inside SRC")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse what the format's policy keeps with a warning (e.g. MTD's empty masks)",
+    )
+    p.set_defaults(func=_cmd_import)
     from train import data_compare
 
     data_compare.add_parser(sub)
@@ -224,7 +304,7 @@ def _main(argv: list[str] | None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
-    except (DagmError, OSError) as exc:
+    except (DagmError, DatasetError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 

@@ -9,7 +9,10 @@ on the held-out test split. ``RUN/`` gets ``student.onnx`` (+ ``.json``), ``spli
 an interrupted run resumes. ``reproduce`` keeps the paper's comparisons (scratch teachers,
 sweep); this command trains only what ships.
 
-Class balance: every class gets the same number of training patches; a class with fewer
+Class balance: every defect type gets ``patches_per_class`` training patches and a group's good
+class gets as many as all of that group's defect types together, so half of every group's
+patches are good whether defect types are merged or kept (a frame is defective when any of its
+patches is, so the per-patch false-alarm rate decides the image-level TNR). A class with fewer
 images gets more patches per image (each at a random position inside the allowed range and a
 random axis-preserving flip), and the report lists the patches per image of every class.
 """
@@ -194,10 +197,25 @@ def load_train_image(prep: Prepared, s: Sample) -> tuple[np.ndarray, np.ndarray 
     return np.ascontiguousarray(img), region
 
 
+def class_targets(ds: Dataset, patches_per_class: int) -> list[int]:
+    """Training patches per class: ``patches_per_class`` for each defect type, and for a group's
+    good class the sum over that group's defect types (at least ``patches_per_class``)."""
+    defect_classes: dict[int, int] = {}
+    for c in ds.classes:
+        if c.defective:
+            defect_classes[c.group] = defect_classes.get(c.group, 0) + 1
+    return [
+        patches_per_class
+        if c.defective
+        else patches_per_class * max(1, defect_classes.get(c.group, 0))
+        for c in ds.classes
+    ]
+
+
 def sample_patches(
     prep: Prepared, preset: DataPreset, seed: int, *, no_locations: bool
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The balanced training patch set: ``patches_per_class`` per class. Good patches anywhere
+    """The balanced training patch set (``class_targets``). Good patches anywhere
     in a good image; defective ones hold the defect core (``train.patches.defect_core``), or
     anywhere when the image has no location (``--no-locations``: weak labels)."""
     from train.patches import defect_core, dihedral, patch_position_range
@@ -219,11 +237,17 @@ def sample_patches(
             "weak labels"
         )
         raise DatasetError(msg)
+    targets = class_targets(prep.ds, preset.patches_per_class)
     xs, ys, per_image = [], [], {}
     for label in sorted(by_class):
         members = by_class[label]
-        per = math.ceil(preset.patches_per_class / len(members))
-        per_image[prep.ds.class_name(label)] = {"images": len(members), "patches_each": per}
+        target = targets[label]
+        per = math.ceil(target / len(members))
+        per_image[prep.ds.class_name(label)] = {
+            "images": len(members),
+            "patches": target,
+            "patches_each": per,
+        }
         drawn = 0
         for s in members:
             img, region = load_train_image(prep, s)
@@ -234,7 +258,7 @@ def sample_patches(
                 )
             else:
                 xmin, xmax, ymin, ymax = 0, w - PATCH, 0, h - PATCH
-            for _ in range(min(per, preset.patches_per_class - drawn)):
+            for _ in range(min(per, target - drawn)):
                 x = int(rng.integers(xmin, xmax, endpoint=True))
                 y = int(rng.integers(ymin, ymax, endpoint=True))
                 k = int(rng.choice(preset.orientations))

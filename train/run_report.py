@@ -88,8 +88,10 @@ def write_report(out: Path, state: dict[str, Any]) -> Path:
         )
     lines += [
         "",
-        f"Balance: {d['patches']['patches_per_class']} training patches per class; a class with "
-        "fewer images draws more patches per image (random positions holding the defect core, "
+        f"Balance: {d['patches']['patches_per_class']} training patches per defect type and, "
+        "for each group's good class, as many as all its defect types together (half of the "
+        "patches are good); a class with fewer images draws more patches per image (random "
+        "positions holding the defect core, "
         f"flips/turns {d['patches']['orientations']}). Weak-label images (no location): "
         f"{d['patches']['weak_labels']}.",
         "",

@@ -231,26 +231,35 @@ class Sink:
     def offer(self, record: Record) -> None:
         """Queue a record (called by the inference thread; waits only with a full spool and the
         ``block`` policy)."""
+        self.offer_many([record])
+
+    def offer_many(self, records: list[Record]) -> None:
+        """Queue records, in order, under one lock (what the station calls)."""
         with self._cond:
-            self._seq += 1
-            if not self._spilling and len(self._q) < self.queue_max:
-                self._q.append((self._seq, record))
-                # Wake the worker only when it sleeps on an empty queue, or a batch is full: while
-                # records flow it lingers on its own timer (one wake-up per batch).
-                if self._idle or self._unsent() == self.batch:
-                    self._idle = False
-                    self._cond.notify()
-                return
-            if self.spool is None:
-                self._q.popleft()
-                self._m_dropped.inc()
-                log.warning("sink %r: queue full (%d), oldest record dropped", self.name,
-                            self.queue_max)  # fmt: skip
-                self._q.append((self._seq, record))
-                return
-            if not self._spilling:
-                self._spill_queue()
-            self._spool_append([record.line])
+            q = self._q
+            to_spool: list[bytes] = []
+            for record in records:
+                self._seq += 1
+                if not self._spilling and len(q) < self.queue_max:
+                    q.append((self._seq, record))
+                    continue
+                if self.spool is None:
+                    q.popleft()
+                    self._m_dropped.inc()
+                    log.warning("sink %r: queue full (%d), oldest record dropped", self.name,
+                                self.queue_max)  # fmt: skip
+                    q.append((self._seq, record))
+                    continue
+                if not self._spilling:
+                    self._spill_queue()
+                to_spool.append(record.line)
+            # Wake the worker only when it sleeps on an empty queue, or a batch is full: while
+            # records flow it lingers on its own timer (one wake-up per batch).
+            if q and (self._idle or self._unsent() - len(records) < self.batch <= self._unsent()):
+                self._idle = False
+                self._cond.notify()
+            if to_spool:
+                self._spool_append(to_spool)
 
     def stop(self, deadline: float) -> None:
         """Deliver what is queued until ``deadline`` (``time.monotonic()``), spool the rest."""

@@ -15,6 +15,7 @@ what happened; the caller spools and reconnects.
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import ssl
 import struct
@@ -26,6 +27,8 @@ __all__ = ["CONNACK_REASONS", "MqttConnection", "MqttError", "publish_packet"]
 _CONNECT, _CONNACK, _PUBLISH, _PUBACK = 0x10, 0x20, 0x30, 0x40
 _PUBREC, _PUBREL, _PUBCOMP, _PINGREQ, _PINGRESP, _DISCONNECT = 0x50, 0x62, 0x70, 0xC0, 0xD0, 0xE0
 _U16 = struct.Struct("!H")
+_ACK = struct.Struct("!2xH")  # a PUBACK: type, length 2, packet id
+_PUBACKS, _TWOS = bytes((_PUBACK,)) * 16384, b"\x02" * 16384
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 #: CONNACK return codes (MQTT 3.1.1 section 3.2.2.3).
@@ -117,6 +120,7 @@ class MqttConnection:
             sock.close()
             msg = f"broker {where}: TLS handshake failed: {exc}"
             raise MqttError(msg) from exc
+        sock.setblocking(False)
         self._sock = sock
         self._buf.clear()
         self._done.clear()
@@ -154,8 +158,7 @@ class MqttConnection:
             return
         if polite:
             with contextlib.suppress(OSError):
-                sock.settimeout(1.0)
-                sock.sendall(bytes((_DISCONNECT, 0)))
+                sock.send(bytes((_DISCONNECT, 0)))
         with contextlib.suppress(OSError):
             sock.close()
 
@@ -221,43 +224,72 @@ class MqttConnection:
             self._ping_sent = now
 
     # ---- the socket --------------------------------------------------------------------------
-    def _send(self, data: bytes) -> None:
+    # The socket stays non-blocking: a write or a read is one system call, and only a wait for
+    # room or for an answer adds a select().
+    def _lost(self, exc: BaseException) -> MqttError:
+        self.close()
+        what = getattr(exc, "strerror", None) or exc
+        return MqttError(f"broker {self.host}:{self.port}: connection lost ({what})")
+
+    def _socket(self) -> socket.socket:
         sock = self._sock
         if sock is None:
             msg = f"broker {self.host}:{self.port} not connected"
             raise MqttError(msg)
+        return sock
+
+    def _send(self, data: bytes) -> None:
+        sock = self._socket()
+        view = memoryview(data)
+        deadline = 0.0
         try:
-            sock.settimeout(max(1.0, self.connect_timeout_s))
-            sock.sendall(data)
+            while view:
+                try:
+                    n = sock.send(view)
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    n = 0
+                view = view[n:]
+                if view:  # the socket's buffer is full: wait for room
+                    now = time.monotonic()
+                    deadline = deadline or now + max(1.0, self.connect_timeout_s)
+                    if now >= deadline or not select.select([], [sock], [], deadline - now)[1]:
+                        msg = "the broker takes no more data"
+                        raise TimeoutError(msg)
         except OSError as exc:
-            self.close()
-            msg = f"broker {self.host}:{self.port}: connection lost ({exc.strerror or exc})"
-            raise MqttError(msg) from exc
+            raise self._lost(exc) from exc
         self._last_send = time.monotonic()
 
     def _recv(self, timeout_s: float) -> bool:
-        """Read what arrived within ``timeout_s`` into the buffer; False on a timeout."""
-        sock = self._sock
-        if sock is None:
-            msg = f"broker {self.host}:{self.port} not connected"
-            raise MqttError(msg)
-        try:
-            sock.settimeout(timeout_s)
-            data = sock.recv(65536)
-            if _TCP_QUICKACK is not None:
-                # Acknowledge at once: a broker that batches its small answers (Nagle) sends the
-                # rest of them only after our ACK, which Linux would otherwise delay.
-                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
-        except (TimeoutError, BlockingIOError, ssl.SSLWantReadError):
-            return False
-        except OSError as exc:
-            self.close()
-            msg = f"broker {self.host}:{self.port}: connection lost ({exc.strerror or exc})"
-            raise MqttError(msg) from exc
+        """Read what arrived (waiting up to ``timeout_s`` for something) into the buffer; False
+        when nothing came."""
+        sock = self._socket()
+        waited = False
+        while True:
+            try:
+                data = sock.recv(65536)
+                break
+            except (BlockingIOError, ssl.SSLWantReadError):
+                if timeout_s <= 0 or waited:
+                    return False
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            try:
+                ready = select.select([sock], [], [], timeout_s)[0]
+            except OSError as exc:
+                raise self._lost(exc) from exc
+            if not ready:
+                return False
+            waited = True  # readable (a TLS record may still be incomplete: then False)
         if not data:
             self.close()
             msg = f"broker {self.host}:{self.port} closed the connection"
             raise MqttError(msg)
+        if timeout_s > 0 and _TCP_QUICKACK is not None:
+            # Someone waits for the answers: acknowledge at once, since a broker that batches
+            # its small answers (Nagle) sends the rest only after our ACK, which Linux delays.
+            # (Pipelined reads need not: the next batch's write carries the ACK.)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
         self._buf += data
         return True
 
@@ -299,6 +331,12 @@ class MqttConnection:
             self._send(bytes((_PUBREL, 2)) + body[:2])
 
     def _handle_all(self) -> None:
+        buf = self._buf
+        n = len(buf) // 4
+        if n and buf[0::4] == _PUBACKS[:n] and buf[1::4] == _TWOS[:n] and len(buf) == 4 * n:
+            self._done.update(pid for (pid,) in _ACK.iter_unpack(buf))  # only PUBACKs: at once
+            buf.clear()
+            return
         while (packet := self._take_packet()) is not None:
             self._handle(*packet)
 
@@ -314,6 +352,6 @@ class MqttConnection:
 
     def _drain(self) -> None:
         """Read and handle whatever the broker sent, without waiting."""
-        while self._recv(0.0):
+        while self._recv(0.0) and len(self._buf) >= 65536:
             pass
         self._handle_all()
