@@ -124,3 +124,51 @@ def test_a_run_folder_of_other_settings_is_refused(smoke_run: tuple) -> None:
     data, out, _ = smoke_run
     with pytest.raises(DatasetError, match="made with"):
         train_on_data(data, out, preset=DATA_PRESETS["smoke"], defect_types="keep", seed=4)
+
+
+def _colourise(root: Path) -> None:
+    """Turn every image of a ``build_set`` tree into BGR with a different tint per channel."""
+    for folder in ("good", "spot", "scratch"):
+        for p in sorted((root / folder).glob("*.png")):
+            g = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            bgr = np.dstack([g // 2, g, 255 - g // 3]).astype(np.uint8)
+            cv2.imwrite(str(p), bgr)
+
+
+@pytest.fixture(scope="module")
+def colour_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = build_set(tmp_path_factory.mktemp("colour") / "parts")
+    _colourise(root)
+    return root
+
+
+@pytest.mark.parametrize(("gray", "channels"), [(False, 3), (True, 1)])
+def test_colour_images_train_a_three_channel_student_unless_gray(
+    colour_set: Path, tmp_path: Path, gray: bool, channels: int
+) -> None:
+    out = tmp_path / "run"
+    state = train_on_data(colour_set, out, preset=DATA_PRESETS["smoke"], seed=1, gray=gray)
+    assert state["data"]["channels"] == channels
+    spec = ModelSpec.for_model(out / "student.onnx")
+    assert spec.input.channels == channels
+    with Inspector(str(out / "student.onnx")) as insp:
+        result = insp.run(str(colour_set / "spot" / "spot0.png"))
+    assert result.ok, result.error
+    assert result.texture == 0
+
+
+def test_good_gets_as_many_patches_as_all_defect_types_of_its_group() -> None:
+    from pyinspect.dataset import ClassEntry
+    from train.run import class_targets
+
+    class FakeSet:
+        classes = [
+            ClassEntry("a/good", 0, False, None),
+            ClassEntry("a/crack", 0, True, "crack"),
+            ClassEntry("a/hole", 0, True, "hole"),
+            ClassEntry("a/dent", 0, True, "dent"),
+            ClassEntry("b/good", 1, False, None),
+            ClassEntry("b/defective", 1, True, "defective"),
+        ]
+
+    assert class_targets(FakeSet(), 10) == [30, 10, 10, 10, 10, 10]  # type: ignore[arg-type]
