@@ -158,11 +158,13 @@ def test_colour_images_train_a_three_channel_student_unless_gray(
 
 
 def test_good_gets_as_many_patches_as_all_defect_types_of_its_group() -> None:
+    from types import SimpleNamespace
+
     from pyinspect.dataset import ClassEntry
     from train.run import class_targets
 
-    class FakeSet:
-        classes = [
+    table = SimpleNamespace(
+        classes=[
             ClassEntry("a/good", 0, False, None),
             ClassEntry("a/crack", 0, True, "crack"),
             ClassEntry("a/hole", 0, True, "hole"),
@@ -170,5 +172,5 @@ def test_good_gets_as_many_patches_as_all_defect_types_of_its_group() -> None:
             ClassEntry("b/good", 1, False, None),
             ClassEntry("b/defective", 1, True, "defective"),
         ]
-
-    assert class_targets(FakeSet(), 10) == [30, 10, 10, 10, 10, 10]  # type: ignore[arg-type]
+    )
+    assert class_targets(table, 10) == [30, 10, 10, 10, 10, 10]  # type: ignore[arg-type]
