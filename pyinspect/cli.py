@@ -155,14 +155,7 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
         help="auto (default: ONNX Runtime for .onnx, TensorRT for .plan) or a backend by name",
     )
     p.add_argument("--json", action="store_true", help="print JSON lines instead of text")
-    p.add_argument(
-        "--threshold",
-        type=_threshold_arg,
-        default=None,
-        metavar="T",
-        help="defective if a patch's defect probability >= T, in [0, 1]; 'argmax': the argmax"
-        " class decides (default: the sidecar's threshold, else argmax)",
-    )
+    add_threshold_argument(p)
     p.add_argument(
         "--overlay",
         type=Path,
@@ -191,6 +184,18 @@ class _StdoutClosed(Exception):
 
 class _StdoutFailed(Exception):
     """Our stdout cannot be written (a full disk, ``> /dev/full``): the results are lost."""
+
+
+def add_threshold_argument(p: argparse.ArgumentParser) -> None:
+    """``--threshold T|argmax``, shared by ``inspect`` and ``evaluate``."""
+    p.add_argument(
+        "--threshold",
+        type=_threshold_arg,
+        default=None,
+        metavar="T",
+        help="defective if a patch's defect probability >= T, in [0, 1]; 'argmax': the argmax"
+        " class decides (default: the sidecar's threshold, else argmax)",
+    )
 
 
 def _threshold_arg(text: str) -> float | str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pyinspect.backends.base import BACKEND_CHOICES
+from pyinspect.cli import add_threshold_argument
 from pyinspect.errors import InputError
 
 if TYPE_CHECKING:
@@ -158,26 +159,9 @@ def check_threads(args: argparse.Namespace) -> None:
 
 
 # ---- evaluate -----------------------------------------------------------------------------------
-def _threshold_arg(text: str) -> float | str:
-    if text.strip().lower() == "argmax":
-        return "argmax"
-    try:
-        return float(text)
-    except ValueError:
-        msg = f"must be a number in [0, 1] or 'argmax', got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_arguments(p, default_split="test")
-    p.add_argument(
-        "--threshold",
-        type=_threshold_arg,
-        default=None,
-        metavar="T",
-        help="defective if a patch's defect probability >= T, in [0, 1]; 'argmax': the argmax"
-        " class decides (default: the sidecar's threshold, else argmax)",
-    )
+    add_threshold_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
