@@ -144,6 +144,8 @@ def machine_facts() -> dict[str, Any]:
 
         facts["core_version"] = _core.__version__
         facts["tile_kernel_isa"] = _core.tile_kernel_isa()
+        # the direct student runner's kernel levels here; "auto" runs the last
+        facts["student_kernel_isas"] = list(getattr(_core, "student_kernel_isas", list)())
     except ImportError:
         pass
     return facts

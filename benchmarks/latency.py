@@ -8,8 +8,13 @@ teacher (VGG16) 57.43 ms, student (4, 8, 16, 4, 4) 1.46 ms, a 39.3x speed-up. Th
 * end to end per frame: a 512x512 uint8 frame -> tile -> infer -> vote -> ``InspectionResult``
   through ``Inspector.run`` (and through the whole-frame runners of ``pyinspect.runners``: the
   direct student runner, row ``student``, and the native OpenVINO runner, row
-  ``openvino-native``), with the time per stage and the Python overhead (wall time minus the
-  stages);
+  ``openvino-native``), with the time per stage and the overhead: the median wall time minus
+  the median of the path's own timer (``timings.total_ms``: on a runner, the native call's
+  timer, so on the direct student path it is the Python side of ``Inspector.run``, goal
+  ``TARGET_PYTHON_MS``);
+* with ``--peers``: the direct student path against NumPy tiling + ONNX Runtime / OpenVINO and
+  against the same engines on the student's whole-frame graph, at f32 and the lower precisions
+  each offers on this CPU, in one interleaved run on the same frames (``benchmarks/peers.py``);
 
 for the teacher, the student (the paper's 3-channel network) and the folded 1-channel student
 (the deployed variant), on every available backend (ONNX Runtime always). Each row reports the
@@ -21,6 +26,7 @@ events. ``--clock cpu --threads 1`` measures CPU time instead, for a machine sha
     .venv/bin/python benchmarks/latency.py                     # exports the models if absent
     .venv/bin/python benchmarks/latency.py --backend onnxruntime --runs 50
     .venv/bin/python benchmarks/latency.py --backend student --backend onnxruntime --no-teacher
+    .venv/bin/python benchmarks/latency.py --peers-only --peer-rounds 2 --peer-iters 10  # a look
 
 Models missing from ``benchmarks/models/`` are exported first with random weights (timing does
 not depend on the weights; the output says so). A runner that cannot run here (not built, CPU
@@ -46,6 +52,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # common, when imported from tests
 import common
+import peers
 from common import Model, fmt_ms
 
 from pyinspect.cli import add_choice_argument
@@ -60,6 +67,7 @@ PAPER: dict[str, Any] = {
     "speedup": 39.3,
 }
 TARGET_E2E_OVER_PURE = 1.15
+TARGET_PYTHON_MS = 0.03  # the Python side of Inspector.run on the direct student path
 CLOCKS = {
     "wall": "wall time (CUDA events on a GPU)",
     "cpu": "process CPU time, all threads (robust to other jobs; equals the work at 1 thread)",
@@ -162,7 +170,7 @@ class Task:
     fn: Callable[[], Any]
     n: int = 0
     ms: list[float] = field(default_factory=list)
-    stages: list[tuple[float, float, float]] = field(default_factory=list)
+    stages: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 def measure(tasks: list[Task], timer: Timer, role: str, args: argparse.Namespace) -> None:
@@ -186,7 +194,7 @@ def measure(tasks: list[Task], timer: Timer, role: str, args: argparse.Namespace
                         msg = f"end-to-end run failed: {value.error}"
                         raise RuntimeError(msg)
                     tm = value.timings
-                    t.stages.append((tm.tile_ms, tm.infer_ms, tm.vote_ms))
+                    t.stages.append((tm.tile_ms, tm.infer_ms, tm.vote_ms, tm.total_ms))
 
 
 def make_row(
@@ -195,14 +203,15 @@ def make_row(
     ms = np.array(t.ms)
     row = Row(model.key, backend, t.kind, t.batch, device, timer_name, Stats.of(ms))
     if t.kind == "e2e":
-        stages = np.array(t.stages)
-        med = np.median(stages, axis=0)
-        # overhead = wall time in no stage; CPU time and the (wall-time) stages do not subtract
-        overhead = float(np.median(ms - stages.sum(axis=1))) if args.clock == "wall" else math.nan
+        med = np.median(np.array(t.stages), axis=0)
+        # overhead = median wall time - median of the path's own timer (a runner's: the native
+        # call's); CPU time and the (wall-time) timers do not subtract
+        overhead = float(np.median(ms) - med[3]) if args.clock == "wall" else math.nan
         row.stages = {
             "tile_ms": float(med[0]),
             "infer_ms": float(med[1]),
             "vote_ms": float(med[2]),
+            "total_ms": float(med[3]),
             "overhead_ms": overhead,
         }
     return row
@@ -300,7 +309,28 @@ def summarise(rows: list[Row], backends: list[str]) -> dict[str, Any]:
             "stages": best.stages,
             "vs_paper_student_ms": PAPER["student_ms"],
         }
-    return {"speedup_by_backend": ratios, "e2e_over_pure": overhead, "best_student_e2e": best_row}
+    python_side = [
+        {
+            "model": r.model,
+            "python_ms": r.stages["overhead_ms"],
+            "wall_ms": r.stats.median,
+            "native_ms": r.stages["total_ms"],
+            "meets_target": r.stages["overhead_ms"] <= TARGET_PYTHON_MS,
+        }
+        for r in rows
+        if r.kind == "e2e" and r.backend == STUDENT and _measured(r.stages.get("overhead_ms"))
+    ]
+    return {
+        "speedup_by_backend": ratios,
+        "e2e_over_pure": overhead,
+        "python_side": python_side,
+        "best_student_e2e": best_row,
+    }
+
+
+def _measured(value: float | None) -> bool:
+    """Whether a figure was measured (a CPU-time run has no overhead: NaN, null in JSON)."""
+    return value is not None and not math.isnan(value)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -313,16 +343,30 @@ def markdown(result: dict[str, Any]) -> str:
         common.describe(m),
         "",
         "Models: "
-        + "; ".join(
-            f"{v['title']} = `{v['path']}` ({v['weights']}"
-            + (f", {v['parameters']:,} parameters" if v["parameters"] else "")
-            + ")"
-            for v in result["models"].values()
+        + (
+            "; ".join(
+                f"{v['title']} = `{v['path']}` ({v['weights']}"
+                + (f", {v['parameters']:,} parameters" if v["parameters"] else "")
+                + ")"
+                for v in result["models"].values()
+            )
+            or "none (the peers table alone)"
         )
         + ".",
         "",
         f"Clock: {CLOCKS[result['clock']]}; threads: {result['threads'] or 'physical cores'}.",
         "",
+    ]
+    if rows:
+        out += main_tables(result, rows, titles)
+    if result.get("peers"):
+        out += peers.markdown(result["peers"])
+    return common.end_report(out, result["skipped"], result["command"])
+
+
+def main_tables(result: dict[str, Any], rows: list[Row], titles: dict[str, str]) -> list[str]:
+    """The pure-inference and end-to-end tables, the paper's comparison and the targets."""
+    out = [
         "## Pure inference (ms per call)",
         "",
         "| model | backend | batch | median | p90 | p99 | min | runs |",
@@ -338,6 +382,10 @@ def markdown(result: dict[str, Any]) -> str:
     out += [
         "",
         "## End to end per frame (512x512 uint8 -> tile -> infer -> vote -> result), ms",
+        "",
+        "Overhead: median wall time minus the median of the path's own timer"
+        " (`timings.total_ms`; on a runner the native call's, so on the direct student runner"
+        " it is the Python side of `Inspector.run`).",
         "",
         "| model | path | median | p90 | p99 | min | tile | infer | vote | overhead | runs |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -382,6 +430,13 @@ def markdown(result: dict[str, Any]) -> str:
             f" (target <= {TARGET_E2E_OVER_PURE})"
         )
         out.append(common.target_line(v["meets_target"], text))
+    for v in summary.get("python_side", []):
+        text = (
+            f"Python side of `Inspector.run` on the direct student runner, {titles[v['model']]}:"
+            f" {v['python_ms']:.4f} ms (median wall {fmt_ms(v['wall_ms'])} − median native timer"
+            f" {fmt_ms(v['native_ms'])} ms; target <= {TARGET_PYTHON_MS} ms)"
+        )
+        out.append(common.target_line(v["meets_target"], text))
     best = summary["best_student_e2e"]
     if best:
         g = best["stages"]
@@ -392,7 +447,7 @@ def markdown(result: dict[str, Any]) -> str:
             f" {fmt_ms(g['overhead_ms'])} ms) vs the paper's {PAPER['student_ms']} ms (pure"
             f" inference on a {PAPER['device']} GPU)"
         )
-    return common.end_report(out, result["skipped"], result["command"])
+    return out
 
 
 def chart(result: dict[str, Any], path: Path) -> Path | None:
@@ -476,9 +531,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         " machine, meaningful with --threads 1",
     )
     ap.add_argument("--no-chart", action="store_true")
+    ap.add_argument(
+        "--peers",
+        action="store_true",
+        help="add the peers table: the direct student path against NumPy tiling + ONNX Runtime /"
+        " OpenVINO and the same engines on the whole-frame graph (benchmarks/peers.py)",
+    )
+    ap.add_argument("--peers-only", action="store_true", help="the peers table alone")
+    ap.add_argument(
+        "--peer-model",
+        type=Path,
+        help="the student of the peers table (default: --student, else models/student.onnx)",
+    )
+    ap.add_argument("--peer-rounds", type=int, default=6, help="interleaved rounds (default 6)")
+    ap.add_argument(
+        "--peer-iters", type=int, default=200, help="frames per path per round (default 200)"
+    )
     args = ap.parse_args(argv)
     if args.runs is not None and args.runs < 1:
         ap.error(f"--runs must be >= 1, got {args.runs}")
+    for name in ("peer_rounds", "peer_iters"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    args.peers = args.peers or args.peers_only
     return args
 
 
@@ -560,7 +635,7 @@ def time_all(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from pyinspect.backends.base import list_backends
+    from pyinspect.backends.base import list_backends, physical_cores
 
     runners = common.runner_names()
     backends = args.backend or [*list_backends(available_only=True), *runners]
@@ -569,12 +644,25 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         common.log(f"error: unknown backend(s) {unknown}; choose from {known}")
         return 2
-    models = pick_models(args)
+    peer_model = args.peer_model or Path(args.student or common.SHIPPED)
+    if args.peers and not peer_model.is_file():
+        common.log(f"error: --peers: no student model at {peer_model} (pass --peer-model)")
+        return 2
+    models = [] if args.peers_only else pick_models(args)
     random_models = [m.key for m in models if m.weights == common.RANDOM_NOTE]
     if random_models:
         common.log(f"note: {', '.join(random_models)} have {common.RANDOM_NOTE}")
     facts = common.machine_facts()
     rows, skipped = time_all(models, backends, args)
+    peer_result = None
+    if args.peers:
+        reason = common.runner_unavailable(STUDENT)
+        if reason:
+            skipped.append({"model": "peers", "backend": STUDENT, "reason": reason})
+        else:
+            common.log(f"timing the peers table on {peer_model} ...")
+            threads = args.threads or physical_cores()
+            peer_result = peers.run_peers(peer_model, threads, args.peer_rounds, args.peer_iters)
     result: dict[str, Any] = {
         "machine": common.finish(facts),
         "paper": PAPER,
@@ -594,10 +682,11 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows],
         "skipped": skipped,
         "summary": summarise(rows, [b for b in backends if b not in runners]),
+        "peers": peer_result,
     }
     json_path = args.json or common.result_path("latency", facts)
     result = common.json_safe(result)
-    png = None if args.no_chart else chart(result, json_path.with_suffix(".png"))
+    png = None if args.no_chart or not rows else chart(result, json_path.with_suffix(".png"))
     common.write_results(result, json_path, markdown(result))
     if png:
         common.log(f"wrote {png}")

@@ -87,10 +87,17 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
                                            float input_offset, float pad_value, int threads,
                                            std::vector<std::int32_t> class_texture,
                                            const std::vector<bool>& class_defective,
-                                           bool is_logits, const std::string& frame_dtype) {
+                                           bool is_logits, const std::string& frame_dtype,
+                                           const std::string& isa) {
     if (frame_dtype != "uint8" && frame_dtype != "uint16") {
         fail("frame_dtype must be 'uint8' or 'uint16', got '" + frame_dtype + "'");
     }
+    if (isa != "auto" && isa != "avx2" && isa != "avx512f") {
+        fail("isa must be 'auto', 'avx2' or 'avx512f', got '" + isa + "'");
+    }
+    const KernelIsa level = isa == "avx2"      ? KernelIsa::Avx2
+                            : isa == "avx512f" ? KernelIsa::Avx512f
+                                               : KernelIsa::Auto;
     StudentWeights sw;
     sw.in_channels = in_channels;
     for (int l = 0; l < 5; ++l) {  // the widths are the bias lengths; the engine checks the rest
@@ -107,7 +114,7 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
     sw.input_offset = input_offset;
     sw.pad_value = pad_value;
     auto r = std::make_unique<StudentRunner>();
-    r->engine = std::make_unique<StudentEngine>(sw, threads);
+    r->engine = std::make_unique<StudentEngine>(sw, threads, level);
     r->classes = r->engine->num_classes();
     if (class_texture.size() != static_cast<std::size_t>(r->classes) ||
         class_defective.size() != class_texture.size()) {
@@ -163,12 +170,14 @@ void bind_student(py::module_& m) {
 #ifdef PYINSPECT_HAVE_STUDENT_ENGINE
     m.def("student_engine_supported", &student_engine_supported,
           "Whether this CPU has AVX2 and FMA (the student engine's kernels need both).");
+    m.def("student_kernel_isas", &student_kernel_isas,
+          "The student engine's kernel levels this CPU runs, lowest first ('avx2', 'avx512f').");
 
     py::class_<StudentRunner>(m, "StudentRunner")
         .def(py::init(&make_runner), py::arg("weights"), py::arg("in_channels"),
              py::arg("input_scale"), py::arg("input_offset"), py::arg("pad_value"),
              py::arg("threads"), py::arg("class_texture"), py::arg("class_defective"),
-             py::arg("is_logits"), py::arg("frame_dtype") = "uint8")
+             py::arg("is_logits"), py::arg("frame_dtype") = "uint8", py::arg("isa") = "auto")
         .def("run", &run, py::arg("frame"), py::arg("boxes").noconvert(),
              py::arg("threshold") = -1.0,
              "Infer and vote one gray frame's patches; GIL released throughout; the result as one "
@@ -183,12 +192,18 @@ void bind_student(py::module_& m) {
             },
             "A copy of the last run's logits [N, K].")
         .def_property_readonly("threads",
-                               [](const StudentRunner& self) { return self.engine->threads(); });
+                               [](const StudentRunner& self) { return self.engine->threads(); })
+        .def_property_readonly(
+            "isa", [](const StudentRunner& self) { return std::string(self.engine->isa()); },
+            "The kernel level in use: 'avx2' or 'avx512f'.");
 #else
     m.def(
         "student_engine_supported", [] { return false; },
         "Whether this CPU has AVX2 and FMA (the student engine's kernels need both); this build "
         "is not for x86-64, so it has no student engine.");
+    m.def(
+        "student_kernel_isas", [] { return std::vector<std::string>(); },
+        "The student engine's kernel levels this CPU runs: none in a build not for x86-64.");
 #endif
 }
 

@@ -1,8 +1,8 @@
 // See student_engine.hpp for what this computes and why the shared computation is exact.
 // The orchestration (geometry, task plan, weight layouts) is baseline x86-64 code; the arithmetic
-// is in student_kernels_avx2.cpp, called only once the constructor has checked
-// student_engine_supported(). Python: pyinspect/runners/student.py; tests:
-// tests/test_runner_student.py.
+// is in student_kernels_avx2.cpp and, for the layers it covers, student_kernels_avx512.cpp, each
+// called only once the constructor has checked that the CPU has its level. Python:
+// pyinspect/runners/student.py; tests: tests/test_runner_student.py, tests/test_student_isa.py.
 #include "student_engine.hpp"
 
 #include <algorithm>
@@ -20,6 +20,12 @@ namespace pyinspect {
 namespace {
 
 using namespace student;  // kLayers, kMaxWidth, kFcRows, ConvGeom; kernels: student::avx2::
+                          // and student::avx512::
+
+bool cpu_has_avx512f() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");  // libgcc also checks that the OS saves zmm state
+}
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
 
@@ -69,6 +75,8 @@ struct StudentEngine::Impl {
     int width[kLayers] = {}, padded[kLayers] = {};
     ConvGeom geom[kLayers];
     RowKernel kernel[kLayers] = {};
+    const char* isa = "avx2";  // the kernel level in use
+    const Fc1Kernel* fc1_kernel = avx2::kFc1;  // [patches in the pass]
     int conv1_rep = 4;  // floats per pixel in a conv1 input row: 4 (dup4) or 1
     // weights in kernel layouts
     std::vector<float> w[kLayers], wt[kLayers], b[kLayers];  // wt: spatially transposed taps
@@ -248,7 +256,7 @@ struct StudentEngine::Impl {
                 for (int q = 0; q < nb && !live; ++q) live = x[q * k_fc + k] != 0.f;
                 if (live) ks.push_back(k);
             }
-            avx2::kFc1[nb](x, k_fc, ks.data(), static_cast<int>(ks.size()), fc1.data(),
+            fc1_kernel[nb](x, k_fc, ks.data(), static_cast<int>(ks.size()), fc1.data(),
                            fc1_b.data(), ob0, ob1, hidden,
                            y_fc.data() + static_cast<std::size_t>(q0) * hidden);
         }
@@ -381,8 +389,13 @@ std::vector<float> zero_padded(const std::vector<float>& v, int n) {
 
 }  // namespace
 
-StudentEngine::StudentEngine(const StudentWeights& wt, int threads) {
+StudentEngine::StudentEngine(const StudentWeights& wt, int threads, KernelIsa isa) {
     if (!student_engine_supported()) bad("the student engine needs a CPU with AVX2 and FMA");
+    const bool has512 = cpu_has_avx512f();
+    if (isa == KernelIsa::Avx512f && !has512) {
+        bad("kernel level avx512f needs a CPU with AVX-512F; this one runs avx2 only");
+    }
+    const bool use512 = isa == KernelIsa::Avx512f || (isa == KernelIsa::Auto && has512);
     if (threads < 1) bad("threads must be >= 1, got " + std::to_string(threads));
     if (wt.widths.size() != kLayers || wt.conv_w.size() != kLayers || wt.conv_b.size() != kLayers) {
         bad("the student has 5 conv layers");
@@ -423,13 +436,17 @@ StudentEngine::StudentEngine(const StudentWeights& wt, int threads) {
         m.padded[l] = padded_width(wt.widths[l]);
     }
     m.conv1_rep = m.padded[0] == 4 ? 4 : 1;
+    m.isa = use512 ? "avx512f" : "avx2";
+    m.fc1_kernel = use512 ? avx512::kFc1 : avx2::kFc1;
     for (int l = 0; l < kLayers; ++l) {
         ConvGeom& g = m.geom[l];
         g.cin = l == 0 ? 1 : m.width[l - 1];
         g.in_stride = l == 0 ? m.conv1_rep : m.padded[l - 1];
         g.out_stride = m.padded[l];
         g.block = block_width(m.padded[l]);
-        m.kernel[l] = avx2::row_kernel(g, l == 0 && m.conv1_rep == 4);
+        const bool dup4 = l == 0 && m.conv1_rep == 4;
+        const RowKernel wide = use512 ? avx512::row_kernel(g, dup4) : nullptr;
+        m.kernel[l] = wide ? wide : avx2::row_kernel(g, dup4);
     }
 
     // conv1: sum the replicated gray channels; fold the pad value into the bias (see header).
@@ -507,6 +524,7 @@ StudentEngine::~StudentEngine() = default;
 int StudentEngine::num_classes() const { return impl_->classes; }
 int StudentEngine::threads() const { return impl_->team.size(); }
 bool StudentEngine::last_shared() const { return impl_->shared; }
+const char* StudentEngine::isa() const { return impl_->isa; }
 
 void StudentEngine::infer(const FrameView& frame, const Box* boxes, std::size_t n, float* logits,
                           StudentTimes* times) {
@@ -567,6 +585,14 @@ void StudentEngine::infer(const FrameView& frame, const Box* boxes, std::size_t 
 bool student_engine_supported() {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+std::vector<std::string> student_kernel_isas() {
+    std::vector<std::string> out;
+    if (!student_engine_supported()) return out;
+    out.emplace_back("avx2");
+    if (cpu_has_avx512f()) out.emplace_back("avx512f");
+    return out;
 }
 
 }  // namespace pyinspect

@@ -21,8 +21,11 @@
 // (tests compare with ONNX Runtime and OpenVINO). Frames whose patch offsets are not multiples
 // of 16 run patch by patch.
 //
-// Requires AVX2 + FMA (checked at run time: student_engine_supported()). No Python in here;
-// std::invalid_argument for bad weights or frames.
+// Requires AVX2 + FMA (checked at run time: student_engine_supported()). Kernel levels: AVX2 + FMA
+// for every layer, and AVX-512F for the layers that gain from it (blocks of 16 output channels,
+// conv1), every level compiled in and picked at construction from the CPU's features
+// (student_kernel_isas()); both give the same bits. No Python in here; std::invalid_argument for
+// bad weights or frames.
 #pragma once
 
 #include <cstddef>
@@ -57,12 +60,15 @@ struct StudentTimes {
     double total_ms = 0;
 };
 
+// Kernel levels: Auto = the best this CPU has; a named level must be one the CPU has.
+enum class KernelIsa { Auto, Avx2, Avx512f };
+
 class StudentEngine {
 public:
     static constexpr int kPatch = 224;
 
     // threads: 1.. (the calling thread is one of them; the others are started once, here).
-    StudentEngine(const StudentWeights& weights, int threads);
+    StudentEngine(const StudentWeights& weights, int threads, KernelIsa isa = KernelIsa::Auto);
     ~StudentEngine();
     StudentEngine(const StudentEngine&) = delete;
     StudentEngine& operator=(const StudentEngine&) = delete;
@@ -76,6 +82,8 @@ public:
     int threads() const;
     // Whether the last infer() shared work between patches (offsets were multiples of 16).
     bool last_shared() const;
+    // The kernel level in use: "avx2" or "avx512f".
+    const char* isa() const;
 
 private:
     struct Impl;
@@ -84,5 +92,8 @@ private:
 
 // True when this CPU has AVX2 and FMA (the engine's kernels need both).
 bool student_engine_supported();
+
+// The kernel levels this CPU runs, lowest first: {"avx2", "avx512f"}, {"avx2"} or {}.
+std::vector<std::string> student_kernel_isas();
 
 }  // namespace pyinspect

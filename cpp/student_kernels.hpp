@@ -1,6 +1,7 @@
-// Internal: the student engine's compute kernels (student_kernels_avx2.cpp, the only file built
-// with -mavx2 -mfma) and the layout they read. student_engine.cpp calls them, and only after
-// student_engine_supported(). Plain pointers in and out, no allocation.
+// Internal: the student engine's compute kernels and the layout they read, one namespace per kernel
+// level, each in its own file built with that level's flags (student_kernels_avx2.cpp: -mavx2
+// -mfma; student_kernels_avx512.cpp: -mavx512f). student_engine.cpp calls a level only on a CPU
+// that has it. Plain pointers in and out, no allocation.
 #pragma once
 
 #include <cstddef>
@@ -66,4 +67,17 @@ void plain_row_u16(const std::uint8_t* src, std::int64_t step, int n, float scal
                    float* dst);
 
 }  // namespace avx2
+
+// The AVX-512F level: the kernels that gain from 16 lanes (conv1 over dup4 rows, 4 -> 8 and 4k -> 4
+// channel convs, blocks of 16 output channels, FC1); the same sums in the same order as the AVX2
+// level, so the same bits.
+namespace avx512 {
+
+// The AVX-512F row kernel for a layer of this geometry, or nullptr where the AVX2 one serves.
+RowKernel row_kernel(const ConvGeom& g, bool dup4);
+
+// FC1 over the AVX2 level's weight layout, as avx2::kFc1.
+extern const Fc1Kernel kFc1[kFcRows + 1];
+
+}  // namespace avx512
 }  // namespace pyinspect::student

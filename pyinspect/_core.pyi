@@ -66,6 +66,10 @@ def student_engine_supported() -> bool:
     """Whether the direct student engine runs here: an x86-64 build on a CPU with AVX2 and FMA (the
     engine's kernels need both). False on other architectures, where ``StudentRunner`` is absent."""
 
+def student_kernel_isas() -> list[str]:
+    """The student engine's kernel levels this CPU runs, lowest first: ['avx2', 'avx512f'],
+    ['avx2'], or [] (no AVX2+FMA, or not an x86-64 build)."""
+
 class StudentRunner:
     """The direct student engine plus the voter (x86-64 builds only; the constructor raises
     ``ValueError`` on a CPU without AVX2+FMA). Gray frames only, of the one dtype
@@ -83,13 +87,16 @@ class StudentRunner:
         class_defective: Sequence[bool],
         is_logits: bool,
         frame_dtype: str = "uint8",
+        isa: str = "auto",
     ) -> None:
         """``weights``: 'conv1_w' .. 'conv5_w' [C_out, C_in, 3, 3], 'conv1_b' .. 'conv5_b',
         'fc1_w' [hidden, C5 * 49], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b'. The widths are
         the biases' lengths, 1 to 64 each; any hidden and class count. conv1 sees a pixel x as
         x * input_scale + input_offset and pad_value outside the patch; in_channels 3 means gray
         replicated (conv1 is summed). ``frame_dtype``: 'uint8' or 'uint16', the frames
-        ``input_scale`` was computed for; ``run`` refuses the other with ``ValueError``."""
+        ``input_scale`` was computed for; ``run`` refuses the other with ``ValueError``. ``isa``:
+        'auto' (the highest level of ``student_kernel_isas()``), 'avx2' or 'avx512f' (a level the
+        CPU lacks: ``ValueError``)."""
     def run(
         self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
     ) -> bytes:
@@ -105,3 +112,6 @@ class StudentRunner:
         """A copy of the last run's logits [N, K]."""
     @property
     def threads(self) -> int: ...
+    @property
+    def isa(self) -> str:
+        """The kernel level in use: 'avx2' or 'avx512f'."""

@@ -70,12 +70,12 @@ echo "== sanitize: configure + build _core ($CXX, $SAN_FLAGS) in $BUILD"
 SO=$(find "$BUILD" -maxdepth 1 -name '_core*.so' -print -quit)
 [[ -n "$SO" ]] || { echo "sanitize: the build produced no _core*.so" >&2; exit 1; }
 
-# The files built with -mavx2 must define no weak (inline or template) function: the linker keeps
-# one copy of each for the whole module, and an AVX2 copy would then also run in baseline code,
-# which crashes on an x86-64 CPU without AVX2 (see cpp/student_kernels_avx2.cpp).
+# The files built with -mavx2 or -mavx512f must define no weak (inline or template) function: the
+# linker keeps one copy of each for the whole module, and an AVX2 (AVX-512) copy would then also run
+# in baseline code, which crashes on an x86-64 CPU without it (see cpp/student_kernels_avx2.cpp).
 NM=$(command -v gcc-nm || command -v nm || true)
 if [[ -n "$NM" ]]; then
-    for obj in $(find "$BUILD/CMakeFiles" -name '*_avx2.cpp.o'); do
+    for obj in $(find "$BUILD/CMakeFiles" -name '*_avx2.cpp.o' -o -name '*_avx512.cpp.o'); do
         weak=$("$NM" -C --defined-only "$obj" | awk '$2 ~ /^[VvWwu]$/')
         if [[ -n "$weak" ]]; then
             printf 'sanitize: %s defines weak symbols:\n%s\n' "$obj" "$weak" >&2

@@ -114,7 +114,7 @@ def test_latency_smoke(
     assert all(r["stats"]["runs"] == 3 and r["timer"] == timer for r in result["rows"])
     assert (result["clock"], result["threads"]) == (clock, 1)
     e2e = next(r for r in result["rows"] if r["kind"] == "e2e" and r["model"] == "student")
-    assert set(e2e["stages"]) == {"tile_ms", "infer_ms", "vote_ms", "overhead_ms"}
+    assert set(e2e["stages"]) == {"tile_ms", "infer_ms", "vote_ms", "total_ms", "overhead_ms"}
     assert (e2e["stages"]["overhead_ms"] is None) == (clock == "cpu")  # strict JSON, no NaN
     assert "onnxruntime" in result["summary"]["speedup_by_backend"]
     assert result["machine"]["cpu"]
@@ -152,7 +152,82 @@ def test_latency_times_the_direct_student_runner(tmp_path: Path) -> None:
         return
     (row,) = result["rows"]
     assert (row["backend"], row["kind"], row["stats"]["runs"]) == ("student", "e2e", 3)
-    assert "| direct student runner (C++) |" in out.with_suffix(".md").read_text()
+    report = out.with_suffix(".md").read_text()
+    assert "| direct student runner (C++) |" in report
+    # the overhead column is wall time minus the native call's own timer
+    g = row["stages"]
+    assert g["total_ms"] == pytest.approx(g["infer_ms"] + g["vote_ms"], abs=0.02)
+    assert g["overhead_ms"] == pytest.approx(row["stats"]["median"] - g["total_ms"])
+    (side,) = result["summary"]["python_side"]
+    assert side["python_ms"] == g["overhead_ms"]
+    assert "Python side of `Inspector.run` on the direct student runner" in report
+
+
+def test_python_side_target_is_checked_per_direct_row() -> None:
+    fast = _row("student", latency.STUDENT, "e2e", 1.0)
+    fast.stages = {"total_ms": 0.98, "overhead_ms": 0.02}
+    slow = _row("shipped", latency.STUDENT, "e2e", 1.0)
+    slow.stages = {"total_ms": 0.9, "overhead_ms": 0.1}
+    sides = latency.summarise([fast, slow], [])["python_side"]
+    assert [(v["model"], v["meets_target"]) for v in sides] == [
+        ("student", True),
+        ("shipped", False),
+    ]
+
+
+@pytest.mark.skipif(
+    bool(common.runner_unavailable(latency.STUDENT)),
+    reason=f"no direct student runner here: {common.runner_unavailable(latency.STUDENT)}",
+)
+def test_peers_table_times_every_engine_path(tmp_path: Path) -> None:
+    import importlib.util
+
+    import peers
+    from studentzoo import student_onnx
+
+    model = tmp_path / "student.onnx"
+    student_onnx(model, hidden=32, seed=3)
+    out = tmp_path / "latency.json"
+    argv = ["--peers-only", "--peer-model", str(model), "--peer-rounds", "1"]
+    argv += ["--peer-iters", "2", "--threads", "1", "--json", str(out)]
+    assert latency.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["rows"] == [] and not out.with_suffix(".png").exists()
+    got = result["peers"]
+    rows = {r["key"]: r for r in got["rows"]}
+    want = {"direct", "tiled-ort-f32", "fullframe-ort-f32"}
+    if importlib.util.find_spec("onnxruntime.quantization"):
+        want |= {"tiled-ort-int8", "fullframe-ort-int8"}
+    caps, _ = peers.openvino_capabilities()
+    if caps:
+        want |= {"tiled-openvino-f32", "fullframe-openvino-f32"}
+        if "BF16" in caps:
+            want |= {"tiled-openvino-bf16", "fullframe-openvino-bf16"}
+        else:
+            assert any("f32 only" in s["reason"] for s in got["skipped"])
+    assert want <= set(rows)
+    assert rows["direct"]["vs_direct"] == 1.0
+    # f32 on either engine and layout gives the direct path's verdicts
+    for key in ("tiled-ort-f32", "fullframe-ort-f32"):
+        assert rows[key]["verdicts_equal"] == got["frames"]
+        assert rows[key]["vs_direct"] == pytest.approx(
+            rows[key]["median_ms"] / rows["direct"]["median_ms"]
+        )
+    best = min((r for r in got["rows"] if r["group"] == "tiled"), key=lambda r: r["median_ms"])
+    assert got["goals"]["tiled"]["best"] == best["key"]
+    assert got["goals"]["tiled"]["met"] == (best["vs_direct"] >= peers.GOAL_TILED)
+    report = out.with_suffix(".md").read_text()
+    assert "## Peers: the direct path against the engines" in report
+    assert "| NumPy tiling + ONNX Runtime f32, batch 9 |" in report
+    assert "| full-frame graph on ONNX Runtime f32 |" in report
+    assert "faster than the best of (a) NumPy tiling" in report
+    assert "faster than the best of (b) full-frame" in report
+
+
+def test_peers_refuse_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.onnx"
+    assert latency.main(["--peers-only", "--peer-model", str(missing)]) == 2
+    assert f"--peers: no student model at {missing}" in capsys.readouterr().err
 
 
 def test_latency_refuses_an_unknown_backend(pair, capsys: pytest.CaptureFixture[str]) -> None:

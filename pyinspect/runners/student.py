@@ -17,6 +17,11 @@ the student's structure with the ``onnx`` package; anything else (a layer wider 
 and the Inspector keeps its backend. Before it is used, a freshly built runner must reproduce
 the backend's float32 logits on two fixed frames (one on the shared path, one patch by patch).
 
+Kernel levels (``ISAS``): AVX2 + FMA for every layer, and AVX-512F for the layers that gain from
+16 lanes (conv1, 4-to-8-channel convs, blocks of 16 output channels); all are compiled in, and
+``isa="auto"`` takes the highest this CPU runs (``kernel_isas()``). Both levels sum in the same
+order, so they give the same bits.
+
     runner = StudentRunner("models/student.onnx")
     result = runner.inspect(gray_frame)        # InspectionResult with stage timings
 """
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
     from pyinspect.backends.base import Backend
 
 __all__ = [
+    "ISAS",
     "MAX_WIDTH",
     "RECORD_HEAD",
     "VERIFY_TOLERANCE",
@@ -51,6 +57,8 @@ __all__ = [
     "StudentGraph",
     "StudentRunner",
     "decode_record",
+    "input_transform",
+    "kernel_isas",
 ]
 
 #: Conv widths of the paper's student (Table 1, the shipped model); any others up to MAX_WIDTH run.
@@ -59,6 +67,8 @@ WIDTHS = (4, 8, 16, 4, 4)
 MAX_WIDTH = 64
 #: Largest |Δlogit| against the backend accepted at load (float summation order only: ~1e-5).
 VERIFY_TOLERANCE = 1e-3
+#: ``StudentRunner(isa=...)``: ``auto`` (the highest kernel level this CPU runs) or a level.
+ISAS = ("auto", "avx2", "avx512f")
 
 
 class NotAStudentError(SpecError):
@@ -319,10 +329,13 @@ class StudentRunner:
             Inspector passes its own, so the check is parity with the path the runner replaces.
             ``None``: a fresh ONNX Runtime backend.
         verify: run that check (keep it on).
+        isa: the kernel level: ``"auto"`` (the highest of ``kernel_isas()``), ``"avx2"`` or
+            ``"avx512f"``; ``isa`` afterwards names the one in use.
 
     Raises ``NotAStudentError`` (a ``SpecError``) for other networks and
-    ``BackendUnavailableError`` where the CPU lacks AVX2/FMA or the core was built without the
-    runner; ``BackendError`` when the parity check fails. Not safe for concurrent ``run``.
+    ``BackendUnavailableError`` where the CPU lacks AVX2/FMA (or the level asked for) or the core
+    was built without the runner; ``BackendError`` when the parity check fails. Not safe for
+    concurrent ``run``.
     """
 
     name = "student"
@@ -336,20 +349,18 @@ class StudentRunner:
         threads: int | None = None,
         reference: Backend | None = None,
         verify: bool = True,
+        isa: str = "auto",
     ) -> None:
         check_threads(threads)
         require_runner()
+        check_isa(isa)
         self.model_path = Path(model_path)
         check_model_file(self.model_path)
         self.spec = spec if spec is not None else ModelSpec.for_model(self.model_path)
         graph = read_student_for(self.model_path, self.spec)
-        norm = self.spec.normalization
         #: Bits per pixel of the frames it reads: 8 (uint8) or 10/12/16 (uint16 mono).
         self.bit_depth: int = getattr(self.spec.input, "bit_depth", 8)
-        max_value = 2**self.bit_depth - 1
-        # The tiler's arithmetic: u = x * float(1 / (max_value std)) + float(-mean / std).
-        scale = float(np.float32(1.0 / (max_value * norm.std[0])))
-        offset = float(np.float32(-norm.mean[0] / norm.std[0]))
+        scale, offset = input_transform(self.spec)
         self.threads = threads or physical_cores()
         try:
             self._native: Any = _core.StudentRunner(
@@ -363,10 +374,13 @@ class StudentRunner:
                 self.spec.class_defective.tolist(),
                 True,
                 "uint8" if self.bit_depth == 8 else "uint16",
+                isa,
             )
         except ValueError as exc:
             msg = f"{self.model_path}: {exc}"
             raise NotAStudentError(msg) from exc
+        #: The kernel level in use: ``"avx2"`` or ``"avx512f"``.
+        self.isa: str = self._native.isa
         self._record: bytes | None = None
         self.verify_delta: float | None = self._verify(reference) if verify else None
 
@@ -425,7 +439,7 @@ class StudentRunner:
         self.close()
 
     def __repr__(self) -> str:
-        return f"StudentRunner({str(self.model_path)!r}, threads={self.threads})"
+        return f"StudentRunner({str(self.model_path)!r}, threads={self.threads}, isa={self.isa!r})"
 
     def _verify(self, reference: Backend | None) -> float:
         """Max |Δlogit| against ``reference`` on a 512×512 frame (the shared path) and a 600×600
@@ -463,6 +477,17 @@ class StudentRunner:
         return worst
 
 
+def input_transform(spec: ModelSpec) -> tuple[float, float]:
+    """``(scale, offset)`` of the tiler's arithmetic on one gray plane, ``u = x · scale + offset``
+    with ``scale = float32(1 / (max_value · std))`` and ``offset = float32(−mean / std)``: what
+    conv1 sees of a pixel, here and in the whole-frame graph (``pyinspect.export.fullframe``)."""
+    norm = spec.normalization
+    max_value = 2 ** getattr(spec.input, "bit_depth", 8) - 1
+    scale = float(np.float32(1.0 / (max_value * norm.std[0])))
+    offset = float(np.float32(-norm.mean[0] / norm.std[0]))
+    return scale, offset
+
+
 def read_student_for(model_path: Path, spec: ModelSpec) -> StudentGraph:
     """The student's weights, after the sidecar checks that need no graph (cheap refusals
     first: the Inspector tries this on every CPU model it loads)."""
@@ -493,6 +518,29 @@ def read_student_for(model_path: Path, spec: ModelSpec) -> StudentGraph:
         )
         raise NotAStudentError(msg)
     return graph
+
+
+def kernel_isas() -> tuple[str, ...]:
+    """The kernel levels this CPU runs, lowest first: ``("avx2", "avx512f")``, ``("avx2",)``, or
+    ``()`` where the runner cannot run at all."""
+    levels = getattr(_core, "student_kernel_isas", None)
+    return tuple(levels()) if levels is not None else ()
+
+
+def check_isa(isa: object) -> str:
+    """``isa`` as a kernel level this CPU runs (``"auto"`` always): an ``InputError`` for a
+    name that is not a level, ``BackendUnavailableError`` for a level this CPU lacks."""
+    if not isinstance(isa, str) or isa not in ISAS:
+        msg = f"isa must be one of {list(ISAS)}, got {isa!r}"
+        raise InputError(msg)
+    have = kernel_isas()
+    if isa != "auto" and isa not in have:
+        msg = (
+            f"the student runner's {isa} kernels need a CPU with {isa.upper()}; this one runs"
+            f" {', '.join(have) or 'none of its levels'}"
+        )
+        raise BackendUnavailableError(msg)
+    return isa
 
 
 def require_runner() -> None:
