@@ -61,6 +61,7 @@ MERGED_DEFECT = "defective"
 DEFECT_TYPE_MODES = ("merge", "keep")
 DATASET_KEYS = frozenset({"name", "groups", "defect_types", "mask_threshold", "bit_depth", "notes"})
 JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "__macosx"})
+XML_SUFFIXES = frozenset({".xml"})
 SPLITS = ("train", "val", "test")
 DefectTypes = Literal["merge", "keep"]
 
@@ -160,9 +161,9 @@ def _is_junk(p: Path) -> bool:
     return name in JUNK_NAMES or name.startswith((".", "._"))
 
 
-def _listing(d: Path) -> list[Path]:
+def _listing(d: Path, *, junk: bool = False) -> list[Path]:
     try:
-        return sorted((p for p in d.iterdir() if not _is_junk(p)), key=lambda p: p.name)
+        return sorted((p for p in d.iterdir() if junk or not _is_junk(p)), key=lambda p: p.name)
     except OSError as exc:
         msg = f"{d}: cannot list the folder ({exc.strerror or exc})"
         raise DatasetError(msg) from exc
@@ -172,16 +173,43 @@ def _dirs(d: Path) -> dict[str, Path]:
     return {p.name: p for p in _listing(d) if p.is_dir()}
 
 
-def _image_files(d: Path, skipped: list[Problem]) -> list[Path]:
+def _files(d: Path, suffixes: frozenset[str], what: str, skipped: list[Problem]) -> list[Path]:
+    """The files of ``d`` with one of ``suffixes`` (any case); everything else, system files
+    (``Thumbs.db``, ``._*``) included, is counted in ``skipped`` with the reason."""
     out = []
-    for p in _listing(d):
-        if p.is_dir():
-            skipped.append(Problem(p, "a folder inside a class folder is not read"))
-        elif p.suffix.lower() in IMAGE_SUFFIXES:
+    for p in _listing(d, junk=True):
+        if _is_junk(p):
+            skipped.append(Problem(p, "system file, not read"))
+        elif p.is_dir():
+            skipped.append(Problem(p, f"a folder inside a {what} folder is not read"))
+        elif p.suffix.lower() in suffixes:
             out.append(p)
         else:
-            skipped.append(Problem(p, f"not an image file ({p.suffix or 'no suffix'})"))
+            kind = "a VOC .xml file" if suffixes == XML_SUFFIXES else "an image file"
+            skipped.append(Problem(p, f"not {kind} ({p.suffix or 'no suffix'})"))
     return out
+
+
+def _image_files(d: Path, skipped: list[Problem]) -> list[Path]:
+    return _files(d, IMAGE_SUFFIXES, "class", skipped)
+
+
+def _locations(
+    d: Path, suffixes: frozenset[str], kind: str, problems: list[Problem], skipped: list[Problem]
+) -> dict[str, Path]:
+    """Stem -> file of a ``masks/<type>`` or ``boxes/<type>`` folder (suffix in any case); two
+    files of one stem are a problem, since which one is meant cannot be told."""
+    index: dict[str, Path] = {}
+    if not d.is_dir():
+        return index
+    for f in _files(d, suffixes, kind, skipped):
+        if f.stem in index:
+            problems.append(
+                Problem(f, f"two {kind} files for the stem {f.stem!r} (also {index[f.stem].name})")
+            )
+            continue
+        index[f.stem] = f
+    return index
 
 
 def class_table(
@@ -334,7 +362,7 @@ def load_dataset(
         group_dirs = {str(doc.get("name") or root.resolve().name or "product"): root}
     types = {g: sorted(n for n in _dirs(d) if n not in RESERVED) for g, d in group_dirs.items()}
     groups = _check_dataset_json(root, doc, sorted(group_dirs), types)
-    classes = class_table(groups, types, mode)
+    classes = class_table(groups, types, mode)  # type: ignore[arg-type]
     column = {
         (c.group, c.defect_type if mode == "keep" else c.defective): i
         for i, c in enumerate(classes)
@@ -345,9 +373,14 @@ def load_dataset(
         for folder in [GOOD, *types[g]]:
             d = gdir / folder
             files = _image_files(d, skipped)
+            dtype = None if folder == GOOD else folder
+            masks: dict[str, Path] = {}
+            boxes: dict[str, Path] = {}
+            if dtype is not None:
+                masks = _locations(gdir / MASKS / dtype, IMAGE_SUFFIXES, "mask", problems, skipped)
+                boxes = _locations(gdir / BOXES / dtype, XML_SUFFIXES, "boxes", problems, skipped)
             if not files:
                 problems.append(Problem(d, "empty class folder (no image files)"))
-                continue
             stems: dict[str, Path] = {}
             for p in files:
                 if p.stem in stems:
@@ -358,24 +391,26 @@ def load_dataset(
                     )
                     continue
                 stems[p.stem] = p
-                dtype = None if folder == GOOD else folder
-                mask = boxes = None
-                if dtype is not None:
-                    m = _find_stem(gdir / MASKS / dtype, p.stem)
-                    b = gdir / BOXES / dtype / f"{p.stem}.xml"
-                    mask = m.relative_to(root) if m is not None else None
-                    boxes = b.relative_to(root) if b.is_file() else None
+                m, b = masks.get(p.stem), boxes.get(p.stem)
                 key = (gi, dtype) if mode == "keep" else (gi, dtype is not None)
-                samples.append(Sample(p.relative_to(root), gi, dtype, column[key], mask, boxes))
+                samples.append(
+                    Sample(
+                        p.relative_to(root),
+                        gi,
+                        dtype,
+                        column[key],
+                        m.relative_to(root) if m is not None else None,
+                        b.relative_to(root) if b is not None else None,
+                    )
+                )
+            for kind, index in (("mask", masks), ("boxes", boxes)):
+                for stem, f in index.items():
+                    if stem not in stems:
+                        problems.append(Problem(f, f"{kind} file without an image of that stem"))
         for kind in (MASKS, BOXES):
             for t, d in _dirs(gdir / kind).items() if (gdir / kind).is_dir() else []:
                 if t not in types[g]:
                     problems.append(Problem(d, f"{kind}/ for {t!r}, which has no image folder"))
-                    continue
-                have = {Path(s.path).stem for s in samples if s.group == gi and s.defect_type == t}
-                for f in _listing(d):
-                    if f.is_file() and f.stem not in have:
-                        problems.append(Problem(f, f"{kind[:-1]} without an image of that stem"))
     ds = Dataset(
         root=root,
         name=str(doc.get("name") or root.resolve().name),
@@ -402,16 +437,6 @@ def problem_text(root: Path, problems: Sequence[Problem], limit: int = 20) -> st
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more (`python -m train data check`)")
     return "\n".join(lines)
-
-
-def _find_stem(d: Path, stem: str) -> Path | None:
-    if not d.is_dir():
-        return None
-    for suffix in (".png", ".bmp", ".tif", ".tiff", ".PNG", ".BMP", ".jpg"):
-        p = d / f"{stem}{suffix}"
-        if p.is_file():
-            return p
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -500,8 +525,12 @@ def defect_mask(
     else:
         return None
     if not region.any():
-        src = sample.mask_path or sample.boxes_path
-        msg = f"{ds.root / src}: the defect region is empty (no pixel above {ds.mask_threshold})"
+        if sample.mask_path is not None:
+            why = f"no pixel above the mask threshold {ds.mask_threshold}"
+        else:
+            why = f"the boxes cover no pixel of the {w}×{h} image"
+        src = ds.root / (sample.mask_path or sample.boxes_path)  # type: ignore[operator]
+        msg = f"{src}: the defect region is empty ({why})"
         raise DatasetError(msg)
     return region
 
@@ -535,6 +564,11 @@ def split_samples(
         n = len(members)
         n_test = max(1, round(n * test)) if test > 0 else 0
         n_val = max(1, round(n * val)) if val > 0 else 0
+        while n_test + n_val > n - 1:  # large fractions of a small class: train keeps one
+            if n_val > (val > 0) and n_val >= n_test:
+                n_val -= 1
+            else:
+                n_test -= 1
         assign[members[:n_test]] = "test"
         assign[members[n_test : n_test + n_val]] = "val"
         assign[members[n_test + n_val :]] = "train"

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 from modelzoo import TinyBundle, textured_frame, write_tiny
 
+#: the shared generic-layout sets (generic_set, generic_set_single, generic_set_16bit)
+pytest_plugins = ["genericset"]
+
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:

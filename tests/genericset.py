@@ -8,9 +8,9 @@ image of every group is 200×300, narrower than the 224 patch, for the resize po
 single-product set (no group level), 16-bit frames (uint16 PNG = 8-bit value × 257 and
 ``bit_depth: 16`` in ``dataset.json``). Every pixel is a function of the arguments.
 
-Fixtures (session-scoped; never modify their folders, copy them first): a test module asks
-for them with ``pytest_plugins = ["genericset"]`` (tests/ is on ``sys.path``, as for
-``modelzoo``), then takes ``generic_set``, ``generic_set_single`` or ``generic_set_16bit``.
+Fixtures (session-scoped, built once per session; never modify their folders, copy them
+first): tests/conftest.py registers this module as a plugin, so any test takes
+``generic_set``, ``generic_set_single`` or ``generic_set_16bit`` by name.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class GenericImage:
     width: int
     height: int
     location: Location | None  # where its defect region is written; None for good images
+    box: tuple[int, int, int, int] | None = None  # the VOC box, end-exclusive (x0, y0, x1, y1)
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,9 @@ def build_generic_set(
             xml = base / "boxes" / "scratch" / f"{name}.xml"
             xml.parent.mkdir(parents=True, exist_ok=True)
             xml.write_text(_voc([box], w, h), encoding="utf-8")
-            images.append(GenericImage(f"{prefix}scratch/{name}.png", g, "scratch", w, h, "boxes"))
+            images.append(
+                GenericImage(f"{prefix}scratch/{name}.png", g, "scratch", w, h, "boxes", box)
+            )
     doc: dict[str, object] = {
         "name": "synthetic-parts",
         "notes": "written by tests/genericset.py from train.synth textures",

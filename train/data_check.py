@@ -142,7 +142,7 @@ def check_generic(root: str | Path, *, defect_types: str = "merge", seed: int = 
             small.append((w, h, path))
         if depth == 16 and colour:
             problems.append(Problem(path, "16-bit colour image; 16-bit frames must be mono"))
-        elif depth == 16 and int(img.max()) > top:
+        elif depth == 16 and ds.bit_depth != 8 and int(img.max()) > top:  # 8: named once below
             problems.append(
                 Problem(
                     path,
@@ -229,15 +229,27 @@ def check_generic(root: str | Path, *, defect_types: str = "merge", seed: int = 
     return CheckReport(ds, seed, list(folders.values()), problems, notes, skipped, split)
 
 
+def _skip_kind(p: Problem) -> str:
+    if p.what == "unreadable image":
+        return "unreadable"
+    if p.what.startswith("system file"):
+        return "system files"
+    if p.what.startswith("a folder"):
+        return "folders"
+    return "not images" if "image" in p.what else "not .xml"
+
+
 def print_report(
     report: CheckReport,
     *,
     verbose: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> None:
     """The per-folder table, the split, notes and skipped files to ``out``; problems to
-    ``err``."""
+    ``err`` (default: ``sys.stdout`` / ``sys.stderr`` as they are at the call)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     ds = report.ds
     layout = f"{len(ds.groups)} group(s)" if ds.grouped else "one product (no group level)"
     n_images = sum(f.images for f in report.folders)
@@ -275,9 +287,7 @@ def print_report(
                 file=out,
             )
     if report.skipped:
-        kinds = Counter(
-            "unreadable" if p.what == "unreadable image" else "not images" for p in report.skipped
-        )
+        kinds = Counter(_skip_kind(p) for p in report.skipped)
         text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         hint = "" if verbose else " (--verbose lists them)"
         print(f"skipped {len(report.skipped)} file(s): {text}{hint}", file=out)
@@ -289,8 +299,8 @@ def print_report(
     for note in report.notes:
         print(f"note: {note.text}", file=out)
         if verbose:
-            for p in note.files:
-                print(f"  {p}", file=out)
+            for f in note.files:
+                print(f"  {f}", file=out)
     for p in report.problems:
         print(str(p), file=err)
     if report.problems:
