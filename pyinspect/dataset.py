@@ -43,6 +43,8 @@ __all__ = [
     "Problem",
     "Sample",
     "defect_mask",
+    "is_junk",
+    "list_folder",
     "load_dataset",
     "read_boxes",
     "read_image",
@@ -156,29 +158,32 @@ class Dataset:
 # tree
 
 
-def _is_junk(p: Path) -> bool:
+def is_junk(p: Path) -> bool:
+    """System litter (``Thumbs.db``, ``.DS_Store``, dot files, ``__MACOSX``): never data."""
     name = p.name.lower()
     return name in JUNK_NAMES or name.startswith((".", "._"))
 
 
-def _listing(d: Path, *, junk: bool = False) -> list[Path]:
+def list_folder(d: Path, *, junk: bool = False) -> list[Path]:
+    """A folder's entries sorted by name, without :func:`is_junk` ones unless ``junk``; a
+    folder that cannot be listed is a :class:`DatasetError` naming it."""
     try:
-        return sorted((p for p in d.iterdir() if junk or not _is_junk(p)), key=lambda p: p.name)
+        return sorted((p for p in d.iterdir() if junk or not is_junk(p)), key=lambda p: p.name)
     except OSError as exc:
         msg = f"{d}: cannot list the folder ({exc.strerror or exc})"
         raise DatasetError(msg) from exc
 
 
 def _dirs(d: Path) -> dict[str, Path]:
-    return {p.name: p for p in _listing(d) if p.is_dir()}
+    return {p.name: p for p in list_folder(d) if p.is_dir()}
 
 
 def _files(d: Path, suffixes: frozenset[str], what: str, skipped: list[Problem]) -> list[Path]:
     """The files of ``d`` with one of ``suffixes`` (any case); everything else, system files
     (``Thumbs.db``, ``._*``) included, is counted in ``skipped`` with the reason."""
     out = []
-    for p in _listing(d, junk=True):
-        if _is_junk(p):
+    for p in list_folder(d, junk=True):
+        if is_junk(p):
             skipped.append(Problem(p, "system file, not read"))
         elif p.is_dir():
             skipped.append(Problem(p, f"a folder inside a {what} folder is not read"))

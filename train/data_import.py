@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pyinspect.dataset import DATASET_JSON, DatasetError, load_dataset
+from pyinspect.dataset import DATASET_JSON, DatasetError, list_folder, load_dataset
 
 __all__ = ["FORMATS", "ImportResult", "import_dagm", "import_ksdd", "import_mtd"]
 
@@ -41,7 +41,6 @@ MTD_CLASSES = {
 MTD_MASK_THRESHOLD = 127  # the masks are anti-aliased grey levels; > 127 is the defect
 KSDD_DEFECT = "defect"
 DAGM_DEFECT = "defect"
-JUNK_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store", "__macosx"})
 _KOS_DIR = re.compile(r"^kos\d+$", re.IGNORECASE)
 _KSDD_PART = re.compile(r"^(part\d+)(_label)?$", re.IGNORECASE)
 
@@ -74,19 +73,6 @@ class _Plan:
 
 # ---------------------------------------------------------------------------------------------
 # reading the source
-
-
-def _is_junk(p: Path) -> bool:
-    name = p.name.lower()
-    return name in JUNK_NAMES or name.startswith((".", "._"))
-
-
-def _children(d: Path) -> list[Path]:
-    try:
-        return sorted((p for p in d.iterdir() if not _is_junk(p)), key=lambda p: p.name)
-    except OSError as exc:
-        msg = f"{d}: cannot list the folder ({exc.strerror or exc})"
-        raise DatasetError(msg) from exc
 
 
 def _read_gray(path: Path, what: str) -> npt.NDArray[Any]:
@@ -150,7 +136,7 @@ def _plan_mtd(src: Path, strict: bool) -> _Plan:
     for folder, dtype in MTD_CLASSES.items():
         images = sorted(
             p
-            for p in _children(src / folder / "Imgs")
+            for p in list_folder(src / folder / "Imgs")
             if p.is_file() and p.suffix.lower() == ".jpg"
         )
         if not images:
@@ -186,9 +172,9 @@ def _plan_mtd(src: Path, strict: bool) -> _Plan:
 
 def _ksdd_root(src: Path) -> tuple[Path, list[Path]]:
     """The folder holding ``kosNN/``: SRC itself, or the one folder inside it (an unzip wrapper)."""
-    subdirs = [p for p in _children(src) if p.is_dir()]
+    subdirs = [p for p in list_folder(src) if p.is_dir()]
     for d in (src, *subdirs[:1]) if len(subdirs) == 1 else (src,):
-        kos = [p for p in _children(d) if p.is_dir() and _KOS_DIR.match(p.name)]
+        kos = [p for p in list_folder(d) if p.is_dir() and _KOS_DIR.match(p.name)]
         if kos:
             return d, kos
     msg = (
@@ -209,7 +195,7 @@ def _plan_ksdd(src: Path, strict: bool) -> _Plan:
     for kos in kos_dirs:
         images: dict[str, Path] = {}
         labels: dict[str, Path] = {}
-        for p in _children(kos):
+        for p in list_folder(kos):
             m = _KSDD_PART.match(p.stem) if p.is_file() else None
             if m and m.group(2) is None and p.suffix.lower() in (".jpg", ".jpeg"):
                 images[m.group(1).lower()] = p
