@@ -44,7 +44,7 @@ def _float(x: Any) -> str:
     return _dumps(x)
 
 
-_format6 = "{:.6f}".format
+_FORMATS6: dict[int, str] = {}
 
 
 def _floats6(values: list[float]) -> str:
@@ -52,13 +52,32 @@ def _floats6(values: list[float]) -> str:
 
     ``{:.6f}`` rounds exactly as ``round(v, 6)`` does (both are Python's correctly rounded
     decimal conversion), and ``repr`` of the rounded float is those digits without trailing
-    zeros, except where ``repr`` switches to exponents (below 1e-4, from 1e16) or spells nan /
-    inf: those lists take the slow path."""
-    s = ",".join([_format6(v).rstrip("0") for v in values])  # 0.500000 -> 0.5, 1.000000 -> 1.
-    if "n" in s or "0.0000" in s or (values and max(map(abs, values)) >= 1e15):
+    zeros while those digits are at most 15 significant ones (below 1e9), except where ``repr``
+    switches to exponents (below 1e-4) or spells nan / inf: other values are written one by one.
+    One ``format`` call writes the whole list; the trailing zeros go in at most six ``replace``
+    passes (a ``.`` stops them)."""
+    n = len(values)
+    fmt = _FORMATS6.get(n)
+    if fmt is None:
+        fmt = _FORMATS6[n] = "{:.6f}," * n if n <= 4096 else ""
+    if not fmt:
         return _dumps([round(v, 6) for v in values])
-    s = s.replace(".,", ".0,")  # 1. -> 1.0
-    return f"[{s}0]" if s.endswith(".") else f"[{s}]"
+    s = fmt.format(*values)  # "0.500000,1.000000,0.000000,"
+    if "n" in s or (n and (max(values) >= 1e9 or min(values) <= -1e9)):
+        return _floats6_slow(values)
+    while "0," in s:
+        s = s.replace("0,", ",")  # "0.5,1.,0.,"
+    if "0.0000" in s:  # 0 < |v| < 1e-4 after rounding: repr writes 5e-05
+        return _floats6_slow(values)
+    return f"[{s.replace('.,', '.0,')[:-1]}]"
+
+
+def _floats6_slow(values: list[float]) -> str:
+    out = []
+    for v in values:
+        r = round(v, 6)
+        out.append(repr(r) if math.isfinite(r) else _dumps(r))
+    return f"[{','.join(out)}]"
 
 
 def _float_list(a: np.ndarray) -> list[float]:
@@ -71,6 +90,24 @@ def _ints(a: np.ndarray) -> str:
     if a.dtype.kind not in "iu" or a.ndim != 1:
         return _dumps(a.tolist())
     return f"[{','.join(map(str, a.tolist()))}]"
+
+
+def _ms3(x: Any) -> str:
+    """``round(x, 3)`` as ``json.dumps`` writes it (``{:.3f}`` rounds as ``round`` does, and
+    below 1e12 its digits are what ``repr`` writes)."""
+    if type(x) is float and -1e12 < x < 1e12:
+        s = f"{x:.3f}".rstrip("0")
+        return s + "0" if s[-1] == "." else s
+    return _float(round(x, 3))
+
+
+def _timings(t: Timings) -> str:
+    a, b, c, d = t.tile_ms, t.infer_ms, t.vote_ms, t.total_ms
+    if type(a) is float and type(b) is float and type(c) is float and type(d) is float \
+            and math.isfinite(a + b + c + d):  # fmt: skip
+        return f'{{"tile_ms":{a!r},"infer_ms":{b!r},"vote_ms":{c!r},"total_ms":{d!r}}}'
+    return (f'{{"tile_ms":{_float(a)},"infer_ms":{_float(b)},"vote_ms":{_float(c)},'
+            f'"total_ms":{_float(d)}}}')  # fmt: skip
 
 
 def _value(x: Any) -> str:
@@ -91,6 +128,7 @@ class RecordEncoder:
     def __init__(self, *, model: ModelIdentity, run_id: str, source: str) -> None:
         self.model, self.run_id, self.source = model, run_id, source
         self._strings: dict[str, str] = {}
+        self._int_lists: dict[tuple[str, bytes], str] = {}  # patch classes, votes: few per run
         self._boxes: tuple[np.ndarray, str] | None = None
         self._second = -1
         self._second_text = ""
@@ -133,7 +171,7 @@ class RecordEncoder:
                                 source=self.source, frame_id=1)  # fmt: skip
             if tuple(first) != _IDENTITY + _VERDICT or tuple(first["timings"]) != _TIMINGS:
                 return False
-            cases = [
+            cases: list[dict[str, Any]] = [
                 {"frame_id": 1},
                 {"frame_id": 7, "captured_ns": 1_764_670_500_123_456_789,
                  "camera_timestamp": 123456, "latency_ms": 1.23456, "path": "/in/a b\u00e9.png"},
@@ -154,6 +192,19 @@ class RecordEncoder:
             if len(self._strings) < 4096:  # names and labels: a few per model
                 self._strings[s] = q
         return q
+
+    def _ints(self, a: np.ndarray) -> str:
+        """``_ints(a)``, remembered by content (a grid's classes and votes repeat)."""
+        if a.dtype.kind not in "iu":
+            return _ints(a)
+        key = (a.dtype.str, a.tobytes())
+        text = self._int_lists.get(key)
+        if text is None:
+            text = _ints(a)
+            if len(self._int_lists) >= 4096:
+                self._int_lists.clear()
+            self._int_lists[key] = text
+        return text
 
     def _boxes_json(self, boxes: np.ndarray) -> str:
         cached = self._boxes
@@ -195,14 +246,13 @@ class RecordEncoder:
                                  camera_timestamp=camera_timestamp, latency_ms=latency_ms,
                                  path=path)  # fmt: skip
         r = result
-        t = r.timings
         scores = _float_list(r.patch_score)
         probs = _float_list(r.patch_defect_prob)
         probs_text = _floats6(probs)
         # max_defect_prob is the largest of them (0 for none); numpy's max only when one is nan
         max_prob = (max(probs) if probs else 0.0) if "N" not in probs_text else r.max_defect_prob
         captured = "null" if captured_ns is None else self._iso(captured_ns)
-        latency = "null" if latency_ms is None else _float(round(latency_ms, 3))
+        latency = "null" if latency_ms is None else _ms3(latency_ms)
         error = r.error
         line = (
             f'{self._head}{_value(frame_id)},"captured_at":{captured},'
@@ -212,12 +262,10 @@ class RecordEncoder:
             f'"defective":{"true" if r.defective else "false"},'
             f'"label":{self._str(r.label)},"defect_type":{self._str(r.defect_type)},'
             f'"max_defect_prob":{_float(max_prob)},'
-            f'"boxes":{self._boxes_json(r.boxes)},"patch_class":{_ints(r.patch_class)},'
+            f'"boxes":{self._boxes_json(r.boxes)},"patch_class":{self._ints(r.patch_class)},'
             f'"patch_score":{_floats6(scores)},"patch_defect_prob":{probs_text},'
-            f'"defective_patches":{_ints(r.defective_patches)},'
-            f'"texture_votes":{_ints(r.texture_votes)},'
-            f'"timings":{{"tile_ms":{_float(t.tile_ms)},"infer_ms":{_float(t.infer_ms)},'
-            f'"vote_ms":{_float(t.vote_ms)},"total_ms":{_float(t.total_ms)}}},'
+            f'"defective_patches":{self._ints(r.defective_patches)},'
+            f'"texture_votes":{self._ints(r.texture_votes)},"timings":{_timings(r.timings)},'
             f'"error":{"null" if error is None else _dumps(error)}}}'
         )
         return line.encode()

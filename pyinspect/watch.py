@@ -41,8 +41,11 @@ __all__ = ["Station", "add_arguments", "run"]
 
 log = logging.getLogger("pyinspect.watch")
 _POLL_S = 0.05
-#: Frames whose records are made in one pass while frames keep coming (``_emit_pending``).
-EMIT_BATCH = 8
+#: While frames wait for inference, the records of the frames inspected meanwhile are made in one
+#: pass (``_emit_pending``: one hand-over to each sink, one wake-up of its thread) as long as the
+#: first of them would be at most EMIT_LINGER_S late, and at most EMIT_BATCH of them.
+EMIT_LINGER_S = 0.008
+EMIT_BATCH = 32
 
 
 @dataclass(eq=False)
@@ -116,6 +119,7 @@ class Station:
         self._room = threading.Condition(lock)  # room in a queue: blocked sources wait here
         self._infer_waiting = False
         self._pending: list[tuple[_SourceRun, _Item, InspectionResult, int]] = []
+        self._pending_since = 0  # perf_counter_ns when the first pending frame was inspected
         self._sinks: list[Sink] = []
         self._runs: list[_SourceRun] = []
         self._metrics_server: Any = None
@@ -446,12 +450,20 @@ class Station:
                             continue
                     elif any(r.blocked and not r.queue for r in self._runs):
                         self._room.notify_all()  # a blocked source may refill its queue
+                took = 0
                 if items:
+                    t0 = time.perf_counter_ns()
                     self._inspect(items)
-                # Records are made EMIT_BATCH frames at a time while frames keep coming (one pass
-                # over several frames is much cheaper than one per frame, whose Python runs
-                # with caches the inference just evicted), at once when none waits.
-                if len(self._pending) >= EMIT_BATCH or not any(r.queue for r in self._runs):
+                    took = time.perf_counter_ns() - t0
+                # Records are made at once when no frame waits; while frames keep coming, in one
+                # pass over several frames (a pass and a hand-over per frame cost more than the
+                # records themselves: each wakes every sink's thread), unless waiting for the
+                # next inspection would make the first of them more than EMIT_LINGER_S late.
+                if (
+                    not any(r.queue for r in self._runs)
+                    or len(self._pending) >= EMIT_BATCH
+                    or time.perf_counter_ns() + took - self._pending_since > EMIT_LINGER_S * 1e9
+                ):
                     self._emit_pending()
         except Exception:
             log.exception("inference thread failed; the station stops")
@@ -483,6 +495,8 @@ class Station:
                     result = self.inspector.run_prepared(it.prepared)
                 except PyInspectError as exc:
                     result = InspectionResult.failed(f"frame {it.frame_id}: {exc}")
+            if not self._pending:
+                self._pending_since = time.perf_counter_ns()
             self._pending.append((run, it, result, t0))
 
     def _emit_pending(self) -> None:

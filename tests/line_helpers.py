@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import socket
@@ -46,10 +47,52 @@ def port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-class Mosquitto:
-    """``mosquitto -c conf`` on a free port, persistence in ``folder`` (saved on SIGTERM)."""
+def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    import datetime as dt
+    import ipaddress
 
-    def __init__(self, folder: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            b = b.add_extension(san, critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("pyinspect test CA", ca_key, "pyinspect test CA", ca_key, True)
+    server = cert("127.0.0.1", key, "pyinspect test CA", ca_key, False)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return paths
+
+
+class Mosquitto:
+    """``mosquitto -c conf`` on a free port, persistence in ``folder`` (saved on SIGTERM);
+    ``tls=(ca, cert, key)`` adds a TLS listener on ``tls_port``."""
+
+    def __init__(self, folder: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
         if MOSQUITTO is None:
             msg = "mosquitto is not installed (make test installs it)"
             raise RuntimeError(msg)
@@ -57,16 +100,28 @@ class Mosquitto:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(
+        text = (
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {folder}/\nautosave_interval 1\n"
             "max_queued_messages 100000\nlog_dest none\n"
         )
+        if os.geteuid() == 0:  # started as root, mosquitto would drop to its own user, which
+            text += "user root\n"  # can read neither the persistence folder nor the TLS key
+        self.tls_port: int | None = None
+        if tls is not None:
+            self.tls_port = free_port()
+            ca, cert, key = tls
+            text += (f"listener {self.tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\n"
+                     f"keyfile {key}\n")  # fmt: skip
+        self.conf.write_text(text)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
         wait_for(lambda: port_open(self.port), 10, f"mosquitto on port {self.port}")
+        if self.tls_port is not None:
+            port = self.tls_port
+            wait_for(lambda: port_open(port), 10, f"mosquitto's TLS listener on port {port}")
 
     def stop(self) -> None:
         """SIGTERM: mosquitto saves its persistent sessions and exits."""

@@ -5,16 +5,21 @@ bearer token, down -> spool -> replay), MQTT (mosquitto), OPC UA (an asyncua cli
 from __future__ import annotations
 
 import json
+import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from line_helpers import (
+    MOSQUITTO,
     Mosquitto,
     Subscriber,
     WebhookReceiver,
     free_port,
+    make_tls_files,
     read_opcua,
     running_broker,
     wait_for,
@@ -36,6 +41,69 @@ def rec(frame_id: int, source: str = "cam", run_id: str = "r1") -> Record:
 def value(metric: object, *labels: str) -> float:
     m = metric.labels(*labels)  # type: ignore[attr-defined]
     return float(m._value.get())  # test-only peek at the counter
+
+
+class Recorder(Sink):
+    """A sink that notes each delivered batch: when, and its frame ids."""
+
+    kind = "recorder"
+
+    def __init__(self, name: str = "rec", delay_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.delay_s = delay_s
+        self.batches: list[tuple[float, list[int]]] = []
+
+    def deliver(self, records: list[Record]) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.batches.append((time.monotonic(), [r.doc["frame_id"] for r in records]))
+
+
+def worker_alive(name: str) -> bool:
+    return any(t.name == f"pyinspect-watch-sink-{name}" for t in threading.enumerate())
+
+
+# ---- the worker ----------------------------------------------------------------------------------
+def test_records_handed_over_together_go_at_once_and_single_ones_linger() -> None:
+    sink = Recorder(linger_s=1.0, batch=4)
+    sink.start()
+    try:
+        t0 = time.monotonic()
+        sink.offer_many([rec(i) for i in range(1, 4)])  # a batch from the station: no lingering
+        wait_for(lambda: len(sink.batches) == 1, 5, "the handed-over batch")
+        assert sink.batches[0][1] == [1, 2, 3] and sink.batches[0][0] - t0 < 0.6
+        t1 = time.monotonic()
+        for i in range(4, 7):  # single records wait for more, up to linger_s after the first
+            sink.offer(rec(i))
+        wait_for(lambda: len(sink.batches) == 2, 5, "the lingered batch")
+        assert sink.batches[1][1] == [4, 5, 6] and sink.batches[1][0] - t1 >= 0.95
+        t2 = time.monotonic()
+        for i in range(7, 11):  # ... or until a batch is full
+            sink.offer(rec(i))
+        wait_for(lambda: len(sink.batches) == 3, 5, "the full batch")
+        assert sink.batches[2][1] == [7, 8, 9, 10] and sink.batches[2][0] - t2 < 0.6
+    finally:
+        sink.stop(time.monotonic() + 5)
+    assert not worker_alive("rec")
+
+
+def test_every_record_is_delivered_once_in_order_whatever_the_hand_over() -> None:
+    sink = Recorder("order", delay_s=0.002, queue=100_000, batch=16, linger_s=0.003)
+    sink.start()
+    rng = random.Random(7)
+    n = 0
+    while n < 3000:
+        k = rng.choice([1, 1, 1, 2, 5, 8, 21])
+        batch = [rec(i) for i in range(n + 1, n + k + 1)]
+        sink.offer(batch[0]) if k == 1 else sink.offer_many(batch)
+        n += k
+        if rng.random() < 0.05:
+            time.sleep(0.004)  # let the worker go idle now and then
+    sink.stop(time.monotonic() + 20)
+    assert not worker_alive("order")  # stop() ends the worker
+    got = [i for _, ids in sink.batches for i in ids]
+    assert got == list(range(1, n + 1)) and sink.pending == 0
+    assert max(len(ids) for _, ids in sink.batches) <= 16 < n / len(sink.batches) * 16
 
 
 # ---- the spool ---------------------------------------------------------------------------------
@@ -228,12 +296,45 @@ def test_mqtt_publishes_each_record_qos1_and_retains_the_last(
         sub.close()
     live = [m["frame_id"] for m in sub.messages]
     assert sorted(set(live)) == list(range(1, 51))
+    assert not worker_alive("m")
     late = Subscriber(broker.port, "pyinspect/st/cam/last", client_id="test-sinks-late")
     try:
         wait_for(lambda: late.retained, 5, "the retained last verdict")
         assert late.retained[-1]["frame_id"] == 50
     finally:
         late.close()
+
+
+def test_mqtt_over_tls_delivers_and_confirms_bursts(tmp_path: Path) -> None:
+    pytest.importorskip("cryptography", reason="cryptography (from asyncua) makes the certs")
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (make test installs it: apt-get install mosquitto)")
+    files = make_tls_files(tmp_path / "tls")
+    broker = Mosquitto(tmp_path / "mosquitto", tls=files)
+    broker.start()
+    try:
+        sub = Subscriber(broker.port, "pyinspect/st/cam", client_id="test-sinks-tls")
+        metrics = StationMetrics()
+        sink = MqttSink("tls", f"mqtts://127.0.0.1:{broker.tls_port}", station="st",
+                        ca=str(files[0]), metrics=metrics,
+                        spool=Spool(tmp_path / "sp", max_bytes=1 << 20))  # fmt: skip
+        sink.start()
+        try:
+            for k in range(0, 400, 8):
+                sink.offer_many([rec(i) for i in range(k + 1, k + 9)])
+                time.sleep(0.002)
+            # a record counts once the broker confirmed it; the last batch's confirmations are
+            # collected soon after, not only at stop()
+            wait_for(lambda: sink.pending == 0, 10, "every record confirmed")
+            assert value(metrics.sink_records, "tls") == 400 and sink.up
+            assert value(metrics.sink_errors, "tls") == 0
+        finally:
+            sink.stop(time.monotonic() + 5)
+        wait_for(lambda: len(sub.messages) >= 400, 10, "400 records at the subscriber")
+        sub.close()
+    finally:
+        broker.stop()
+    assert [m["frame_id"] for m in sub.messages] == list(range(1, 401))
 
 
 # ---- OPC UA --------------------------------------------------------------------------------------

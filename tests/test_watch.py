@@ -4,6 +4,7 @@ named before any frame is read."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import socket
@@ -21,12 +22,18 @@ from modelzoo import TinyBundle, textured_frame
 
 from pyinspect import Inspector, PyInspectError
 from pyinspect.cli import main
-from pyinspect.records import SCHEMA_VERSION
+from pyinspect.record_encoder import RecordEncoder
+from pyinspect.records import SCHEMA_VERSION, ModelIdentity, record_dict
+from pyinspect.result import InspectionResult, Timings
 from pyinspect.watch_config import ConfigError, parse_config
 
 pytest.importorskip("prometheus_client", reason="the line extra is not installed")
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from pyinspect.metrics import BUCKETS, LightHistogram
+from pyinspect.sinks import Record, Sink
 from pyinspect.sources import IterableSource
-from pyinspect.watch import Station
+from pyinspect.watch import EMIT_LINGER_S, Station
 
 
 def counting(frames: list[np.ndarray], pulled: list[int]) -> Iterator[np.ndarray]:
@@ -126,6 +133,127 @@ def test_metrics_and_healthz_on_one_port(tiny_gray: TinyBundle, tmp_path: Path) 
         release.set()
         runner.join(10)
     assert not runner.is_alive()
+
+
+class Handovers(Sink):
+    """A sink without a thread that notes each hand-over from the station: when, which frames."""
+
+    kind = "handovers"
+
+    def __init__(self) -> None:
+        super().__init__("handovers")
+        self.calls: list[tuple[float, list[int]]] = []
+
+    def offer_many(self, records: list[Record]) -> None:
+        self.calls.append((time.monotonic(), [r.doc["frame_id"] for r in records]))
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, deadline: float) -> None:
+        pass
+
+
+def paced(station: Station, seconds: float) -> None:
+    """Make each inspection of ``station`` take at least ``seconds`` (a slower model)."""
+    real = station.inspector.run_prepared
+
+    def run_prepared(prepared: Any, **kwargs: Any) -> InspectionResult:
+        until = time.perf_counter() + seconds
+        result = real(prepared, **kwargs)
+        time.sleep(max(0.0, until - time.perf_counter()))
+        return result
+
+    station.inspector.run_prepared = run_prepared  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("inspect_s", [0.002, 0.03])
+def test_records_of_queued_frames_go_together_never_late(
+    tiny_gray: TinyBundle, tmp_path: Path, inspect_s: float
+) -> None:
+    """While frames queue up, the records of several are handed over at once, but none waits
+    more than EMIT_LINGER_S for the others; ``latency_ms`` includes that wait."""
+    n = 40 if inspect_s < 0.01 else 8
+    frames = [textured_frame(seed=s % 5) for s in range(n)]
+    probe = Handovers()
+    made: list[tuple[int, dict[str, Any]]] = []
+    station = Station(config(tmp_path, tiny_gray.model_path),
+                      sources=[IterableSource(frames, "cam", queue=4)], sinks=[probe],
+                      on_record=lambda doc: made.append((time.time_ns(), doc)))  # fmt: skip
+    paced(station, inspect_s)
+    station.run()
+    assert [i for _, ids in probe.calls for i in ids] == list(range(1, n + 1))
+    sizes = [len(ids) for _, ids in probe.calls]
+    # at most the frames inspected within EMIT_LINGER_S after the first of them
+    assert max(sizes) <= EMIT_LINGER_S / inspect_s + 1
+    if inspect_s < EMIT_LINGER_S / 2:
+        assert max(sizes) > 1  # queued frames' records did go together
+    else:
+        assert sizes == [1] * n  # a slow model's records are not held back for a batch
+    for when_ns, doc in made:  # capture -> record, measured when the record was made
+        captured = dt.datetime.fromisoformat(doc["captured_at"].replace("Z", "+00:00"))
+        since_capture_ms = (when_ns - captured.timestamp() * 1e9) / 1e6
+        assert doc["timings"]["total_ms"] <= doc["latency_ms"] <= since_capture_ms + 1.0
+
+
+def test_record_encoder_writes_what_record_dict_and_json_write() -> None:
+    """The station's fast encoder against the schema's definition, on random verdicts with the
+    values whose JSON is special (exponents, nan, large numbers, -0.0, exact ties)."""
+    model = ModelIdentity("m.onnx", "ab" * 32, None)
+    enc = RecordEncoder(model=model, run_id="r1", source="cam")
+    assert enc.fast
+    special = [0.0, -0.0, 5e-05, 1e-7, 0.0001, 0.00015, 0.0078125, 0.9999995, 1.0, 2.5,
+               123456.7890125, 999999999.9999999, 123456789012.123456, 1e15, 1e17, -1e16,
+               float("nan"), float("inf"), -float("inf")]  # fmt: skip
+    rng = np.random.default_rng(3)
+
+    def floats(n: int) -> np.ndarray:
+        a = rng.random(n) * 10.0 ** int(rng.integers(-6, 12))
+        for j in range(n):
+            if rng.random() < 0.2:
+                a[j] = special[int(rng.integers(len(special)))]
+        return a.astype(np.float32 if rng.random() < 0.7 else np.float64)
+
+    for i in range(3000):
+        n = int(rng.integers(0, 12))
+        tm = [float(rng.random() * 10.0 ** int(rng.integers(-6, 4))) for _ in range(4)]
+        if rng.random() < 0.1:
+            tm[int(rng.integers(4))] = special[int(rng.integers(len(special)))]
+        result = InspectionResult(
+            texture=int(rng.integers(0, 3)), texture_name="Texture 1",
+            defective=bool(rng.random() < 0.5), label="Texture 1 bad", defect_type=None,
+            boxes=np.zeros((n, 4), np.int32),
+            patch_class=rng.integers(0, 4, n).astype(np.int32),
+            patch_score=floats(n), patch_defect_prob=floats(n),
+            defective_patches=np.flatnonzero(rng.random(n) < 0.3),
+            texture_votes=rng.integers(0, 5, 3).astype(np.int32), timings=Timings(*tm),
+        )  # fmt: skip
+        choices = [None, float(rng.random() * 10.0 ** int(rng.integers(-5, 14))),
+                   special[int(rng.integers(len(special)))], 7]  # fmt: skip
+        latency = choices[int(rng.integers(0, 4))]
+        kw: dict[str, Any] = {"frame_id": i, "captured_ns": int(rng.integers(0, 2**62)),
+                              "latency_ms": latency}  # fmt: skip
+        want = record_dict(result, model=model, run_id="r1", source="cam", **kw)
+        assert enc.encode(result, **kw) == json.dumps(want, separators=(",", ":")).encode()
+
+
+def test_latency_histograms_scrape_as_prometheus_histograms() -> None:
+    values = [0.0, -1.0, 1e-6, *BUCKETS, 0.0031, 0.2, 7.5, 1e9]
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    a = LightHistogram("x_seconds", "doc", ("source", "stage"), ours)
+    b = Histogram("x_seconds", "doc", ["source", "stage"], buckets=BUCKETS, registry=theirs)
+    for k, v in enumerate(values):
+        stage = "wait" if k % 3 else "inspect"
+        a.labels("cam", stage).observe(v)
+        b.labels("cam", stage).observe(v)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return sorted(x for x in text.splitlines() if "_created" not in x)
+
+    assert lines(ours) == lines(theirs)
+    with pytest.raises(ValueError, match="expected labels"):
+        a.labels("cam")
 
 
 # ---- bad configurations: named, before any frame ---------------------------------------------

@@ -1,7 +1,8 @@
 """What a station sink is, and the machinery every sink shares: a bounded memory queue, a worker
 thread, a disk spool while the peer is down, replay in order when it returns, counted drops.
 
-The inference thread only ever calls ``offer(record)``: a ``deque.append`` while the sink keeps up.
+The inference thread only ever calls ``offer_many(records)``: ``deque.append``s while the sink
+keeps up, and a wake-up of the worker only when it sleeps (one per batch, not per record).
 When the memory queue is full (a slow peer) or the peer is down, records go to the sink's
 ``Spool`` instead, and every later record follows them there until the worker has replayed the
 spool, so the peer sees records in order. The worker removes a record from the queue or the spool
@@ -40,9 +41,12 @@ log = logging.getLogger("pyinspect.watch")
 #: What a full spool does: hold the pipeline until there is room, or drop its oldest records.
 SPOOL_POLICIES = ("block", "drop_oldest")
 _IDLE_S = 0.05
-#: How long a sink's worker waits for more records after the first, so it wakes once per batch
-#: rather than once per frame (the inference thread's cores are busy): delivery is at most this
-#: much later.
+#: A pipelined sink with only records in flight collects their confirmations when it next sends,
+#: or this many ``linger_s`` after its last send when no record comes (at least 1 ms).
+CONFIRM_LINGERS = 2
+#: How long a sink's worker waits for more records after a single one, so it wakes once per
+#: batch rather than once per frame (the inference thread's cores are busy): a single record is
+#: delivered at most this much later. Records handed over together go at once.
 LINGER_S = 0.005
 
 
@@ -146,13 +150,20 @@ class Sink:
         self.queue_max = queue
         self.batch = batch
         self.linger_s = linger_s
+        self._confirm_s = min(_IDLE_S, max(CONFIRM_LINGERS * linger_s, 0.001))
         self.spool = spool
         self._backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self._q: deque[tuple[int, Record]] = deque()  # (sequence number, record)
         self._cond = threading.Condition()
         self._spilling = bool(spool is not None and spool.records)  # replay a spool left behind
         self._stopping = False
-        self._idle = False  # the worker waits on an empty queue (guarded by _cond)
+        # The worker's state, guarded by _cond: what it waits for ("records": any offer wakes
+        # it; "linger": a ready batch does), whether the unsent records are a batch to deliver at
+        # once, and when the oldest unsent record was offered (time.monotonic()).
+        self._waiting = ""
+        self._ready = False
+        self._oldest = 0.0
+        self._taken = 0  # records of the batch the worker is delivering or sending
         self._inflight: deque[tuple[int, float]] = deque()  # pipelined: (seq, sent at) unconfirmed
         self._closed = False
         self._up = False
@@ -234,9 +245,13 @@ class Sink:
         self.offer_many([record])
 
     def offer_many(self, records: list[Record]) -> None:
-        """Queue records, in order, under one lock (what the station calls)."""
+        """Queue records, in order, under one lock (what the station calls). Several records at
+        once are a batch already (the station hands them over so while frames queue up): the
+        worker delivers them without lingering for more. Waits only with a full spool and the
+        ``block`` policy."""
         with self._cond:
             q = self._q
+            unsent = self._unsent()
             to_spool: list[bytes] = []
             for record in records:
                 self._seq += 1
@@ -253,11 +268,16 @@ class Sink:
                 if not self._spilling:
                     self._spill_queue()
                 to_spool.append(record.line)
-            # Wake the worker only when it sleeps on an empty queue, or a batch is full: while
-            # records flow it lingers on its own timer (one wake-up per batch).
-            if q and (self._idle or self._unsent() - len(records) < self.batch <= self._unsent()):
-                self._idle = False
-                self._cond.notify()
+            if q:
+                if not unsent:
+                    self._oldest = time.monotonic()
+                if len(records) > 1 or self._unsent() >= self.batch:
+                    self._ready = True
+                # Wake the worker when it waits for records, or lingers and a batch is ready;
+                # otherwise its own timer takes the records (one wake-up per batch).
+                if self._waiting == "records" or (self._ready and self._waiting == "linger"):
+                    self._waiting = ""
+                    self._cond.notify()
             if to_spool:
                 self._spool_append(to_spool)
 
@@ -331,7 +351,6 @@ class Sink:
 
     # ---- the worker ----------------------------------------------------------------------
     def _run(self) -> None:
-        streaming = False  # the last wake-up found records: keep lingering on our own timer
         while not self._give_up:
             if not self._up and not self._try_connect():
                 continue
@@ -347,24 +366,15 @@ class Sink:
                             self._spilling = False
                             continue
                 else:
-                    if not self._q:
-                        if self._stopping:
-                            return
-                        if not streaming:
-                            self._idle = True  # the next offer wakes us
-                            self._cond.wait(_IDLE_S)
-                            self._idle = False
-                    if (self._q or streaming) and self.linger_s > 0 and not self._stopping:
-                        # collect a batch: one wake-up per batch, not one per record
-                        self._cond.wait_for(
-                            lambda: self._unsent() >= self.batch or self._stopping, self.linger_s
-                        )
-                    sent = len(self._inflight)
-                    batch = list(islice(self._q, sent, sent + self.batch))
+                    taken = self._next_batch()
+                    if taken is None:
+                        return
+                    batch = taken
             if self.pipelined and not lines:
-                streaming = self._pipeline(batch)
+                self._pipeline(batch)
+                with self._cond:
+                    self._taken = 0
                 continue
-            streaming = bool(batch)
             if not lines and not batch:
                 self._safe_idle()
                 continue
@@ -384,6 +394,7 @@ class Sink:
             self._m_seconds.observe(time.perf_counter() - t0)
             self._backoff.reset()
             with self._cond:
+                self._taken = 0
                 if self._closed:
                     return
                 if lines and self.spool is not None:
@@ -397,14 +408,43 @@ class Sink:
                         self._q.popleft()
                     self._m_records.inc(len(batch))
 
-    def _unsent(self) -> int:
-        """Records in the memory queue not handed to ``send`` yet (the caller holds _cond)."""
-        return len(self._q) - len(self._inflight)
+    def _next_batch(self) -> list[tuple[int, Record]] | None:
+        """Wait for records and take the next batch (the caller holds _cond; empty: nothing to
+        send now, so collect confirmations or go idle; ``None``: stopped, nothing left).
 
-    def _pipeline(self, batch: list[tuple[int, Record]]) -> bool:
+        Single records linger up to ``linger_s`` after the oldest of them was offered, so the
+        worker wakes once per batch rather than once per frame; a batch handed over whole (or a
+        full one, or a backlog) goes at once. A pipelined sink with only records in flight
+        collects their confirmations with its next batch, or ``CONFIRM_LINGERS * linger_s``
+        after its last send when none comes."""
+        if not self._unsent():
+            if self._stopping:
+                return [] if self._q else None  # a pipelined sink confirms what is in flight
+            self._waiting = "records"
+            self._cond.wait(self._confirm_s if self._q else _IDLE_S)
+            self._waiting = ""
+        if not self._unsent():
+            return []
+        if not self._ready and not self._stopping and self.linger_s > 0:
+            left = self._oldest + self.linger_s - time.monotonic()
+            if left > 0:
+                self._waiting = "linger"
+                self._cond.wait(left)
+                self._waiting = ""
+        sent = len(self._inflight)
+        batch = list(islice(self._q, sent, sent + self.batch))
+        self._taken = len(batch)
+        self._ready = self._unsent() > 0  # a backlog: the next wake-up takes it at once
+        return batch
+
+    def _unsent(self) -> int:
+        """Records in the memory queue the worker has not taken yet (the caller holds _cond)."""
+        return max(0, len(self._q) - len(self._inflight) - self._taken)
+
+    def _pipeline(self, batch: list[tuple[int, Record]]) -> None:
         """One wake-up of a pipelined sink: collect the confirmations that arrived, send the
         new batch; on stop or before a spool replay, wait until everything sent is confirmed.
-        A record leaves the memory queue only once confirmed. Returns whether records flow."""
+        A record leaves the memory queue only once confirmed."""
         with self._cond:
             drain = self._stopping or self._spilling
         try:
@@ -414,18 +454,19 @@ class Sink:
                 now = time.perf_counter()
                 with self._cond:
                     self._inflight.extend((seq, now) for seq, _ in batch)
+                    self._taken = 0
             if drain:
                 done += self.confirmed(wait=True)
         except SinkDown as exc:
             self._went_down(exc)
-            return False
+            return
         except Exception as exc:  # a bug or a refusal: keep the records, retry later
             log.exception("sink %r: delivery failed", self.name)
             self._went_down(exc)
-            return False
+            return
         with self._cond:
             if self._closed:
-                return False
+                return
             if done:
                 inflight = self._inflight
                 done = min(done, len(inflight))
@@ -440,7 +481,6 @@ class Sink:
             busy = bool(self._q)
         if not busy and not batch:
             self._safe_idle()
-        return busy
 
     def _try_connect(self) -> bool:
         try:
@@ -470,6 +510,7 @@ class Sink:
             log.debug("sink %r: disconnect: %s", self.name, close_exc)
         with self._cond:
             self._inflight.clear()  # the connection is gone: what it had in flight is resent
+            self._taken = 0
             if self.spool is not None and self._q:
                 self._spill_queue()
         if self._stopping:

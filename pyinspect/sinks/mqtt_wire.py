@@ -3,8 +3,8 @@
 Why not a general client: the station publishes a batch of records every few milliseconds, and a
 general client's per-message Python (message objects, callbacks, a network thread woken once per
 message) cost more CPU per frame than the rest of the station together. Here a batch is one
-``sendall`` of its PUBLISH packets and the acknowledgements are read in the same thread, a few
-bytes each, so a batch costs a handful of system calls and no thread hand-off.
+write of its PUBLISH packets on a non-blocking socket and the acknowledgements are read in the
+same thread, a few bytes each, so a batch costs a handful of system calls and no thread hand-off.
 
 What it speaks (MQTT 3.1.1, OASIS standard): CONNECT (clean session, keepalive, username /
 password) and CONNACK, PUBLISH at QoS 0, 1 (PUBACK) or 2 (PUBREC, PUBREL, PUBCOMP), PINGREQ /
@@ -49,6 +49,8 @@ def _length(n: int) -> bytes:
     """The fixed header's remaining length (1-4 bytes, 7 bits each)."""
     if n < 128:
         return bytes((n,))
+    if n < 16384:  # a record's PUBLISH: two bytes
+        return bytes((n & 0x7F | 0x80, n >> 7))
     out = bytearray()
     while True:
         n, digit = divmod(n, 128)
@@ -166,17 +168,23 @@ class MqttConnection:
     def send(self, messages: Iterable[tuple[bytes, bytes, bool]], qos: int) -> list[int]:
         """Send every ``(topic, payload, retain)`` (``topic`` from ``topic_bytes``) in one write;
         returns their packet ids (0 at QoS 0), for ``acknowledged``."""
-        packets = []
+        parts: list[bytes] = []
         ids = []
-        for topic, payload, retain in messages:
-            pid = 0
+        heads = (bytes((_PUBLISH | qos << 1,)), bytes((_PUBLISH | qos << 1 | 1,)))
+        pid = self._next_id
+        for topic, payload, retain in messages:  # publish_packet's bytes, in one list
             if qos:
-                self._next_id = pid = self._next_id % 0xFFFF + 1
+                pid = pid % 0xFFFF + 1
                 if qos == 2:
                     self._awaiting_rec.add(pid)
-            ids.append(pid)
-            packets.append(publish_packet(topic, payload, qos, pid, retain))
-        self._send(b"".join(packets))
+                ids.append(pid)
+                n = len(topic) + 2 + len(payload)
+                parts += (heads[retain], _length(n), topic, _U16.pack(pid), payload)
+            else:
+                ids.append(0)
+                parts += (heads[retain], _length(len(topic) + len(payload)), topic, payload)
+        self._next_id = pid
+        self._send(b"".join(parts))
         return ids
 
     def acknowledged(self, deadline: float | None = None) -> set[int]:
@@ -244,15 +252,19 @@ class MqttConnection:
         deadline = 0.0
         try:
             while view:
+                wants_read = False
                 try:
                     n = sock.send(view)
                 except (BlockingIOError, ssl.SSLWantWriteError):
                     n = 0
+                except ssl.SSLWantReadError:  # TLS must read first (a renegotiation)
+                    n, wants_read = 0, True
                 view = view[n:]
                 if view:  # the socket's buffer is full: wait for room
                     now = time.monotonic()
                     deadline = deadline or now + max(1.0, self.connect_timeout_s)
-                    if now >= deadline or not select.select([], [sock], [], deadline - now)[1]:
+                    wait = ([sock], []) if wants_read else ([], [sock])
+                    if now >= deadline or not any(select.select(*wait, [], deadline - now)):
                         msg = "the broker takes no more data"
                         raise TimeoutError(msg)
         except OSError as exc:
@@ -261,25 +273,29 @@ class MqttConnection:
 
     def _recv(self, timeout_s: float) -> bool:
         """Read what arrived (waiting up to ``timeout_s`` for something) into the buffer; False
-        when nothing came."""
+        when nothing came in time."""
         sock = self._socket()
-        waited = False
+        deadline = 0.0
         while True:
             try:
                 data = sock.recv(65536)
                 break
-            except (BlockingIOError, ssl.SSLWantReadError):
-                if timeout_s <= 0 or waited:
-                    return False
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
             except OSError as exc:
                 raise self._lost(exc) from exc
+            # Nothing yet (or only part of a TLS record, or a TLS message that carries no data,
+            # such as a session ticket): wait for the socket until the deadline.
+            now = time.monotonic()
+            deadline = deadline or now + timeout_s
+            if now >= deadline:
+                return False
             try:
-                ready = select.select([sock], [], [], timeout_s)[0]
+                ready = select.select([sock], [], [], deadline - now)[0]
             except OSError as exc:
                 raise self._lost(exc) from exc
             if not ready:
                 return False
-            waited = True  # readable (a TLS record may still be incomplete: then False)
         if not data:
             self.close()
             msg = f"broker {self.host}:{self.port} closed the connection"
@@ -351,7 +367,8 @@ class MqttConnection:
                 raise MqttError(msg)
 
     def _drain(self) -> None:
-        """Read and handle whatever the broker sent, without waiting."""
-        while self._recv(0.0) and len(self._buf) >= 65536:
+        """Read and handle whatever the broker sent, without waiting: one read on a plain socket
+        unless it filled the buffer; on TLS until nothing is left (a read returns one record)."""
+        while self._recv(0.0) and (self.tls is not None or len(self._buf) >= 65536):
             pass
         self._handle_all()
