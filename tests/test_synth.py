@@ -235,3 +235,147 @@ def test_reproduce_refuses_a_set_from_another_generator(tmp_path: Path) -> None:
     with pytest.raises(DagmError, match="another version of the synthetic generator"):
         ensure_data(preset, root)
     assert sorted(p.name for p in root.iterdir()) == before  # nothing was touched
+
+
+# ---------------------------------------------------------------------------------------------
+# version 2: the generator fitted to real DAGM statistics (the real images are not needed here)
+
+
+def test_version_1_is_unchanged() -> None:
+    """The shipped student was trained on version 1: its pixels must not move. This is the
+    fingerprint docs/data.md records for it (seed 0)."""
+    assert synth.generator_fingerprint(0) == "eb42d06433ddd0b5"
+    assert synth.generator_fingerprint(0, 1) == "eb42d06433ddd0b5"
+    assert synth.generator_fingerprint(0, 2) != synth.generator_fingerprint(0, 1)
+    img1, e1 = synth_image(3, 4, 5, True)
+    assert np.array_equal(img1, synth_image(3, 4, 5, True, version=1)[0])
+    img2, e2 = synth_image(3, 4, 5, True, version=2)
+    assert not np.array_equal(img1, img2) and e1 != e2
+
+
+@pytest.mark.parametrize("texture", range(6))
+def test_v2_is_pure_and_well_formed(texture: int) -> None:
+    img, ellipse = synth_image(3, texture, 5, True, version=2)
+    again, ellipse2 = synth_image(3, texture, 5, True, version=2)
+    assert img.dtype == np.uint8 and img.shape == (512, 512)
+    assert np.array_equal(img, again) and ellipse == ellipse2
+    assert ellipse is not None and 0 <= ellipse.cx < 512 and 0 <= ellipse.cy < 512
+    good, none = synth_image(3, texture, 5, False, version=2)
+    assert none is None and not np.array_equal(good, img)
+    assert not np.array_equal(synth_image(3, texture, 6, False, version=2)[0], good)
+    assert not np.array_equal(synth_image(4, texture, 5, False, version=2)[0], good)
+
+
+@pytest.mark.parametrize("texture", range(6))
+def test_v2_defect_lies_inside_its_label_and_shows(texture: int) -> None:
+    """Outside the label a defective image equals its defect-free twin (same generator state):
+    ``data compare`` measures texture there, and the label is all a student is told."""
+    for index in range(3):
+        rng = np.random.default_rng([0, texture, index, 1, 2])
+        clean = synth._to_uint8(synth._MODELS_V2[texture](rng, False)[0])
+        img, ellipse = synth_image(0, texture, index, True, version=2)
+        assert ellipse is not None
+        label = defect_mask(
+            DagmRecord(Path("x.png"), texture, True, ellipse, None, None, 0), (512, 512)
+        )
+        changed = np.abs(img.astype(np.int16) - clean) > 0
+        assert changed[label].sum() > 20, f"the defect must change the image, index {index}"
+        assert not (changed & ~label).any(), f"defect pixels outside the label, index {index}"
+
+
+def test_v2_labels_follow_the_development_set() -> None:
+    """Class 5's labels all have aspect 1.75 and class 6's are all 260 × 30 px, as in the
+    development set, also after the 2-decimal round trip through labels.txt."""
+    for i in range(20):
+        e5, e6 = synth_image(0, 4, i, True, version=2)[1], synth_image(0, 5, i, True, version=2)[1]
+        assert e5 is not None and e6 is not None
+        a, b = (float(f"{v:.2f}") for v in (e5.a, e5.b))
+        assert a / b == pytest.approx(1.75, abs=1e-12)
+        assert (e6.a, e6.b) == (260.0, 30.0)
+    # class 2's scratches: the long axis within 45° of horizontal, like all 150 real labels
+    thetas = [synth_image(0, 1, i, True, version=2)[1].theta for i in range(20)]  # type: ignore[union-attr]
+    assert max(abs(t) for t in thetas) <= 0.8
+
+
+@pytest.mark.parametrize("layout", ["dev", "10class"])
+def test_v2_set_records_its_version(tmp_path: Path, layout: str) -> None:
+    import json
+
+    from train.synth import RECIPE, generator_fingerprint, stale_set
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    kw = {"classes": 2, "good": 2, "defective": 2, "seed": 5, "layout": layout, "progress": False}
+    synthesize(a, **kw, workers=1, version=2)  # type: ignore[arg-type]
+    synthesize(b, **kw, workers=2, version=2)  # type: ignore[arg-type]
+    assert _digest(a) == _digest(b)  # same seed → identical bytes, serial or parallel
+    recipe = json.loads((a / RECIPE).read_text())
+    assert recipe["version"] == 2 and recipe["fingerprint"] == generator_fingerprint(5, 2)
+    assert stale_set(a, version=2) is None
+    why = stale_set(a)  # the default asks for version 1
+    assert why is not None and "version 2" in why and "version 1" in why
+    for r in load_dagm(a):
+        if layout == "dev":
+            img, ellipse = synth_image(5, r.texture, r.index, r.defective, version=2)
+            assert np.array_equal(read_image(r), img)
+            assert (r.ellipse is None) == (ellipse is None)
+        else:
+            assert r.defective == defect_mask(r, (512, 512)).any()
+
+
+def test_a_recipe_without_a_version_is_version_1(tmp_path: Path) -> None:
+    """Sets written before versions existed record none: they are version 1's."""
+    import json
+
+    from train.synth import RECIPE, read_recipe, stale_set
+
+    synthesize(tmp_path, classes=1, good=1, defective=1, seed=2, workers=1, progress=False)
+    recipe = json.loads((tmp_path / RECIPE).read_text())
+    assert recipe["version"] == 1
+    del recipe["version"]
+    (tmp_path / RECIPE).write_text(json.dumps(recipe))
+    assert read_recipe(tmp_path)["version"] == 1  # type: ignore[index]
+    assert stale_set(tmp_path) is None
+    assert "version 1" in (stale_set(tmp_path, version=2) or "")
+
+
+def test_bad_versions_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"version must be one of 1, 2, got 3"):
+        synth_image(0, 0, 0, False, version=3)
+    with pytest.raises(ValueError, match=r"version must be one of 1, 2, got 2.0"):
+        synth_image(0, 0, 0, False, version=2.0)  # type: ignore[arg-type]
+    for bad in (0, True, "2"):
+        with pytest.raises(DagmError, match=r"version must be one of 1, 2, got"):
+            synthesize(tmp_path / "x", version=bad, progress=False)  # type: ignore[arg-type]
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_synth_version_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "set"
+    argv = ["synth", "--out", str(out), "--classes", "1", "--good", "1", "--defective", "1"]
+    assert data_main([*argv, "--workers", "1", "--version", "2"]) == 0
+    assert json.loads((out / synth.RECIPE).read_text())["version"] == 2
+    img = read_image(out / "Class1" / "1.png")
+    assert np.array_equal(img, synth_image(0, 0, 1, False, version=2)[0])
+    assert data_main([*argv, "--version", "3"]) == 2
+    assert "invalid choice: 3" in capsys.readouterr().err
+
+
+def test_compare_finds_v2_far_from_v1_where_the_textures_changed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every v2 texture was refitted, so ``data compare`` (v1 as the reference) finds each
+    class's spectrum far, and classes 4–6, whose v1 textures were made up, far in grey level
+    distribution too."""
+    import json
+
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    kw = {"classes": 6, "good": 3, "defective": 3, "seed": 0, "workers": 1, "progress": False}
+    synthesize(v1, **kw, version=1)  # type: ignore[arg-type]
+    synthesize(v2, **kw, version=2)  # type: ignore[arg-type]
+    assert data_main(["compare", str(v1), str(v2), "--json"]) == 1
+    far = {c["class"]: set(c["far"]) for c in json.loads(capsys.readouterr().out)["classes"]}
+    assert all("power spectrum" in far[k] for k in range(1, 7)), far
+    for k in (4, 5, 6):
+        assert {"grey histogram", "mean"} <= far[k], (k, far[k])

@@ -139,7 +139,7 @@ def check_tree(root: Path, *, deep: bool = False, size: int = 512) -> list[str]:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from train.synth import synthesize
 
-    names = ("classes", "good", "defective", "seed", "layout", "workers")
+    names = ("classes", "good", "defective", "seed", "layout", "workers", "version")
     try:
         seconds = synthesize(args.out, **{k: getattr(args, k) for k in names})
     except DagmError as exc:  # refused before writing, or removed again: nothing of it is left
@@ -256,6 +256,13 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0)
     p.add_argument("--layout", choices=["dev", "10class"], default="dev")
     p.add_argument("--workers", type=_int_in(1), default=None, help="processes (default: all)")
+    p.add_argument(
+        "--version",
+        type=int,
+        choices=[1, 2],
+        default=1,
+        help="generator: 1 (the shipped student's) or 2 (fitted to real DAGM statistics)",
+    )
     p.set_defaults(func=_cmd_synth)
     p = sub.add_parser("sheet", help="contact sheet: per class 2 good + 2 defective")
     p.add_argument("root", type=Path)
