@@ -171,3 +171,16 @@ def test_inspect_gives_verdicts_with_defect_type_under_the_threshold(
     assert pyinspect_main(["inspect", one, "--model", str(p.model)]) == 0
     text = capsys.readouterr().out.splitlines()[0]
     assert text.startswith(f"{one}  ") and "p_def=" in text
+
+
+def test_running_train_run_again_keeps_the_calibrated_sidecar(pipeline: Pipeline) -> None:
+    p = pipeline
+    sidecar = p.model.with_name(p.model.name + ".json")
+    before = sidecar.read_bytes()
+    onnx_before = p.model.stat().st_mtime_ns
+    argv = ["--data", str(p.gs.root), "--out", str(p.run), "--preset", "smoke"]
+    status, _ = _quiet(train_run.main, [*argv, "--defect-types", p.mode, "--seed", "1"])
+    assert status == 0
+    assert sidecar.read_bytes() == before  # the threshold calibrate wrote is still there
+    assert p.model.stat().st_mtime_ns == onnx_before
+    assert ModelSpec.for_model(p.model).calibration is not None

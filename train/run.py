@@ -109,6 +109,13 @@ class Prepared:
     channels: int
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def check_out(out: Path, data: Path) -> None:
     """``--out`` must be a new or empty folder or an earlier run's, and not inside the data."""
     if out.resolve().is_relative_to(data.resolve()):
@@ -454,10 +461,25 @@ def train_on_data(
         )
         state["timings"]["student"] = round(time.perf_counter() - t0, 1)
         save()
-    # export
+    # export: skipped when student.onnx already comes from this checkpoint, so that a
+    # resumed run keeps what `pyinspect calibrate` wrote into the sidecar
+    model = out / "student.onnx"
+    student_sha = _file_sha256(sck)
+    exported = (
+        state.get("exported_from") == student_sha
+        and model.is_file()
+        and model.with_name(model.name + ".json").is_file()
+        and "test" in state
+    )
+    if exported:
+        stage("student.onnx is this run's export: kept (with its sidecar's threshold)")
+        from train.run_report import write_report
+
+        write_report(out, state)
+        stage("done")
+        return state
     stage("export student.onnx + sidecar")
     t0 = time.perf_counter()
-    model = out / "student.onnx"
     spec_options = {
         "classes": class_table_for_spec(ds),
         "textures": ds.groups,
@@ -476,6 +498,7 @@ def train_on_data(
     t0 = time.perf_counter()
     state["test"] = evaluate_split(model, ds, prep.parts["test"])
     state["timings"]["evaluate"] = round(time.perf_counter() - t0, 1)
+    state["exported_from"] = student_sha
     save()
     from train.run_report import write_report
 
