@@ -160,6 +160,13 @@ def test_pylon_emulator_end_to_end(
         ua = read_opcua(f"opc.tcp://127.0.0.1:{opcua_port}/pyinspect/",
                         ["cam.Frames", "cam.LastFrameId", "cam.LastVerdict", "cam.Defective",
                          "cam.DefectiveFrames"])  # fmt: skip
+        # a sink counts a record once the broker has acknowledged it, which can come a few ms
+        # after the subscriber has it
+        wait_for(
+            lambda: metric(scrape(metrics_port)[1], "pyinspect_sink_records_total", sink="mqtt")
+            == FRAMES,
+            10, "the MQTT sink's count of acknowledged records", step=0.05,
+        )  # fmt: skip
         text = scrape(metrics_port)[1]
     finally:
         proc.send_signal(signal.SIGTERM)
