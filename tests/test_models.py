@@ -258,3 +258,22 @@ def test_to_input_replicates_gray_and_normalises() -> None:
     assert torch.equal(x[0, :, 0, 1], torch.full((3,), 1.0))
     with pytest.raises(ModelError, match=r"patches must be uint8, got torch\.float32"):
         to_input(np.zeros((1, 2, 2), np.float32), (0, 0, 0), (1, 1, 1))
+
+
+def test_kaiming_init_keeps_a_tiny_students_output_input_dependent() -> None:
+    """The smoke presets' networks train a few steps without BatchNorm: with He init their
+    logits must already depend on the input (PyTorch's default scale shrinks it to ~1e-3)."""
+    x = torch.rand(8, 3, 224, 224) * 2 - 1
+    spread = {}
+    for init in ("default", "kaiming"):
+        torch.manual_seed(0)
+        net = models.Student(c=(4, 4, 8, 8, 8), fc=32, weight_init=init).eval()
+        with torch.no_grad():
+            spread[init] = float(net(x).std(0).mean())
+    assert spread["kaiming"] > 0.01
+    assert spread["kaiming"] > 20 * spread["default"]
+
+
+def test_unknown_weight_init_is_named() -> None:
+    with pytest.raises(ModelError, match=r"unknown weight_init 'he'; expected one of default"):
+        models.Student(weight_init="he")

@@ -80,6 +80,7 @@ def test_a_run_writes_model_split_and_report(smoke_run: tuple[Path, Path, dict])
     assert sum(map(sum, state["test"]["confusion"]["matrix"])) == len(split["test"])
     counts = state["data"]["patches"]["per_class"]
     assert counts["good"]["patches_each"] < counts["spot"]["patches_each"]  # rare oversampled
+    assert len(set(state["test"]["scores"])) > 1  # the smoke model's output depends on its input
 
 
 def test_the_model_runs_on_frames_smaller_than_the_patch(smoke_run: tuple) -> None:

@@ -135,6 +135,7 @@ class DistillConfig:
     # train with a BatchNorm after each conv, folded away before the checkpoint is saved
     batchnorm: bool = False
     c1_init: str = "random"  # C1's starting filters: "random" or "basis" (train.models.c1_basis)
+    weight_init: str = "default"  # "kaiming": He init (train.models.Student), for few-step runs
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (train.models.resolve_device)
 
     def __post_init__(self) -> None:
@@ -204,9 +205,9 @@ def distill(
         # (`sec_per_iter` in results/cpu/logs/student-transfer-r*.jsonl, measured in NCHW);
         # evaluation keeps channels_last, faster for inference. On a GPU, channels_last.
         layout = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
-        model = build_model("student", **kwargs, batchnorm=batchnorm, c1_init=c1_init).to(
-            memory_format=layout
-        )
+        model = build_model(
+            "student", **kwargs, batchnorm=batchnorm, c1_init=c1_init, weight_init=cfg.weight_init
+        ).to(memory_format=layout)
         init_form = fold_batchnorm(model) if batchnorm else model  # w0 in the deployed form
         init_state = {k: v.detach().clone() for k, v in init_form.state_dict().items()}
         model = model.to(dev)

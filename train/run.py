@@ -69,6 +69,7 @@ class DataPreset:
     distill_schedule: str = "cosine"
     batchnorm: bool = True
     c1_init: str = "basis"
+    weight_init: str = "default"  # "kaiming" for the few-step smoke networks (train.models)
 
 
 DATA_PRESETS: dict[str, DataPreset] = {
@@ -76,7 +77,7 @@ DATA_PRESETS: dict[str, DataPreset] = {
     "smoke": DataPreset(
         name="smoke",
         teacher_arch="student",
-        teacher_kwargs={"c": (4, 4, 8, 8, 8), "fc": 32},
+        teacher_kwargs={"c": (4, 4, 8, 8, 8), "fc": 32, "weight_init": "kaiming"},
         teacher_iters=8,
         teacher_lr=1e-2,
         patches_per_class=12,
@@ -86,6 +87,7 @@ DATA_PRESETS: dict[str, DataPreset] = {
         distill_schedule="constant",
         batchnorm=False,
         c1_init="random",
+        weight_init="kaiming",
     ),
     # A lite0 step (batch 32) costs 1.7-2.4 s on a 2-core CPU: 600 steps ≈ 20-25 min; the
     # student's 12 epochs of 6 × 2,000 patches ≈ 15 min (the cpu preset of `reproduce`, sized
@@ -447,6 +449,7 @@ def train_on_data(
             threads=threads,
             batchnorm=preset.batchnorm,
             c1_init=preset.c1_init,
+            weight_init=preset.weight_init,
             device=str(dev),
         )
         distill(
