@@ -89,9 +89,9 @@ DATA_PRESETS: dict[str, DataPreset] = {
         c1_init="random",
         weight_init="kaiming",
     ),
-    # A lite0 step (batch 32) costs 1.7-2.4 s on a 2-core CPU: 600 steps ≈ 20-25 min; the
-    # student's 12 epochs of 6 × 2,000 patches ≈ 15 min (the cpu preset of `reproduce`, sized
-    # for a set of MTD's size: at most 2.5 h on 2 cores including evaluation).
+    # Sized for a set of MTD's size, at most 2.5 h on 2 cores including evaluation: on MTD with
+    # --defect-types keep (20,000 patches) the teacher's 600 steps took 28 min and the logits +
+    # 12 student epochs 58 min on a 2-core VM shared with other jobs (results/mtd/run.json).
     "cpu": DataPreset(name="cpu"),
 }
 
