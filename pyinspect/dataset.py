@@ -49,6 +49,7 @@ __all__ = [
     "read_boxes",
     "read_image",
     "read_split",
+    "require_folder",
     "split_samples",
     "write_split",
 ]
@@ -162,6 +163,16 @@ def is_junk(p: Path) -> bool:
     """System litter (``Thumbs.db``, ``.DS_Store``, dot files, ``__MACOSX``): never data."""
     name = p.name.lower()
     return name in JUNK_NAMES or name.startswith((".", "._"))
+
+
+def require_folder(path: Path) -> None:
+    """A :class:`DatasetError` naming ``path`` unless it is an existing folder."""
+    if not path.exists():
+        msg = f"{path}: no such folder"
+        raise DatasetError(msg)
+    if not path.is_dir():
+        msg = f"{path}: not a folder"
+        raise DatasetError(msg)
 
 
 def list_folder(d: Path, *, junk: bool = False) -> list[Path]:
@@ -334,12 +345,7 @@ def load_dataset(
     are returned in ``Dataset.problems`` (what ``train data check`` prints)."""
     mode = check_choice("defect_types", defect_types, DEFECT_TYPE_MODES, DatasetError)
     root = Path(root)
-    if not root.exists():
-        msg = f"{root}: no such folder"
-        raise DatasetError(msg)
-    if not root.is_dir():
-        msg = f"{root}: not a folder"
-        raise DatasetError(msg)
+    require_folder(root)
     doc = _read_dataset_json(root)
     problems: list[Problem] = []
     skipped: list[Problem] = []

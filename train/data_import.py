@@ -25,7 +25,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from pyinspect.dataset import DATASET_JSON, DatasetError, list_folder, load_dataset
+from pyinspect.dataset import (
+    DATASET_JSON,
+    DatasetError,
+    list_folder,
+    load_dataset,
+    require_folder,
+)
 
 __all__ = ["FORMATS", "ImportResult", "import_dagm", "import_ksdd", "import_mtd"]
 
@@ -295,12 +301,7 @@ def _plan_dagm(src: Path, strict: bool) -> _Plan:
 
 def _check_root(src: Path, root: Path) -> None:
     """Refusals that need no reading: a missing SRC, ROOT inside SRC, ROOT in use."""
-    if not src.exists():
-        msg = f"{src}: no such folder"
-        raise DatasetError(msg)
-    if not src.is_dir():
-        msg = f"{src}: not a folder"
-        raise DatasetError(msg)
+    require_folder(src)
     if root.resolve().is_relative_to(src.resolve()):
         msg = f"{root}: the output may not lie inside the source {src} (it is never modified)"
         raise DatasetError(msg)

@@ -111,13 +111,6 @@ class Prepared:
     channels: int
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def check_out(out: Path, data: Path) -> None:
     """``--out`` must be a new or empty folder or an earlier run's, and not inside the data."""
     if out.resolve().is_relative_to(data.resolve()):
@@ -339,7 +332,7 @@ def train_on_data(
     from train.distill import DistillConfig, distill, teacher_logits
     from train.export import export
     from train.fit import FitConfig, fit, log_iters
-    from train.models import checkpoint_meta, resolve_device
+    from train.models import checkpoint_meta, resolve_device, sha256_file
     from train.stages import Stage, cpu_model
 
     threads = threads or max(1, usable_cpus())
@@ -467,7 +460,7 @@ def train_on_data(
     # export: skipped when student.onnx already comes from this checkpoint, so that a
     # resumed run keeps what `pyinspect calibrate` wrote into the sidecar
     model = out / "student.onnx"
-    student_sha = _file_sha256(sck)
+    student_sha = sha256_file(sck)
     exported = (
         state.get("exported_from") == student_sha
         and model.is_file()
