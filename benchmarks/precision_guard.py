@@ -1,12 +1,17 @@
-"""Verdict parity of every fast CPU path with fp32 ONNX Runtime on the synthetic test split.
+"""Verdict parity of every fast CPU path with fp32 ONNX Runtime (docs/fast_cpu.md).
 
-The accuracy guard of docs/fast_cpu.md: a path (OpenVINO f32, the native OpenVINO runner, the
-direct student runner, and bf16 where the CPU has it) is accepted only if its verdicts equal the
-fp32 ONNX Runtime ones on every test image, else the differing images are listed. A path that
+The accuracy guard's rule (``pyinspect.precision_guard.RULE``): a path (OpenVINO f32, the
+native OpenVINO runner, the direct student runner, and bf16 where the CPU has it) is accepted
+when at least 99.9 % of the image verdicts equal the fp32 ONNX Runtime ones and no texture
+changes; the report gives the exact counts and lists the differing images. Frames: the DAGM test
+split of ``--data`` (``--frames test``), or the set the runtime guard uses for this model
+(``--frames guard``: ``<model>.guard.json``, or the synthetic DAGM guard set). A path that
 cannot run here is named with the reason; the report names the CPU.
 
     .venv/bin/python benchmarks/precision_guard.py models/student.onnx \
         --data data/synth-dagm --seed 0 [--limit 200] [--json results/guard.json]
+    .venv/bin/python benchmarks/precision_guard.py models/student.onnx --frames guard \
+        [--synth-version 1]
 """
 
 from __future__ import annotations
@@ -76,12 +81,36 @@ def test_frames(data: Path, seed: int, limit: int | None) -> Iterator[tuple[str,
         yield str(rec.path), read_image(rec)
 
 
+def guard_set(model: Path, synth_version: int | None) -> tuple[Any, str]:
+    """The runtime guard's frames for ``model`` (re-iterable, produced lazily), or its synthetic
+    DAGM set of ``synth_version``, and their name."""
+    from pyinspect.precision_guard import guard_frames, synthetic_frames
+
+    frames = (
+        guard_frames(model) if synth_version is None else synthetic_frames(version=synth_version)
+    )
+    frames.check()
+    return frames, frames.describe
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = common.arg_parser(__doc__)
     ap.add_argument("model", type=Path)
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "synth-dagm")
     ap.add_argument("--seed", type=int, default=0, help="split seed (as train/evaluate.py)")
     ap.add_argument("--limit", type=int, default=None, help="first N test images only")
+    ap.add_argument(
+        "--frames",
+        choices=("test", "guard"),
+        default="test",
+        help="test: the test split of --data; guard: the runtime guard's frames for the model",
+    )
+    ap.add_argument(
+        "--synth-version",
+        type=int,
+        default=None,
+        help="with --frames guard: the synthetic DAGM guard set of this generator version",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="candidate names to check")
     ap.add_argument("--json", type=Path)
@@ -91,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     from pyinspect.errors import PyInspectError
     from pyinspect.precision_guard import compare
 
-    frames = list(test_frames(args.data, args.seed, args.limit))
+    if args.frames == "guard":
+        frames, source = guard_set(args.model, args.synth_version)
+    else:
+        frames = list(test_frames(args.data, args.seed, args.limit))
+        source = f"test split of {args.data}, seed {args.seed}"
     facts = common.machine_facts()
     print(f"Machine: {common.describe(facts)}")
     reports: dict[str, Any] = {}
@@ -111,7 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             try:
                 report = compare(
-                    ref, run, frames, reference_name="onnxruntime-f32", candidate_name=name
+                    ref,
+                    run,
+                    frames,
+                    reference_name="onnxruntime-f32",
+                    candidate_name=name,
+                    source=source,
                 )
             finally:
                 owner.close()
@@ -126,9 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                     "machine": common.finish(facts),
                     "command": common.command_line("benchmarks/precision_guard.py", argv),
                     "model": str(args.model),
-                    "data": str(args.data),
-                    "seed": args.seed,
-                    "images": len(frames),
+                    "frames": source,
+                    "images": len(frames) if isinstance(frames, list) else frames.count,
                     "reports": reports,
                     "skipped": skipped,
                 },

@@ -1,5 +1,6 @@
 // pybind11 glue for the direct student engine in pyinspect._core: StudentRunner (engine + voter,
-// one GIL-free call per frame) and student_engine_supported(). The engine's kernels need AVX2 and
+// one GIL-free call per frame), student_engine_supported(), student_kernel_isas() and
+// student_kernel_precisions(). The engine's kernels need AVX2 and
 // FMA: on an x86-64 build it is compiled in and the constructor refuses a CPU without them; on
 // other architectures (no PYINSPECT_HAVE_STUDENT_ENGINE) StudentRunner is absent and
 // student_engine_supported() is False. Python: pyinspect/runners/student.py; tests:
@@ -88,7 +89,7 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
                                            std::vector<std::int32_t> class_texture,
                                            const std::vector<bool>& class_defective,
                                            bool is_logits, const std::string& frame_dtype,
-                                           const std::string& isa) {
+                                           const std::string& isa, const std::string& precision) {
     if (frame_dtype != "uint8" && frame_dtype != "uint16") {
         fail("frame_dtype must be 'uint8' or 'uint16', got '" + frame_dtype + "'");
     }
@@ -98,6 +99,10 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
     const KernelIsa level = isa == "avx2"      ? KernelIsa::Avx2
                             : isa == "avx512f" ? KernelIsa::Avx512f
                                                : KernelIsa::Auto;
+    if (precision != "f32" && precision != "bf16") {
+        fail("precision must be 'f32' or 'bf16', got '" + precision + "'");
+    }
+    const KernelPrecision arith = precision == "bf16" ? KernelPrecision::Bf16 : KernelPrecision::F32;
     StudentWeights sw;
     sw.in_channels = in_channels;
     for (int l = 0; l < 5; ++l) {  // the widths are the bias lengths; the engine checks the rest
@@ -114,7 +119,7 @@ std::unique_ptr<StudentRunner> make_runner(const py::dict& w, int in_channels, f
     sw.input_offset = input_offset;
     sw.pad_value = pad_value;
     auto r = std::make_unique<StudentRunner>();
-    r->engine = std::make_unique<StudentEngine>(sw, threads, level);
+    r->engine = std::make_unique<StudentEngine>(sw, threads, level, arith);
     r->classes = r->engine->num_classes();
     if (class_texture.size() != static_cast<std::size_t>(r->classes) ||
         class_defective.size() != class_texture.size()) {
@@ -172,12 +177,15 @@ void bind_student(py::module_& m) {
           "Whether this CPU has AVX2 and FMA (the student engine's kernels need both).");
     m.def("student_kernel_isas", &student_kernel_isas,
           "The student engine's kernel levels this CPU runs, lowest first ('avx2', 'avx512f').");
+    m.def("student_kernel_precisions", &student_kernel_precisions,
+          "The student engine's precisions this CPU runs: 'f32', and 'bf16' with AVX512-BF16.");
 
     py::class_<StudentRunner>(m, "StudentRunner")
         .def(py::init(&make_runner), py::arg("weights"), py::arg("in_channels"),
              py::arg("input_scale"), py::arg("input_offset"), py::arg("pad_value"),
              py::arg("threads"), py::arg("class_texture"), py::arg("class_defective"),
-             py::arg("is_logits"), py::arg("frame_dtype") = "uint8", py::arg("isa") = "auto")
+             py::arg("is_logits"), py::arg("frame_dtype") = "uint8", py::arg("isa") = "auto",
+             py::arg("precision") = "f32")
         .def("run", &run, py::arg("frame"), py::arg("boxes").noconvert(),
              py::arg("threshold") = -1.0,
              "Infer and vote one gray frame's patches; GIL released throughout; the result as one "
@@ -195,7 +203,11 @@ void bind_student(py::module_& m) {
                                [](const StudentRunner& self) { return self.engine->threads(); })
         .def_property_readonly(
             "isa", [](const StudentRunner& self) { return std::string(self.engine->isa()); },
-            "The kernel level in use: 'avx2' or 'avx512f'.");
+            "The kernel level in use: 'avx2' or 'avx512f'.")
+        .def_property_readonly(
+            "precision",
+            [](const StudentRunner& self) { return std::string(self.engine->precision()); },
+            "The precision in use: 'f32' or 'bf16'.");
 #else
     m.def(
         "student_engine_supported", [] { return false; },
@@ -204,6 +216,9 @@ void bind_student(py::module_& m) {
     m.def(
         "student_kernel_isas", [] { return std::vector<std::string>(); },
         "The student engine's kernel levels this CPU runs: none in a build not for x86-64.");
+    m.def(
+        "student_kernel_precisions", [] { return std::vector<std::string>(); },
+        "The student engine's precisions this CPU runs: none in a build not for x86-64.");
 #endif
 }
 

@@ -24,8 +24,16 @@
 // Requires AVX2 + FMA (checked at run time: student_engine_supported()). Kernel levels: AVX2 + FMA
 // for every layer, and AVX-512F for the layers that gain from it (blocks of 16 output channels,
 // conv1), every level compiled in and picked at construction from the CPU's features
-// (student_kernel_isas()); both give the same bits. No Python in here; std::invalid_argument for
-// bad weights or frames.
+// (student_kernel_isas()); both give the same bits.
+//
+// Precision: f32 (the default and the reference), or bf16 on a CPU with AVX512-BF16 and AVX512VL
+// (student_kernel_precisions()): conv2..conv5 and FC1 then multiply bf16 weights (rounded once,
+// here) by bf16 activations with f32 accumulation (student_kernels_bf16.cpp), every feature map
+// and FC1's input is stored in bf16 (rounded to nearest even), and conv1 and FC2 stay f32 (conv1
+// on the f32 level `isa` names). The shared computation is as exact in bf16 as in f32 (each value
+// is computed the same way wherever it lies in a row); the logits differ from f32 by bf16's
+// rounding (about 3 significant digits). No Python in here; std::invalid_argument for bad
+// weights or frames.
 #pragma once
 
 #include <cstddef>
@@ -62,13 +70,16 @@ struct StudentTimes {
 
 // Kernel levels: Auto = the best this CPU has; a named level must be one the CPU has.
 enum class KernelIsa { Auto, Avx2, Avx512f };
+// Arithmetic of conv2..conv5 and FC1: f32, or bf16 products with f32 sums (the CPU must have it).
+enum class KernelPrecision { F32, Bf16 };
 
 class StudentEngine {
 public:
     static constexpr int kPatch = 224;
 
     // threads: 1.. (the calling thread is one of them; the others are started once, here).
-    StudentEngine(const StudentWeights& weights, int threads, KernelIsa isa = KernelIsa::Auto);
+    StudentEngine(const StudentWeights& weights, int threads, KernelIsa isa = KernelIsa::Auto,
+                  KernelPrecision precision = KernelPrecision::F32);
     ~StudentEngine();
     StudentEngine(const StudentEngine&) = delete;
     StudentEngine& operator=(const StudentEngine&) = delete;
@@ -82,8 +93,10 @@ public:
     int threads() const;
     // Whether the last infer() shared work between patches (offsets were multiples of 16).
     bool last_shared() const;
-    // The kernel level in use: "avx2" or "avx512f".
+    // The kernel level in use: "avx2" or "avx512f" (in bf16 precision: conv1's).
     const char* isa() const;
+    // The precision in use: "f32" or "bf16".
+    const char* precision() const;
 
 private:
     struct Impl;
@@ -95,5 +108,8 @@ bool student_engine_supported();
 
 // The kernel levels this CPU runs, lowest first: {"avx2", "avx512f"}, {"avx2"} or {}.
 std::vector<std::string> student_kernel_isas();
+
+// The precisions this CPU runs: {"f32", "bf16"}, {"f32"} or {}.
+std::vector<std::string> student_kernel_precisions();
 
 }  // namespace pyinspect

@@ -1,7 +1,8 @@
 // Internal: the student engine's compute kernels and the layout they read, one namespace per kernel
 // level, each in its own file built with that level's flags (student_kernels_avx2.cpp: -mavx2
-// -mfma; student_kernels_avx512.cpp: -mavx512f). student_engine.cpp calls a level only on a CPU
-// that has it. Plain pointers in and out, no allocation.
+// -mfma; student_kernels_avx512.cpp: -mavx512f; student_kernels_bf16.cpp: -mavx512f -mavx512bf16
+// -mavx512vl). student_engine.cpp calls a level only on a CPU that has it. Plain pointers in and
+// out, no allocation.
 #pragma once
 
 #include <cstddef>
@@ -80,4 +81,43 @@ RowKernel row_kernel(const ConvGeom& g, bool dup4);
 extern const Fc1Kernel kFc1[kFcRows + 1];
 
 }  // namespace avx512
+
+// The bf16 level (precision "bf16"): conv2..conv5 and FC1 multiply bf16 activations by bf16
+// weights with AVX512-BF16 dot products (two products per f32 lane, summed into an f32
+// accumulator); ReLU and the 2x2 max are fused as in the f32 kernels, and each layer's output is
+// rounded to bf16 (nearest even) when it is stored for the next one. bf16 values are their raw
+// bits, std::uint16_t.
+//
+// Activations: NHWC rows of bf16, in_stride values per pixel (4 or a multiple of 8, so pairs and
+// quads of channels never straddle two pixels); padded channels hold 0.
+// Weights: [out_stride / block][tap][group][16 lanes][2] bf16, 32 values per (block, tap, group),
+// zero where the output or input channel does not exist. A group is the input channels one
+// broadcast load brings to every lane; lane l, element e holds the weight of output channel co and
+// input channel g * G + ch of the group:
+//   block 16:                    G = 2, co = l,     ch = e            (one pair per pixel load)
+//   block 8:                     G = 4, co = l / 2, ch = 2 (l % 2) + e (a quad per load)
+//   block 4, in_stride 4:        G = 4, co = l / 4, ch = 2 (l % 2) + e (lanes l / 2 % 2 = 0, 1:
+//                                the two conv columns of a pooled pixel, one 128-bit load)
+//   block 4, in_stride 8k:       G = 8, co = l / 4, ch = 2 (l % 4) + e (an octet per load)
+// groups = ceil(cin / G). Per output value the sum runs over taps, then groups, each dot product
+// adding its two products in the order the instruction defines.
+namespace bf16 {
+
+// conv3x3 -> ReLU -> maxpool2 as RowKernel, over bf16 rows into bf16 output.
+using RowKernel16 = void (*)(const std::uint16_t* const rows[4], int wout, const std::uint16_t* w,
+                             const float* b, std::uint16_t* out, const ConvGeom& g);
+RowKernel16 row_kernel(const ConvGeom& g);
+
+// FC1 + ReLU as Fc1Kernel over bf16 inputs x [NB][k_len] (k_len even) and the live input pairs
+// kps[0..n_kps) (pair p = inputs 2p, 2p + 1; a pair is left out when both are 0 for every patch).
+// W is [hidden/8][k_len/2][8][2] bf16 (8 outputs x the pair's two weights); y is f32.
+using Fc1Kernel16 = void (*)(const std::uint16_t* x, int k_len, const int* kps, int n_kps,
+                             const std::uint16_t* wblk, const float* b, int ob0, int ob1,
+                             int hidden, float* y);
+extern const Fc1Kernel16 kFc1[kFcRows + 1];
+
+// src[0..n) -> bf16, round to nearest even (conv1 computes in f32; its output is stored as bf16).
+void round_row(const float* src, std::size_t n, std::uint16_t* dst);
+
+}  // namespace bf16
 }  // namespace pyinspect::student

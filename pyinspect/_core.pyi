@@ -70,6 +70,10 @@ def student_kernel_isas() -> list[str]:
     """The student engine's kernel levels this CPU runs, lowest first: ['avx2', 'avx512f'],
     ['avx2'], or [] (no AVX2+FMA, or not an x86-64 build)."""
 
+def student_kernel_precisions() -> list[str]:
+    """The precisions the student engine runs on this CPU: ['f32', 'bf16'] (AVX512_BF16 and
+    AVX512VL), ['f32'], or [] where ``student_kernel_isas()`` is empty."""
+
 class StudentRunner:
     """The direct student engine plus the voter (x86-64 builds only; the constructor raises
     ``ValueError`` on a CPU without AVX2+FMA). Gray frames only, of the one dtype
@@ -88,6 +92,7 @@ class StudentRunner:
         is_logits: bool,
         frame_dtype: str = "uint8",
         isa: str = "auto",
+        precision: str = "f32",
     ) -> None:
         """``weights``: 'conv1_w' .. 'conv5_w' [C_out, C_in, 3, 3], 'conv1_b' .. 'conv5_b',
         'fc1_w' [hidden, C5 * 49], 'fc1_b', 'fc2_w' [classes, hidden], 'fc2_b'. The widths are
@@ -96,7 +101,8 @@ class StudentRunner:
         replicated (conv1 is summed). ``frame_dtype``: 'uint8' or 'uint16', the frames
         ``input_scale`` was computed for; ``run`` refuses the other with ``ValueError``. ``isa``:
         'auto' (the highest level of ``student_kernel_isas()``), 'avx2' or 'avx512f' (a level the
-        CPU lacks: ``ValueError``)."""
+        CPU lacks: ``ValueError``). ``precision``: 'f32' (the reference) or 'bf16' (conv2-conv5
+        and FC1 in bf16 with f32 sums; a CPU without it: ``ValueError``)."""
     def run(
         self, frame: npt.ArrayLike, boxes: npt.NDArray[np.int32], threshold: float = -1.0
     ) -> bytes:
@@ -115,3 +121,6 @@ class StudentRunner:
     @property
     def isa(self) -> str:
         """The kernel level in use: 'avx2' or 'avx512f'."""
+    @property
+    def precision(self) -> str:
+        """The precision in use: 'f32' or 'bf16'."""

@@ -83,6 +83,31 @@ def test_a_run_writes_model_split_and_report(smoke_run: tuple[Path, Path, dict])
     assert len(set(state["test"]["scores"])) > 1  # the smoke model's output depends on its input
 
 
+def test_a_run_records_its_validation_images_for_the_precision_guard(
+    smoke_run: tuple[Path, Path, dict],
+) -> None:
+    from pyinspect.precision_guard import guard_frames, guard_path, run_guard
+
+    data, out, _ = smoke_run
+    model = out / "student.onnx"
+    doc = json.loads(guard_path(model).read_text())
+    split = json.loads((out / "split.json").read_text())
+    assert doc["split"] == "val"
+    assert [(out / p).resolve() for p in doc["images"]] == [
+        (data / k).resolve() for k in split["val"]
+    ]
+    assert all(not Path(p).is_absolute() for p in doc["images"])  # beside the data: relative
+    assert doc["orientations"] == list(DATA_PRESETS["smoke"].orientations)
+    frames = guard_frames(model)
+    assert frames.count == len(split["val"]) * len(doc["orientations"])
+
+    def backend() -> Inspector:
+        return Inspector(str(model), runner="backend", threads=1)
+
+    report = run_guard(model, "f32-again", backend, backend)  # the same path: nothing differs
+    assert report.frames == frames.count and report.accepted, report.summary()
+
+
 def test_the_model_runs_on_frames_smaller_than_the_patch(smoke_run: tuple) -> None:
     data, out, _ = smoke_run
     with Inspector(str(out / "student.onnx")) as insp:

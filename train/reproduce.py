@@ -87,7 +87,8 @@ def run_preset(
 
 def ship(results: dict[str, Any], dest: Path) -> list[Path]:
     """Copy the preset's exported student (folded -> ``student.onnx``, rgb ->
-    ``student_rgb.onnx``) and their sidecars into ``dest`` (the repository's ``models/``)."""
+    ``student_rgb.onnx``) with their sidecars and precision-guard records into ``dest`` (the
+    repository's ``models/``)."""
     import shutil
 
     files = results.get("export", {}).get("files", {})
@@ -101,6 +102,10 @@ def ship(results: dict[str, Any], dest: Path) -> list[Path]:
         shutil.copyfile(src, dest / name)
         shutil.copyfile(src.with_name(src.name + ".json"), dest / f"{name}.json")
         written += [dest / name, dest / f"{name}.json"]
+        guard = src.with_name(src.name + ".guard.json")
+        if guard.is_file():  # an image record keeps its own folder, so a copy finds the images
+            shutil.copyfile(guard, dest / f"{name}.guard.json")
+            written.append(dest / f"{name}.guard.json")
     return written
 
 

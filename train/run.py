@@ -4,8 +4,9 @@ The paper's recipe on a user's own parts: an ImageNet-transferred ``lite0`` teac
 on patches of the set (defective patches hold the labelled defect region), the Table 1 student
 with the set's class count is distilled from it (Eq. 1), exported (ONNX + sidecar with the class
 table, resize policy and bit depth) and evaluated image by image through ``pyinspect.Inspector``
-on the held-out test split. ``RUN/`` gets ``student.onnx`` (+ ``.json``), ``split.json``,
-``REPORT.md``, ``run.json`` and the checkpoints; every stage whose output exists is reused, so
+on the held-out test split. ``RUN/`` gets ``student.onnx`` (+ ``.json``, and ``.guard.json``:
+the validation images the runtime's precision guard runs on), ``split.json``, ``REPORT.md``,
+``run.json`` and the checkpoints; every stage whose output exists is reused, so
 an interrupted run resumes. ``reproduce`` keeps the paper's comparisons (scratch teachers,
 sweep); this command trains only what ships.
 
@@ -329,6 +330,7 @@ def train_on_data(
     import torch
 
     from pyinspect.backends.base import usable_cpus
+    from pyinspect.precision_guard import write_guard_frames
     from train.distill import DistillConfig, distill, teacher_logits
     from train.export import export
     from train.fit import FitConfig, fit, log_iters
@@ -460,6 +462,14 @@ def train_on_data(
     # export: skipped when student.onnx already comes from this checkpoint, so that a
     # resumed run keeps what `pyinspect calibrate` wrote into the sidecar
     model = out / "student.onnx"
+    # what pyinspect.precision_guard checks a lower precision on: the validation images, in
+    # the orientations training augmented with (written on every run: an older run gains it)
+    write_guard_frames(
+        model,
+        [ds.absolute(s) for s in prep.parts["val"]],
+        split="val",
+        orientations=preset.orientations,
+    )
     student_sha = sha256_file(sck)
     exported = (
         state.get("exported_from") == student_sha

@@ -220,14 +220,18 @@ def ensure_data(p: Preset, root: Path) -> None:
     from train.synth import stale_set
 
     if root.is_dir() and any(root.glob("Class*")):
-        why = stale_set(root)  # a set another generator version wrote must not pass for this one
+        # a set another generator version wrote must not pass for this one
+        why = stale_set(root, p.synth_version)
         if why:
             raise DagmError(why)
         return
     from pyinspect.backends.base import usable_cpus
     from train.synth import synthesize
 
-    print(f"generating synthetic DAGM into {root} (seed {p.synth_seed})", flush=True)
+    print(
+        f"generating synthetic DAGM v{p.synth_version} into {root} (seed {p.synth_seed})",
+        flush=True,
+    )
     # every image is a pure function of its seed and index: the worker count changes no pixel
     synthesize(
         root,
@@ -236,6 +240,7 @@ def ensure_data(p: Preset, root: Path) -> None:
         seed=p.synth_seed,
         workers=max(1, usable_cpus()),
         progress=False,
+        version=p.synth_version,
     )
 
 
@@ -674,6 +679,7 @@ def export_stage(run: Run) -> None:
     for variant, folded in (("rgb", False), ("folded", True)):
         path = run.out / "models" / f"student-{p.ship}{'' if folded else '-rgb'}.onnx"
         exp[variant] = export(sck, path, folded=folded, provenance=provenance)
+        record_guard_frames(run, Path(exp[variant]["onnx"]))
     model, _ = load_checkpoint(sck)
     torch_res = evaluate_model(model.to(run.device), run.test_recs, *normalization("student"))
     dep = {}
@@ -699,6 +705,18 @@ def export_stage(run: Run) -> None:
         flush=True,
     )
     run.save()
+
+
+def record_guard_frames(run: Run, model: Path) -> Path:
+    """Beside ``model``, what the runtime's precision guard checks it on: synthetic frames of
+    the generator version it was trained on, or, for a real DAGM copy, its test images."""
+    from pyinspect.precision_guard import write_guard_frames, write_synthetic_guard
+    from train.synth import read_recipe
+
+    recipe = read_recipe(run.root)
+    if recipe is not None:
+        return write_synthetic_guard(model, version=recipe["version"])
+    return write_guard_frames(model, [rec.path for rec in run.test_recs], split="test")
 
 
 # --------------------------------------------------------------------------- compression sweep
