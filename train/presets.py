@@ -117,16 +117,12 @@ PRESETS: dict[str, Preset] = {
     ),
     "cpu": Preset(
         name="cpu",
-        # the generator fitted to real DAGM (docs/data.md, "Synthetic vs real DAGM")
-        data_root="data/synth-dagm-v2",
-        synth_version=2,
+        data_root="data/synth-dagm",
         # A lite0 step (batch 32) costs 1.7-2.4 s on this 2-core VM with 2 threads (2,000
         # transfer iterations, ≈ the paper's 2,242 to converge: 59-70 min) and 0.019 s on an H200.
-        # On the version-1 set the transfer teacher converged at iteration 616 of 2,000
-        # (results.json before the v2 retrain); 1,000 keeps that margin at half the cost.
         # The scratch teacher keeps 500 (it converged there on the first synthetic data).
         teachers=(
-            TeacherRun("transfer", "imagenet", "noaug", 1000),
+            TeacherRun("transfer", "imagenet", "noaug", 2000),
             TeacherRun("scratch", "scratch", "noaug", 500),
         ),
         eval_points=10,

@@ -9,6 +9,7 @@ output exists, so an interrupted run resumes where it stopped; ``--report-only``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from train.stages import (
     teacher_stage,
     trials_stage,
 )
+from train.synth import VERSIONS
 
 __all__ = [
     "distill_key",
@@ -117,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=int(os.environ.get("TORCH_THREADS", "2")))
     ap.add_argument("--data", help="dataset root (overrides the preset's)")
     ap.add_argument(
+        "--synth-version",
+        type=int,
+        help="synthetic generator version of the data (overrides the preset's; with --data)",
+    )
+    ap.add_argument(
+        "--teacher-iters",
+        type=int,
+        metavar="N",
+        help="SGD iterations of every teacher (overrides the preset's)",
+    )
+    ap.add_argument(
         "--device",
         default="cpu",
         help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
@@ -144,8 +157,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.ship_to:
             print("\n".join(map(str, ship(results, args.ship_to))))
         return 0
-    overrides = {"data_root": args.data} if args.data else {}
+    overrides: dict[str, object] = {"data_root": args.data} if args.data else {}
+    if args.synth_version is not None:
+        if args.synth_version not in VERSIONS:
+            ap.error(f"--synth-version must be one of {list(VERSIONS)}, got {args.synth_version}")
+        overrides["synth_version"] = args.synth_version
     preset = get_preset(args.preset, **overrides)
+    if args.teacher_iters is not None:
+        if args.teacher_iters < 1:
+            ap.error(f"--teacher-iters must be >= 1, got {args.teacher_iters}")
+        teachers = tuple(dataclasses.replace(t, iters=args.teacher_iters) for t in preset.teachers)
+        preset = dataclasses.replace(preset, teachers=teachers)
     results = run_preset(
         preset, out, threads=args.threads, skip_sweep=args.skip_sweep, device=args.device
     )
