@@ -30,7 +30,7 @@ from pyinspect.backends.base import BACKEND_CHOICES
 from pyinspect.errors import InputError, PyInspectError
 from pyinspect.inputs import IMAGE_SUFFIXES, Collected, collect_images
 from pyinspect.outputs import OutputError, check_output_folder, write_new
-from pyinspect.runners.base import RUNNER_CHOICES
+from pyinspect.runners.base import PRECISION_CHOICES, RUNNER_CHOICES
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -169,6 +169,14 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="whole-frame runner: auto (default: the direct student runner for the paper's"
         " student on gray frames, else the backend), a runner by name, or backend",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="f32",
+        help="f32 (default, the reference); bf16 or auto (the lowest this CPU's student kernels"
+        " have): the direct student runner in that precision where the verdict-parity guard"
+        " accepts it, else f32 with a warning",
     )
     p.add_argument(
         "--engine",
@@ -316,6 +324,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         runner=runner,
         threshold=args.threshold,
         threads=args.threads,
+        precision=args.precision,
     ) as inspector:
         plan: dict[Path, Path] = {}
         if args.overlay is not None:  # created and proven writable once the model has loaded
@@ -445,6 +454,7 @@ def _summary(tally: _Tally, found: Collected, inspector: Any) -> dict[str, Any]:
         "interrupted": tally.interrupted,
         "backend": inspector.backend_name,
         "runner": inspector.runner,
+        "precision": inspector.precision,
         # deprecated (one release): "student-engine" | "backend"; read "runner" instead
         "engine": "student-engine" if inspector.runner == "student" else "backend",
     }

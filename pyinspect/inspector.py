@@ -55,7 +55,14 @@ from pyinspect.errors import (
 from pyinspect.frames import Frame, as_frame, load_frame, path_problem, with_source
 from pyinspect.resize import fit_to_patch, resized_shape
 from pyinspect.result import InspectionResult, Timings
-from pyinspect.runners.base import RUNNERS, FrameRunner, RunnerInfo, runner_choice, runner_info
+from pyinspect.runners.base import (
+    RUNNERS,
+    FrameRunner,
+    RunnerInfo,
+    precision_choice,
+    runner_choice,
+    runner_info,
+)
 from pyinspect.spec import ModelSpec
 from pyinspect.tiling import Tiler, patch_grid
 from pyinspect.voting import VoteResult, check_threshold, vote
@@ -105,6 +112,13 @@ class Inspector:
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
         engine: deprecated alias of ``runner`` (one release).
+        precision: ``"f32"`` (the default and the reference); ``"bf16"`` or ``"auto"`` (the
+            lowest precision this CPU's student kernels have): the direct student runner in
+            that precision where the verdict-parity guard accepts it (>= 99.9 % of image
+            verdicts identical to f32, no texture flipped; run once per model, CPU level and
+            precision, then cached beside the model), else f32 with a logged warning saying
+            why. ``precision`` afterwards names the one in use, ``precision_report`` the guard's
+            counts.
         **backend_options: passed to the backend (``device``, ``max_batch``, ...); ``None``
             values are dropped.
 
@@ -123,12 +137,14 @@ class Inspector:
         spec: ModelSpec | None = None,
         tile_threads: int = 0,
         engine: str | None = None,
+        precision: str = "f32",
         **backend_options: Any,
     ) -> None:
         if engine is not None:
             _deprecated("Inspector(engine=...)", "runner=... ('auto', 'student', 'backend')")
             runner = _ENGINE_TO_RUNNER.get(engine, engine)
         runner = runner_choice(runner)
+        precision = precision_choice(precision)
         check_threads(threads)
         check_int("tile_threads", tile_threads, 0)  # 0: the core decides
         check_threads(tile_threads or None, "tile_threads")
@@ -189,14 +205,67 @@ class Inspector:
             self._runner, self.runner_note = _open_runner(
                 runner, auto_backend, self.model_path, self._spec, threads, self._backend
             )
+            #: The verdict-parity guard's report behind ``precision`` (``None``: f32 asked for,
+            #: or the guard could not run; the log says why).
+            self.precision_report: Any = None
+            if precision != "f32":
+                self._runner, self.precision_report = self._guarded_runner(precision, threads)
         except BaseException:
+            if getattr(self, "_runner", None) is not None:
+                self._runner.close()
             self._backend.close()
             raise
+
+    def _guarded_runner(self, requested: str, threads: int | None) -> tuple[Any, Any]:
+        """The runner at the precision the parity guard accepts (``precision_guard``), and its
+        report. Only the direct student runner has lower precisions: on a model without it,
+        ``"auto"`` stays f32 and a named one is an ``InputError`` saying why."""
+        from pyinspect.precision_guard import cpu_feature_level, resolve_precision
+        from pyinspect.runners.student import StudentRunner, kernel_precisions
+
+        runner = self._runner
+        if runner is None or runner.name != "student":
+            if requested == "auto":
+                return runner, None
+            why = self.runner_note or f"the {runner.name} runner is in use"
+            msg = (
+                f"{self.model_path}: precision={requested!r} needs the direct student runner,"
+                f" which does not run this model here ({why})"
+            )
+            raise InputError(msg)
+        if requested == "auto":
+            lower = [p for p in kernel_precisions() if p != "f32"]
+            if not lower:  # this CPU has no lower-precision kernels: f32, nothing to guard
+                return runner, None
+            requested = lower[-1]
+
+        def make(precision: str) -> Any:
+            return lambda: StudentRunner(
+                self.model_path, self._spec, threads=threads, verify=False, precision=precision
+            )
+
+        level = f"student {runner.isa} | {cpu_feature_level()}"
+        chosen, report = resolve_precision(
+            self.model_path, requested, make(requested), make("f32"), level, log
+        )
+        if chosen == runner.precision:
+            return runner, report
+        lower_runner = StudentRunner(
+            self.model_path, self._spec, threads=threads, reference=self._backend, precision=chosen
+        )
+        runner.close()
+        return lower_runner, report
 
     # ---- what it is ------------------------------------------------------------------------
     @property
     def spec(self) -> ModelSpec:
         return self._spec
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic of the runner in use: ``"f32"`` (also on the backend), or a lower
+        one the parity guard accepted (``"bf16"``)."""
+        return str(getattr(self._runner, "precision", "f32"))
 
     @property
     def backend(self) -> Backend:

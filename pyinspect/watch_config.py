@@ -59,6 +59,7 @@ class ModelSection(_Section):
     path: str
     backend: str = "auto"
     runner: str = "auto"
+    precision: Literal["f32", "bf16", "auto"] = "f32"  # runners.base.PRECISION_CHOICES
     threshold: Annotated[float, Field(ge=0, le=1)] | None = None
     threads: Annotated[int, Field(ge=1, le=256)] | None = None
     batch: Annotated[int, Field(ge=1, le=64)] = 1

@@ -125,6 +125,7 @@ def test_inspect_json_lines(tiny: TinyBundle, dagm_tree: Path, capsys) -> None:
         "interrupted": False,
         "backend": "onnxruntime",
         "runner": "backend",  # the tiny model is not the paper's student
+        "precision": "f32",  # --precision f32 by default; the backend is f32 anyway
         "engine": "backend",  # the deprecated name of the same fact
     }
     assert summary["median_ms"] > 0

@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from pyinspect.result import InspectionResult
     from pyinspect.spec import ModelSpec
 
-__all__ = ["RUNNERS", "RUNNER_CHOICES", "FrameRunner", "RunnerInfo", "runner_info"]
+__all__ = [
+    "PRECISION_CHOICES",
+    "RUNNERS",
+    "RUNNER_CHOICES",
+    "FrameRunner",
+    "RunnerInfo",
+    "precision_choice",
+    "runner_info",
+]
 
 
 @runtime_checkable
@@ -112,6 +120,21 @@ def runner_info(name: str) -> RunnerInfo:
     hint = suggest(str(name), RUNNER_CHOICES)
     msg = f"runner must be one of {list(RUNNER_CHOICES)}, got {name!r}.{hint}"
     raise InputError(msg)
+
+
+#: Values of ``Inspector(precision=...)`` and the CLI's ``--precision``: ``auto`` is the lowest
+#: precision the CPU's student kernels have, each lower one behind the verdict-parity guard.
+PRECISION_CHOICES: tuple[str, ...] = ("f32", "bf16", "auto")
+
+
+def precision_choice(value: Any) -> str:
+    """``value`` checked as a precision choice (an ``InputError`` listing the choices)."""
+    if not isinstance(value, str) or value not in PRECISION_CHOICES:
+        got = repr(value) if isinstance(value, str) else type(value).__name__
+        hint = suggest(value, PRECISION_CHOICES) if isinstance(value, str) else ""
+        msg = f"precision must be one of {list(PRECISION_CHOICES)}, got {got}.{hint}"
+        raise InputError(msg)
+    return value
 
 
 def runner_choice(value: Any) -> str:
