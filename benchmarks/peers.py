@@ -4,7 +4,9 @@ same frames, in interleaved rounds: ``benchmarks/latency.py --peers`` (issue 23'
 Every path takes a 512×512 uint8 gray frame to a verdict (texture, defective) with the same
 thread count:
 
-* **direct**: ``Inspector.run`` on the direct student runner (f32; rule: argmax);
+* **direct**: ``Inspector.run`` on the direct student runner (f32; rule: argmax), plus the same
+  runner at the other kernel levels this CPU has (``isa="avx2"`` on an AVX-512 machine) and in
+  bf16 where the verdict-parity guard accepts it (``Inspector(precision="bf16")``);
 * **(a) tiled**: what a user writes first: NumPy tiling (slices, float32, the sidecar's
   normalisation), the per-patch model at batch 9 on ONNX Runtime or OpenVINO, a NumPy softmax +
   argmax + majority vote; each engine at f32 and at the lower precisions it offers on this CPU:
@@ -16,8 +18,9 @@ thread count:
   patch: the direct runner's algorithm), uint8 frame in, logits out, the same NumPy vote.
 
 Goals: the direct path at least ``GOAL_TILED``× faster than the best of (a) and ``GOAL_FULLFRAME``×
-faster than the best of (b). Each path's verdicts are compared with the direct path's on the
-timed frames. A path this machine cannot run is listed with the reason.
+faster than the best of (b), judged for the f32 direct path and for the fastest direct row.
+Each path's verdicts are compared with the direct path's on the timed frames. A path this
+machine cannot run is listed with the reason.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class PeerPath:
     @property
     def title(self) -> str:
         if self.group == DIRECT:
-            return "`Inspector.run`, direct student runner"
+            return f"`Inspector.run`, direct student runner ({self.engine}), {self.precision}"
         what = "NumPy tiling +" if self.group == "tiled" else "full-frame graph on"
         batch = ", batch 9" if self.group == "tiled" else ""
         return f"{what} {self.engine} {self.precision}{batch}"
@@ -196,14 +199,43 @@ def build_paths(
         insp.close()
         msg = f"{model}: Inspector does not use the direct student runner: {insp.runner_note}"
         raise RuntimeError(msg)
-    paths = [PeerPath(DIRECT, DIRECT, "pyinspect", "f32", insp.run, insp.close)]
+    from pyinspect.runners.student import kernel_isas
+
+    isa = kernel_isas()[-1]  # what isa="auto" picks: the highest level
+    paths = [PeerPath(DIRECT, DIRECT, f"{isa} kernels", "f32", insp.run, insp.close)]
     try:
+        _direct_variants(paths, model, threads, isa, skipped)
         _engine_paths(paths, model, insp.spec, threads, folder, skipped)
     except BaseException:
         for p in paths:
             p.close()
         raise
     return paths
+
+
+def _direct_variants(
+    paths: list[PeerPath], model: Path, threads: int, isa: str, skipped: list[dict[str, str]]
+) -> None:
+    """The direct runner at the lower kernel levels (f32) and in bf16 behind the guard."""
+    from pyinspect import Inspector
+    from pyinspect.runners.student import StudentRunner, kernel_isas
+
+    for level in kernel_isas():
+        if level != isa:
+            runner = StudentRunner(model, threads=threads, isa=level)
+            key = f"{DIRECT}-{level}"
+            paths.append(
+                PeerPath(key, DIRECT, f"{level} kernels", "f32", runner.inspect, runner.close)
+            )
+    bf16 = Inspector(model, threads=threads, threshold="argmax", precision="bf16")
+    report = bf16.precision_report
+    if bf16.precision != "bf16":
+        bf16.close()
+        why = report.headline() if report is not None else "the guard could not run (see the log)"
+        skipped.append({"path": "direct bf16", "reason": f"not accepted: {why}"})
+        return
+    guard = f"bf16 (guard: {report.identical}/{report.frames} verdicts identical)"
+    paths.append(PeerPath(f"{DIRECT}-bf16", DIRECT, "bf16 kernels", guard, bf16.run, bf16.close))
 
 
 def _engine_paths(
@@ -350,17 +382,23 @@ def run_peers(model: Path, threads: int, rounds: int, iters: int) -> dict[str, A
                 "verdicts_equal": int(agree[p.key]),
             }
         )
+    fastest = min((r for r in rows if r["group"] == DIRECT), key=lambda r: r["median_ms"])
     goals = {}
     for group, goal in (("tiled", GOAL_TILED), ("fullframe", GOAL_FULLFRAME)):
         best = min(
             (r for r in rows if r["group"] == group), key=lambda r: r["median_ms"], default=None
         )
+        ratio_fastest = best["median_ms"] / fastest["median_ms"] if best else None
         goals[group] = {
             "goal": goal,
             "best": best["key"] if best else None,
             "best_title": best["title"] if best else None,
             "ratio": best["vs_direct"] if best else None,
             "met": bool(best and best["vs_direct"] >= goal),
+            "fastest_direct": fastest["key"],
+            "fastest_direct_title": fastest["title"],
+            "ratio_fastest_direct": ratio_fastest,
+            "met_fastest_direct": bool(ratio_fastest and ratio_fastest >= goal),
         }
     return {
         "model": common.rel(model),
@@ -412,9 +450,15 @@ def markdown(peers: dict[str, Any]) -> list[str]:
             out.append(f"- not measured: {GROUPS[group]} (no path ran)")
             continue
         text = (
-            f"direct path ≥ {g['goal']:g}× faster than the best of {GROUPS[group]}"
+            f"direct path (f32) ≥ {g['goal']:g}× faster than the best of {GROUPS[group]}"
             f" ({g['best_title']}): {g['ratio']:.2f}×"
         )
         out.append(f"- {'met' if g['met'] else 'not met'}: {text}")
+        if g.get("fastest_direct", DIRECT) != DIRECT:
+            text = (
+                f"fastest direct row ({g['fastest_direct_title']}) ≥ {g['goal']:g}× faster than"
+                f" the same: {g['ratio_fastest_direct']:.2f}×"
+            )
+            out.append(f"- {'met' if g['met_fastest_direct'] else 'not met'}: {text}")
     out += [f"- skipped {s['path']}: {s['reason']}" for s in peers["skipped"]]
     return out

@@ -173,10 +173,10 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         choices=PRECISION_CHOICES,
-        default="f32",
+        default=None,
         help="f32 (default, the reference); bf16 or auto (the lowest this CPU's student kernels"
         " have): the direct student runner in that precision where the verdict-parity guard"
-        " accepts it, else f32 with a warning",
+        " accepts it, else f32 with a warning; with --backend NAME, that backend's precision",
     )
     p.add_argument(
         "--engine",

@@ -112,13 +112,15 @@ class Inspector:
         spec: use this spec instead of reading the sidecar (tests, in-memory exports).
         tile_threads: threads for the tiler (0 = let the core decide).
         engine: deprecated alias of ``runner`` (one release).
-        precision: ``"f32"`` (the default and the reference); ``"bf16"`` or ``"auto"`` (the
-            lowest precision this CPU's student kernels have): the direct student runner in
-            that precision where the verdict-parity guard accepts it (>= 99.9 % of image
-            verdicts identical to f32, no texture flipped; run once per model, CPU level and
-            precision, then cached beside the model), else f32 with a logged warning saying
-            why. ``precision`` afterwards names the one in use, ``precision_report`` the guard's
-            counts.
+        precision: the arithmetic of the path. With ``backend="auto"``: ``None`` / ``"f32"``
+            (the reference); ``"bf16"`` or ``"auto"`` (the lowest precision this CPU's student
+            kernels have): the direct student runner in that precision where the
+            verdict-parity guard accepts it (>= 99.9 % of image verdicts identical to f32, no
+            texture flipped; run once per model, CPU level and precision, then cached beside
+            the model), else f32 with a logged warning saying why; ``precision`` afterwards
+            names the one in use, ``precision_report`` the guard's counts. With a named
+            backend: that backend's own ``precision`` option (OpenVINO ``"bf16"``, torch
+            ``"fp16"``, ...), passed to it unguarded.
         **backend_options: passed to the backend (``device``, ``max_batch``, ...); ``None``
             values are dropped.
 
@@ -137,14 +139,16 @@ class Inspector:
         spec: ModelSpec | None = None,
         tile_threads: int = 0,
         engine: str | None = None,
-        precision: str = "f32",
+        precision: str | None = None,
         **backend_options: Any,
     ) -> None:
         if engine is not None:
             _deprecated("Inspector(engine=...)", "runner=... ('auto', 'student', 'backend')")
             runner = _ENGINE_TO_RUNNER.get(engine, engine)
         runner = runner_choice(runner)
-        precision = precision_choice(precision)
+        if backend != "auto" and precision is not None:  # the named backend's own option
+            backend_options["precision"], precision = precision, None
+        precision = "f32" if precision is None else precision_choice(precision)
         check_threads(threads)
         check_int("tile_threads", tile_threads, 0)  # 0: the core decides
         check_threads(tile_threads or None, "tile_threads")
@@ -263,9 +267,10 @@ class Inspector:
 
     @property
     def precision(self) -> str:
-        """The arithmetic of the runner in use: ``"f32"`` (also on the backend), or a lower
-        one the parity guard accepted (``"bf16"``)."""
-        return str(getattr(self._runner, "precision", "f32"))
+        """The arithmetic in use: the runner's (``"f32"``, or a lower one the parity guard
+        accepted: ``"bf16"``), else the backend's (``"f32"`` unless it was given another)."""
+        path = self._runner if self._runner is not None else self._backend
+        return str(getattr(path, "precision", None) or "f32")
 
     @property
     def backend(self) -> Backend:

@@ -205,8 +205,19 @@ def test_peers_table_times_every_engine_path(tmp_path: Path) -> None:
             want |= {"tiled-openvino-bf16", "fullframe-openvino-bf16"}
         else:
             assert any("f32 only" in s["reason"] for s in got["skipped"])
+    from pyinspect.runners.student import kernel_isas, kernel_precisions
+
+    if len(kernel_isas()) > 1:  # the lower kernel level beside the one auto picks
+        want |= {f"direct-{kernel_isas()[0]}"}
+    if "bf16" in kernel_precisions():  # timed when the guard accepts it, else skipped saying why
+        assert "direct-bf16" in rows or any(s["path"] == "direct bf16" for s in got["skipped"])
     assert want <= set(rows)
     assert rows["direct"]["vs_direct"] == 1.0
+    assert all(
+        r["verdicts_equal"] == got["frames"]
+        for r in rows.values()
+        if r["group"] == "direct" and r["precision"] == "f32"
+    )  # every kernel level: the same verdicts
     # f32 on either engine and layout gives the direct path's verdicts
     for key in ("tiled-ort-f32", "fullframe-ort-f32"):
         assert rows[key]["verdicts_equal"] == got["frames"]

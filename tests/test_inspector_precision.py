@@ -44,10 +44,19 @@ def frame(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (512, 512), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("bad", ["fp16", "F32", "", None, 16])
+@pytest.mark.parametrize("bad", ["fp16", "F32", "", 16])
 def test_a_bad_precision_is_named_before_anything_loads(bad: object) -> None:
     with pytest.raises(InputError, match=r"precision must be one of \['f32', 'bf16', 'auto'\]"):
         Inspector(SHIPPED, precision=bad)  # type: ignore[arg-type]
+
+
+def test_with_a_named_backend_precision_is_that_backends_option(model: Path) -> None:
+    """``Inspector(backend="openvino", precision=...)`` is OpenVINO's own precision, unguarded."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    with pytest.raises(InputError, match=r"precision must be one of"):
+        Inspector(model, backend="openvino", precision="fp8")  # OpenVINO's check, not ours
+    with Inspector(model, backend="openvino", precision="f32") as insp:
+        assert insp.runner == "backend" and insp.precision == "f32"
 
 
 @needs_runner
