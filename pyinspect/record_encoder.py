@@ -85,11 +85,61 @@ def _float_list(a: np.ndarray) -> list[float]:
     return a.tolist() if a.dtype.kind == "f" else [float(v) for v in a]
 
 
-def _ints(a: np.ndarray) -> str:
-    """``a.tolist()`` (a flat integer array) as ``json.dumps`` writes it."""
-    if a.dtype.kind not in "iu" or a.ndim != 1:
-        return _dumps(a.tolist())
-    return f"[{','.join(map(str, a.tolist()))}]"
+_FORMATS6_PAIR: dict[int, str] = {}
+
+
+def _floats6_pair(a: list[float], b: list[float]) -> tuple[str, str]:
+    """``(_floats6(a), _floats6(b))`` for two lists of one length (a frame's scores and defect
+    probabilities) in one ``format`` call and one ``replace`` pass. A finite value >= 0 takes
+    at least nine characters (``0.500000,``) and exactly nine below 10 (probabilities, softmax
+    scores), so without a sign, nan or inf the text's length says at once that none is >= 1e9
+    (what ``_floats6`` checks value by value); anything else goes to ``_floats6``."""
+    n = len(a)
+    fmt = _FORMATS6_PAIR.get(n)
+    if fmt is None:
+        if n > 4096:
+            return _floats6(a), _floats6(b)
+        fmt = _FORMATS6_PAIR[n] = "{:.6f}," * n + "|" + "{:.6f}," * n
+    if len(b) != n:
+        return _floats6(a), _floats6(b)
+    s = fmt.format(*a, *b)  # "0.500000,1.000000,|0.000000,0.250000,"
+    if len(s) != 18 * n + 1 or "-" in s or "n" in s:  # "10.000000," is longer; nan, inf
+        return _floats6(a), _floats6(b)
+    while "0," in s:
+        s = s.replace("0,", ",")
+    if "0.0000" in s:  # 0 < v < 1e-4 after rounding: repr writes 5e-05
+        return _floats6(a), _floats6(b)
+    first, second = s.replace(".,", ".0,").split("|")
+    return f"[{first[:-1]}]", f"[{second[:-1]}]"
+
+
+class _IntText:
+    """``json.dumps(a.tolist())`` for one field's flat integer arrays (patch classes, defective
+    patches, votes), remembered by the array's bytes: a grid's classes and votes repeat from
+    frame to frame, and the bytes are a cheaper key than the digits are to write. One cache per
+    field, keyed within one dtype (the same bytes mean other numbers in another)."""
+
+    __slots__ = ("dtype", "texts")
+
+    def __init__(self) -> None:
+        self.dtype: np.dtype[Any] | None = None
+        self.texts: dict[bytes, str] = {}
+
+    def __call__(self, a: np.ndarray) -> str:
+        if a.dtype is not self.dtype:
+            if a.dtype.kind not in "iu":
+                return _dumps(a.tolist())
+            self.dtype, self.texts = a.dtype, {}
+        if a.ndim != 1:
+            return _dumps(a.tolist())
+        key = a.tobytes()
+        text = self.texts.get(key)
+        if text is None:
+            text = f"[{','.join(map(str, a.tolist()))}]"
+            if len(self.texts) >= 4096:
+                self.texts.clear()
+            self.texts[key] = text
+        return text
 
 
 def _ms3(x: Any) -> str:
@@ -128,7 +178,7 @@ class RecordEncoder:
     def __init__(self, *, model: ModelIdentity, run_id: str, source: str) -> None:
         self.model, self.run_id, self.source = model, run_id, source
         self._strings: dict[str, str] = {}
-        self._int_lists: dict[tuple[str, bytes], str] = {}  # patch classes, votes: few per run
+        self._classes, self._defective, self._votes = _IntText(), _IntText(), _IntText()
         self._boxes: tuple[np.ndarray, str] | None = None
         self._second = -1
         self._second_text = ""
@@ -193,19 +243,6 @@ class RecordEncoder:
                 self._strings[s] = q
         return q
 
-    def _ints(self, a: np.ndarray) -> str:
-        """``_ints(a)``, remembered by content (a grid's classes and votes repeat)."""
-        if a.dtype.kind not in "iu":
-            return _ints(a)
-        key = (a.dtype.str, a.tobytes())
-        text = self._int_lists.get(key)
-        if text is None:
-            text = _ints(a)
-            if len(self._int_lists) >= 4096:
-                self._int_lists.clear()
-            self._int_lists[key] = text
-        return text
-
     def _boxes_json(self, boxes: np.ndarray) -> str:
         cached = self._boxes
         if cached is not None and cached[0] is boxes:
@@ -246,26 +283,33 @@ class RecordEncoder:
                                  camera_timestamp=camera_timestamp, latency_ms=latency_ms,
                                  path=path)  # fmt: skip
         r = result
-        scores = _float_list(r.patch_score)
-        probs = _float_list(r.patch_defect_prob)
-        probs_text = _floats6(probs)
+        score, prob = r.patch_score, r.patch_defect_prob
+        scores = score.tolist() if score.dtype.kind == "f" else _float_list(score)
+        probs = prob.tolist() if prob.dtype.kind == "f" else _float_list(prob)
+        scores_text, probs_text = _floats6_pair(scores, probs)
         # max_defect_prob is the largest of them (0 for none); numpy's max only when one is nan
         max_prob = (max(probs) if probs else 0.0) if "N" not in probs_text else r.max_defect_prob
-        captured = "null" if captured_ns is None else self._iso(captured_ns)
-        latency = "null" if latency_ms is None else _ms3(latency_ms)
+        name, label, defect = r.texture_name, r.label, r.defect_type
+        strings = self._strings
+        defect_text = "null" if defect is None else strings.get(defect) or self._str(defect)
+        texture = r.texture
         error = r.error
         line = (
-            f'{self._head}{_value(frame_id)},"captured_at":{captured},'
-            f'"camera_timestamp":{_value(camera_timestamp)},"latency_ms":{latency},'
-            f'"path":{_value(path)}{self._model},'
-            f'"texture":{_value(r.texture)},"texture_name":{self._str(r.texture_name)},'
+            f"{self._head}{frame_id if type(frame_id) is int else _value(frame_id)},"
+            f'"captured_at":{"null" if captured_ns is None else self._iso(captured_ns)},'
+            f'"camera_timestamp":{_value(camera_timestamp)},'
+            f'"latency_ms":{"null" if latency_ms is None else _ms3(latency_ms)},'
+            f'"path":{"null" if path is None else _value(path)}{self._model},'
+            f'"texture":{texture if type(texture) is int else _value(texture)},'
+            f'"texture_name":{strings.get(name) or self._str(name)},'
             f'"defective":{"true" if r.defective else "false"},'
-            f'"label":{self._str(r.label)},"defect_type":{self._str(r.defect_type)},'
-            f'"max_defect_prob":{_float(max_prob)},'
-            f'"boxes":{self._boxes_json(r.boxes)},"patch_class":{self._ints(r.patch_class)},'
-            f'"patch_score":{_floats6(scores)},"patch_defect_prob":{probs_text},'
-            f'"defective_patches":{self._ints(r.defective_patches)},'
-            f'"texture_votes":{self._ints(r.texture_votes)},"timings":{_timings(r.timings)},'
+            f'"label":{strings.get(label) or self._str(label)},'
+            f'"defect_type":{defect_text},'
+            f'"max_defect_prob":{_float(max_prob)},"boxes":{self._boxes_json(r.boxes)},'
+            f'"patch_class":{self._classes(r.patch_class)},"patch_score":{scores_text},'
+            f'"patch_defect_prob":{probs_text},'
+            f'"defective_patches":{self._defective(r.defective_patches)},'
+            f'"texture_votes":{self._votes(r.texture_votes)},"timings":{_timings(r.timings)},'
             f'"error":{"null" if error is None else _dumps(error)}}}'
         )
         return line.encode()

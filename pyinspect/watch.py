@@ -16,8 +16,10 @@ the next start. ``docs/line.md`` has the configuration, the record and the metri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import queue as queues
 import signal
 import sys
 import threading
@@ -48,7 +50,7 @@ EMIT_LINGER_S = 0.008
 EMIT_BATCH = 32
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Item:
     grab: Grab
     frame_id: int
@@ -58,15 +60,19 @@ class _Item:
 
 @dataclass(eq=False)
 class _SourceRun:
-    """A source and its run state: its queue (guarded by the station's ``_work`` condition)."""
+    """A source and its run state: its queue (guarded by the station's ``_lock``)."""
 
     source: Source
+    name: str = ""
     queue: deque[_Item] = field(default_factory=deque)
     frame_id: int = 0
     done: bool = False
     opened: bool = False
-    blocked: bool = False  # waits for room (policy block); woken once its queue is empty
+    blocked: bool = False  # waits for room (policy block) on `room`; woken once its queue is empty
+    room: queues.SimpleQueue[None] = field(default_factory=queues.SimpleQueue)
     encoder: Any = None  # its RecordEncoder
+    acks: bool = False  # its source overrides Source.ack (the base's does nothing)
+    observe: tuple[Callable[[float], None], ...] = ()  # wait, inspect, record stage histograms
     thread: threading.Thread | None = None
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("frames", "defective", "errors", "dropped",
@@ -101,6 +107,7 @@ class Station:
         from pyinspect.inspector import Inspector
         from pyinspect.metrics import StationMetrics
         from pyinspect.records import ModelIdentity, new_run_id
+        from pyinspect.sinks.base import Record
         from pyinspect.watch_config import check_environment, parse_config
 
         if isinstance(config, dict):
@@ -114,14 +121,19 @@ class Station:
         self.metrics = StationMetrics()
         self.on_record = on_record
         self._stop_sources = threading.Event()
-        lock = threading.Lock()
-        self._work = threading.Condition(lock)  # frames queued: the inference thread waits here
-        self._room = threading.Condition(lock)  # room in a queue: blocked sources wait here
-        self._infer_waiting = False
+        # One lock guards the queues and the flags beside them. A thread that waits lets go of it
+        # and waits for a token (``SimpleQueue``: C code), which the waker puts once it has let
+        # go of the lock too: no waiter wakes only to block on the lock, and none of a
+        # condition's Python-level wait / notify (a new lock per wait) runs per frame.
+        self._lock = threading.Lock()
+        self._wake: queues.SimpleQueue[None] = queues.SimpleQueue()  # frames queued, source ended
+        self._infer_waiting = False  # the inference thread waits for a token on _wake
         self._pending: list[tuple[_SourceRun, _Item, InspectionResult, int]] = []
         self._pending_since = 0  # perf_counter_ns when the first pending frame was inspected
         self._sinks: list[Sink] = []
+        self._record_class = Record
         self._runs: list[_SourceRun] = []
+        self._acks = False
         self._metrics_server: Any = None
         self._infer_thread: threading.Thread | None = None
         self._started = self._finished = False
@@ -141,6 +153,7 @@ class Station:
                 sources if sources is not None else [self._make_source(s) for s in config.source]
             )
             self._runs = [self._bind_source(s) for s in built]
+            self._acks = any(r.acks for r in self._runs)  # a source wants ack() calls
             names = [r.source.name for r in self._runs]
             if len(set(names)) != len(names):
                 msg = f"source names must be unique, got {names}"
@@ -237,9 +250,10 @@ class Station:
 
     def _bind_source(self, source: Source) -> _SourceRun:
         from pyinspect.record_encoder import RecordEncoder
+        from pyinspect.sources.base import Source
 
         m, name = self.metrics, source.name
-        run = _SourceRun(source)
+        run = _SourceRun(source, name)
         run.encoder = RecordEncoder(model=self.model, run_id=self.run_id, source=name)
         run.metrics = {
             "frames": m.frames.labels(name), "defective": m.defective.labels(name),
@@ -248,6 +262,8 @@ class Station:
             "wait": m.stage.labels(name, "wait"), "inspect": m.stage.labels(name, "inspect"),
             "record": m.stage.labels(name, "record"),
         }  # fmt: skip
+        run.observe = tuple(run.metrics[k].observe for k in ("wait", "inspect", "record"))
+        run.acks = getattr(source.ack, "__func__", None) is not Source.ack
         m.queue_depth.labels(name).set_function(lambda: float(len(run.queue)))
         return run
 
@@ -335,6 +351,7 @@ class Station:
         if not self._stop_sources.is_set():
             self._deadline = time.monotonic() + self.config.station.shutdown_timeout_s
             self._stop_sources.set()
+            self._wake.put(None)  # an idle inference thread sees it now (put is signal-safe)
 
     def __enter__(self) -> Station:
         return self
@@ -388,9 +405,9 @@ class Station:
             log.exception("%s: failed; the source stops", src.describe())
         finally:
             m["up"].set(0)
-            with self._work:
+            with self._lock:
                 run.done = True
-                self._work.notify_all()
+            self._wake.put(None)
 
     def _prepare(self, run: _SourceRun, grab: Grab) -> _Item:
         item = _Item(grab, run.frame_id)
@@ -404,65 +421,86 @@ class Station:
         return item
 
     def _enqueue(self, run: _SourceRun, item: _Item) -> None:
-        with self._work:
-            while len(run.queue) >= run.source.queue:
-                if run.source.policy == "drop_oldest":
-                    old = run.queue.popleft()
+        lock, queue, src = self._lock, run.queue, run.source
+        lock.acquire()
+        try:
+            while len(queue) >= src.queue:
+                if src.policy == "drop_oldest":
+                    old = queue.popleft()
                     self._count(run, "dropped")
-                    run.source.release(old.grab)
-                    log.debug("%s: frame %d dropped (inspection lags)", run.source.describe(),
+                    src.release(old.grab)
+                    log.debug("%s: frame %d dropped (inspection lags)", src.describe(),
                               old.frame_id)  # fmt: skip
                 else:  # block: wait for the inference thread (a stop still inspects this one)
                     # Woken when the queue is empty, not at every frame taken: the source then
                     # refills it in one go while the last frame is inspected (one wake-up per
                     # queue, not per frame; a wake-up costs tens of microseconds of CPU).
                     run.blocked = True
-                    self._room.wait(_POLL_S)
+                    lock.release()
+                    try:
+                        run.room.get(timeout=_POLL_S)
+                    except queues.Empty:
+                        pass
+                    finally:
+                        lock.acquire()
             run.blocked = False
-            run.queue.append(item)
-            if self._infer_waiting:
-                self._work.notify()
+            queue.append(item)
+            wake, self._infer_waiting = self._infer_waiting, False
+        finally:
+            lock.release()
+        if wake:
+            self._wake.put(None)
 
     def _infer_loop(self) -> None:
         batch = self.config.model.batch
+        runs, lock, wake = self._runs, self._lock, self._wake
+        single = runs[0] if len(runs) == 1 else None
+        perf = time.perf_counter_ns
+        linger_ns = EMIT_LINGER_S * 1e9
         rr = 0
         try:
             while True:
                 items: list[tuple[_SourceRun, _Item]] = []
-                with self._work:
-                    n = len(self._runs)
+                room: list[_SourceRun] = []  # blocked sources whose queue ran empty
+                with lock:
+                    n = len(runs)
                     for k in range(n):
-                        run = self._runs[(rr + k) % n]
-                        while run.queue and len(items) < batch:
-                            items.append((run, run.queue.popleft()))
+                        run = runs[(rr + k) % n]
+                        queue = run.queue
+                        while queue and len(items) < batch:
+                            items.append((run, queue.popleft()))
+                        if run.blocked and not queue:
+                            run.blocked = False  # one token per wait
+                            room.append(run)
                     rr += 1
-                    if not items:
-                        if self._pending:
-                            pass  # make the records of what was inspected first, below
-                        elif all(r.done for r in self._runs) and (
+                    idle = not items and not self._pending
+                    if idle:
+                        if all(r.done for r in runs) and (
                             self.config.station.exit_on_end or self._stop_sources.is_set()
                         ):
                             return
-                        else:
-                            self._infer_waiting = True
-                            self._work.wait(_POLL_S)
-                            self._infer_waiting = False
-                            continue
-                    elif any(r.blocked and not r.queue for r in self._runs):
-                        self._room.notify_all()  # a blocked source may refill its queue
+                        self._infer_waiting = True
+                for run in room:
+                    run.room.put(None)  # it refills its queue while this frame is inspected
+                if idle:
+                    with contextlib.suppress(queues.Empty):
+                        wake.get(timeout=_POLL_S)
+                    self._infer_waiting = False
+                    continue
                 took = 0
                 if items:
-                    t0 = time.perf_counter_ns()
-                    self._inspect(items)
-                    took = time.perf_counter_ns() - t0
+                    t0 = perf()
+                    self._inspect(items, t0)
+                    took = perf() - t0
                 # Records are made at once when no frame waits; while frames keep coming, in one
                 # pass over several frames (a pass and a hand-over per frame cost more than the
                 # records themselves: each wakes every sink's thread), unless waiting for the
                 # next inspection would make the first of them more than EMIT_LINGER_S late.
+                queued = bool(single.queue) if single is not None else any(r.queue for r in runs)
                 if (
-                    not any(r.queue for r in self._runs)
+                    not queued
                     or len(self._pending) >= EMIT_BATCH
-                    or time.perf_counter_ns() + took - self._pending_since > EMIT_LINGER_S * 1e9
+                    or perf() + took - self._pending_since > linger_ns
                 ):
                     self._emit_pending()
         except Exception:
@@ -474,72 +512,89 @@ class Station:
             except Exception:
                 log.exception("inference thread: records of the last frames failed")
 
-    def _inspect(self, items: list[tuple[_SourceRun, _Item]]) -> None:
-        t0 = time.perf_counter_ns()
-        good = [(run, it) for run, it in items if it.prepared is not None]
+    def _inspect(self, items: list[tuple[_SourceRun, _Item]], t0: int) -> None:
         results: dict[int, InspectionResult] = {}
-        if len(good) > 1:
-            try:
-                frames = [it.prepared.image for _, it in good]  # type: ignore[union-attr]
-                for (_, it), r in zip(good, self.inspector.run_batch(frames), strict=True):
-                    results[id(it)] = r
-            except PyInspectError:
-                results.clear()  # one bad frame: inspect them one by one for their own errors
+        if len(items) > 1:
+            good = [it for _, it in items if it.prepared is not None]
+            if len(good) > 1:
+                try:
+                    frames = [it.prepared.image for it in good]  # type: ignore[union-attr]
+                    for it, r in zip(good, self.inspector.run_batch(frames), strict=True):
+                        results[id(it)] = r
+                except PyInspectError:
+                    results.clear()  # one bad frame: inspect them one by one for their errors
+        pending = self._pending
         for run, it in items:
-            if it.prepared is None:
+            prepared = it.prepared
+            if prepared is None:
                 result = InspectionResult.failed(it.error or "no frame")
-            elif id(it) in results:
+            elif results:
                 result = results[id(it)]
             else:
                 try:
-                    result = self.inspector.run_prepared(it.prepared)
+                    result = self.inspector.run_prepared(prepared)
                 except PyInspectError as exc:
                     result = InspectionResult.failed(f"frame {it.frame_id}: {exc}")
-            if not self._pending:
+            if not pending:
                 self._pending_since = time.perf_counter_ns()
-            self._pending.append((run, it, result, t0))
+            pending.append((run, it, result, t0))
 
     def _emit_pending(self) -> None:
         """Make the records of the inspected frames, hand them to every sink (in order), count
         them, acknowledge the grabs to their sources and call ``on_record``."""
-        from pyinspect.sinks.base import Record
-
         pending, self._pending = self._pending, []
         if not pending:
             return
+        make_record = self._record_class
+        images = self._wants_images
+        perf = time.perf_counter_ns
         records = []
-        counts: dict[tuple[_SourceRun, str], int] = {}
+        tally: dict[_SourceRun, list[int]] = {}  # frames, defective, errors per source
         for run, it, result, t0 in pending:
-            m, grab = run.metrics, it.grab
-            now = time.perf_counter_ns()
-            m["wait"].observe(max(0, t0 - grab.mono_ns) * 1e-9)
-            m["inspect"].observe(result.timings.total_ms * 1e-3)
+            grab = it.grab
+            mono = grab.mono_ns
+            wait, inspect, made = run.observe
+            timings = result.timings
+            now = perf()
             line = run.encoder.encode(
                 result, frame_id=it.frame_id, captured_ns=grab.captured_ns,
-                camera_timestamp=grab.camera_timestamp, latency_ms=(now - grab.mono_ns) * 1e-6,
+                camera_timestamp=grab.camera_timestamp, latency_ms=(now - mono) * 1e-6,
                 path=grab.path,
             )  # fmt: skip
-            record = Record(None, line, source=run.source.name)  # the dict if a sink reads it
-            if self._wants_images and it.prepared is not None:
+            record = make_record(None, line, source=run.name)  # the dict if a sink reads it
+            if images and it.prepared is not None:
                 record.image, record.result = it.prepared.image, result
             records.append(record)
-            what = "errors" if result.error is not None else "defective" if result.defective \
-                else ""  # fmt: skip
-            for key in ("frames", what) if what else ("frames",):
-                counts[run, key] = counts.get((run, key), 0) + 1
-            m["record"].observe((time.perf_counter_ns() - grab.mono_ns) * 1e-9)
+            counts = tally.get(run)
+            if counts is None:
+                counts = tally[run] = [0, 0, 0]
+            counts[0] += 1
+            if result.error is not None:
+                counts[2] += 1
+            elif result.defective:
+                counts[1] += 1
+            wait(max(0, t0 - mono) * 1e-9)
+            inspect(timings.total_ms * 1e-3)
+            made((now - mono) * 1e-9)
         for sink in self._sinks:
             sink.offer_many(records)
-        for (run, key), n in counts.items():
-            run.counts[key] += n
-            run.metrics[key].inc(n)
+        for run, counts in tally.items():
+            for key, n in zip(("frames", "defective", "errors"), counts, strict=True):
+                if n:
+                    run.counts[key] += n
+                    run.metrics[key].inc(n)
+        on_record = self.on_record
+        if on_record is None and not self._acks:
+            return
         for (run, it, result, _), record in zip(pending, records, strict=True):
-            try:
-                run.source.ack(it.grab, result.error is None)
-            except Exception:
-                log.exception("%s: ack of frame %d failed", run.source.describe(), it.frame_id)
-            if self.on_record is not None:
-                self.on_record(record.doc)
+            if run.acks:
+                try:
+                    run.source.ack(it.grab, result.error is None)
+                except Exception:
+                    log.exception("%s: ack of frame %d failed", run.source.describe(),
+                                  it.frame_id)  # fmt: skip
+            if on_record is not None:
+                on_record(record.doc)
 
     # ---- finishing ---------------------------------------------------------------------------
     def _finish(self) -> None:

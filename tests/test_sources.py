@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -121,6 +122,48 @@ def test_iterable_source_copies_arrays() -> None:
         src.grab(STOP)
 
 
+def test_iterable_source_takes_only_arrays_nobody_else_holds() -> None:
+    """A new array per frame is taken as it is (no copy); an array someone else can still reach
+    (a list's, a kept buffer's view, an array over a kept bytearray, a generator's local
+    variable until it resumes) is copied."""
+    made: list[int] = []  # the producer's data pointers (ints: no reference to the arrays)
+
+    def noted(a: np.ndarray) -> np.ndarray:
+        made.append(a.ctypes.data)
+        return a
+
+    def fresh() -> Iterator[np.ndarray]:
+        for i in range(3):
+            yield noted(np.full((4, 4), i, np.uint8))
+
+    def local() -> Iterator[np.ndarray]:
+        for i in range(2):
+            a = noted(np.full((4, 4), i, np.uint8))
+            yield a  # the generator still holds it (and could change it when resumed)
+
+    kept = [np.full((4, 4), i, np.uint8) for i in range(2)]
+    buf = np.zeros((8, 4), np.uint8)
+    raw = bytearray(16)
+    cases: dict[str, Iterable[np.ndarray]] = {
+        "list": kept,
+        "view": (buf[4 * i : 4 * i + 4] for i in range(2)),
+        "bytearray": (np.frombuffer(raw, np.uint8).reshape(4, 4) for _ in range(2)),
+    }
+    src = IterableSource(fresh(), "fresh")
+    grabs = [src.grab(STOP) for _ in range(3)]
+    assert [g.image.ctypes.data for g in grabs] == made  # type: ignore[union-attr]
+    assert [int(g.image[0, 0]) for g in grabs] == [0, 1, 2]  # type: ignore[index]
+    made.clear()
+    src = IterableSource(local(), "local")
+    assert src.grab(STOP).image.ctypes.data != made[0]  # type: ignore[union-attr]
+    for name, frames in cases.items():
+        src = IterableSource(frames, name)
+        g = src.grab(STOP)
+        assert g is not None and isinstance(g.image, np.ndarray)
+        assert not np.shares_memory(g.image, buf) and not np.shares_memory(g.image, kept[0])
+        assert g.image.ctypes.data != np.frombuffer(raw, np.uint8).ctypes.data, name
+
+
 def test_video_file_ends_or_loops(tmp_path: Path) -> None:
     path = tmp_path / "clip.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, (256, 256))
@@ -158,7 +201,7 @@ import json, os, sys, threading
 from pyinspect.sources import PylonSource, SourceError
 folder = sys.argv[1]
 src = PylonSource("cam", serial="0815-0000", exposure_us=100, gain=0.0, trigger_mode="On",
-                  trigger_source="Software", fps=200,
+                  trigger_source="Software", fps=200, buffers=2,  # 6 grabs reuse both buffers
                   features={"Width": 512, "Height": 512, "TestImageSelector": "Off",
                             "ImageFileMode": "On", "ImageFilename": folder})
 src.open()

@@ -196,6 +196,58 @@ def test_records_of_queued_frames_go_together_never_late(
         assert doc["timings"]["total_ms"] <= doc["latency_ms"] <= since_capture_ms + 1.0
 
 
+def test_waiting_threads_are_woken_not_polled(
+    tiny_gray: TinyBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source blocked on a full queue is woken when the queue is empty, the idle inference
+    thread when a frame is queued and when the station stops: with the fallback poll at 5 s,
+    each lost wake-up would stall it for 5 s."""
+    import pyinspect.watch as watch
+
+    monkeypatch.setattr(watch, "_POLL_S", 5.0)
+    frames = [textured_frame(seed=s % 5) for s in range(20)]
+    src = IterableSource(frames, "cam", queue=1, policy="block")
+    station = Station(config(tmp_path, tiny_gray.model_path), sources=[src])
+    paced(station, 0.005)  # slower than the source: it blocks at every frame
+    t0 = time.monotonic()
+    summary = station.run()
+    assert time.monotonic() - t0 < 10
+    assert summary["sources"]["cam"]["frames"] == 20
+    assert [r["frame_id"] for r in jsonl(tmp_path)] == list(range(1, 21))
+
+    release = threading.Event()
+
+    def slow() -> Iterator[np.ndarray]:
+        for s in range(3):
+            time.sleep(0.2)  # the inference thread idles between frames
+            yield textured_frame(seed=s)
+        release.wait(20)
+
+    out = tmp_path / "idle"
+    cfg = config(out, tiny_gray.model_path, station={"run_dir": str(out / "run"),
+                                                     "exit_on_end": False})  # fmt: skip
+    seen: list[dict[str, Any]] = []
+    station = Station(cfg, sources=[IterableSource(slow(), "cam")], on_record=seen.append)
+    runner = threading.Thread(target=station.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [r["frame_id"] for r in seen] == [1, 2, 3]
+        assert max(r["latency_ms"] for r in seen) < 1000
+        release.set()  # the source ends; the station keeps serving until stopped
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        station.stop()
+        runner.join(10)
+        assert not runner.is_alive() and time.monotonic() - t0 < 2
+    finally:
+        release.set()
+        station.stop()
+        runner.join(10)
+
+
 def test_record_encoder_writes_what_record_dict_and_json_write() -> None:
     """The station's fast encoder against the schema's definition, on random verdicts with the
     values whose JSON is special (exponents, nan, large numbers, -0.0, exact ties)."""
@@ -235,6 +287,58 @@ def test_record_encoder_writes_what_record_dict_and_json_write() -> None:
                               "latency_ms": latency}  # fmt: skip
         want = record_dict(result, model=model, run_id="r1", source="cam", **kw)
         assert enc.encode(result, **kw) == json.dumps(want, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    ("scores", "probs"),
+    [
+        ([], []),
+        ([0.5, 1.0, 0.0], [0.0078125, 0.25, 0.9999995]),  # a tie rounds to even; one to 1.0
+        ([float("nan"), 0.5], [123456.5, 0.5]),  # the nan's short text offset by a long one
+        ([9.9999996, 0.5], [0.1, 0.2]),  # rounds to 10.000000: one character more
+        ([-0.0, 0.5], [0.1, 0.2]),  # the sign
+        ([5e-05, 0.5], [0.1, 0.2]),  # repr writes 5e-05
+        ([0.5, 0.25], [0.1, 0.2, 0.3]),  # lists of two lengths
+        ([float("inf"), 1.0], [0.0, 0.0]),
+    ],
+)
+def test_record_encoder_writes_both_float_lists_as_json_does(
+    scores: list[float], probs: list[float]
+) -> None:
+    """The scores and probabilities go through one format call where every value is a plain
+    probability; every value that call cannot write as ``json.dumps`` does still comes out so."""
+    model = ModelIdentity("m.onnx", None, None)
+    enc = RecordEncoder(model=model, run_id="r1", source="cam")
+    n = len(probs)
+    result = InspectionResult(
+        texture=0, texture_name="Texture 1", defective=False, label="Texture 1 good",
+        boxes=np.zeros((n, 4), np.int32), patch_class=np.zeros(n, np.int32),
+        patch_score=np.array(scores, np.float64), patch_defect_prob=np.array(probs, np.float64),
+    )  # fmt: skip
+    want = record_dict(result, model=model, run_id="r1", source="cam", frame_id=3)
+    assert enc.encode(result, frame_id=3) == json.dumps(want, separators=(",", ":")).encode()
+
+
+def test_record_encoder_keys_integer_lists_by_dtype() -> None:
+    """Integer lists are remembered by their bytes: [1, 0] as int32 has the bytes of [1] as
+    int64, and each must still be written as itself."""
+    model = ModelIdentity("m.onnx", None, None)
+    enc = RecordEncoder(model=model, run_id="r1", source="cam")
+
+    def line(classes: np.ndarray) -> dict[str, Any]:
+        n = len(classes)
+        result = InspectionResult(
+            texture=0, texture_name="Texture 1", defective=False, label="Texture 1 good",
+            boxes=np.zeros((n, 4), np.int32), patch_class=classes,
+            patch_score=np.zeros(n, np.float32), patch_defect_prob=np.zeros(n, np.float32),
+        )  # fmt: skip
+        return json.loads(enc.encode(result, frame_id=1))
+
+    a, b = np.array([1, 0], np.int32), np.array([1], np.int64)
+    assert a.tobytes() == b.tobytes()
+    assert [line(a)["patch_class"], line(b)["patch_class"], line(a)["patch_class"]] == [
+        [1, 0], [1], [1, 0]
+    ]  # fmt: skip
 
 
 def test_latency_histograms_scrape_as_prometheus_histograms() -> None:

@@ -2,7 +2,8 @@
 
 A source hands out frames it will never touch again: one whose SDK reuses buffers (pylon, GenTL)
 copies the frame out before releasing the buffer, and ``IterableSource`` copies arrays, because a
-producer refilling one buffer would otherwise change a frame that still waits for inference.
+producer refilling one buffer would otherwise change a frame that still waits for inference;
+an array it is the only holder of (a producer that makes a new one per frame) it takes as it is.
 
 ``grab(stop)`` returns a ``Grab``, ``None`` when no frame came within its timeout, raises
 ``SourceEnded`` when the source is finished (a file's end, ``max_frames``) and ``SourceLost`` when
@@ -12,6 +13,7 @@ counting each reconnect.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -31,6 +33,7 @@ __all__ = [
     "SourceError",
     "SourceLost",
     "grab_now",
+    "handed_over",
 ]
 
 #: What a source does when inspection lags: drop its oldest queued frame, or wait.
@@ -111,9 +114,32 @@ class Source:
         return f"{self.kind} source {self.name!r}"
 
 
+def _references(a: object) -> int:
+    return sys.getrefcount(a)
+
+
+def _calibrate() -> int:
+    fresh = np.empty(0)
+    return _references(fresh)
+
+
+#: What ``_references`` counts for an array only a caller's local variable holds.
+_ONLY_LOCAL = _calibrate()
+
+
+def handed_over(a: np.ndarray) -> bool:
+    """Whether nothing but the caller's one local variable can reach ``a`` or its memory: it owns
+    its data (not a view of a buffer someone keeps) and no other reference to it exists (a list
+    of frames, a generator's buffer or local variable, a view of it: each holds one). Nobody can
+    then change it, so the station takes it without a copy (about 25 us for a 512x512 frame):
+    ``map(cv2.imread, paths)``, ``(decode(blob) for blob in blobs)``, ``yield grab_frame()``."""
+    return a.flags.owndata and _references(a) <= _ONLY_LOCAL + 1  # + our own parameter
+
+
 class IterableSource(Source):
     """Any Python iterable of frames (arrays, image paths, ``None`` for a missing frame).
-    Arrays are copied at grab unless ``copy=False`` (for producers that hand out new arrays)."""
+    Arrays are copied at grab unless the producer has let go of them (``handed_over``: a new
+    array per frame), or ``copy=False`` (a producer known to hand out new arrays)."""
 
     kind = "iterable"
 
@@ -139,6 +165,8 @@ class IterableSource(Source):
         if frame is None:
             return grab_now(None, error="no frame (got None)")
         if isinstance(frame, np.ndarray):
-            return grab_now(frame.copy() if self._copy else frame)
+            if self._copy and not handed_over(frame):
+                frame = frame.copy()
+            return Grab(frame, time.time_ns(), time.perf_counter_ns())
         path = str(frame)
         return grab_now(path, path=path)

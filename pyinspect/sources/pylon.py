@@ -4,8 +4,9 @@ Exposure, gain and trigger mode are set by name; any other GenICam feature passe
 ``features`` (set in the order given, so ``Width``/``Height`` go before what depends on them).
 With ``trigger_source = "Software"`` (and trigger mode on) the source triggers each frame itself,
 paced at ``fps``; otherwise the camera's own clock or its hardware trigger paces it. The SDK
-reuses its buffers, so each frame is copied out before the grab result is released. The camera's
-``TimeStamp`` (ticks; the emulator reports 0) goes into the record as ``camera_timestamp``.
+reuses its buffers, so each frame is copied out, once, before the grab result is released. The
+camera's ``TimeStamp`` (ticks; the emulator reports 0) goes into the record as
+``camera_timestamp``.
 
 The emulator: ``PYLON_CAMEMU=N`` in the environment before pylon's first use gives N emulated
 cameras (serials ``0815-0000``, ...); ``features = {TestImageSelector = "Off", ImageFileMode =
@@ -154,7 +155,10 @@ class PylonSource(Source):
             if not result.GrabSucceeded():
                 error = f"grab failed: {result.GetErrorDescription()}"
                 return Grab(None, wall, mono, error=error)
-            image = result.GetArray().copy()  # the SDK refills this buffer after Release()
+            # The SDK refills this buffer after Release(): copied once, from a view of it
+            # (GetArray() copies into a new bytearray already; a .copy() of that was a second).
+            with result.GetArrayZeroCopy() as view:
+                image = view.copy()
             return Grab(image, wall, mono, camera_timestamp=int(result.GetTimeStamp()))
         finally:
             result.Release()
