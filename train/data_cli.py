@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from pyinspect.dataset import DEFECT_TYPE_MODES, DatasetError, is_generic_root
 from train.dagm import DagmError, DagmRecord, defect_mask, load_dagm, read_image
+from train.synth import VERSIONS
 
 __all__ = ["check_tree", "contact_sheet", "main"]
 
@@ -259,9 +260,10 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument(
         "--version",
         type=int,
-        choices=[1, 2],
+        choices=list(VERSIONS),
         default=1,
-        help="generator: 1 (the shipped student's) or 2 (fitted to real DAGM statistics)",
+        help="generator: 1 (the shipped student's), 2 (fitted to real DAGM statistics) or 3 "
+        "(2 with class 2 refitted to what a network sees)",
     )
     p.set_defaults(func=_cmd_synth)
     p = sub.add_parser("sheet", help="contact sheet: per class 2 good + 2 defective")

@@ -439,11 +439,29 @@ def _v2_lut(grey: tuple[float, ...]) -> F32:
     return np.interp(z, GREY_KNOTS, np.asarray(grey)).astype(np.float32)
 
 
-def _v2_field(rng: Rng, look: TextureLook) -> F32:
+@functools.lru_cache(maxsize=32)
+def _v2_row_power(radial_db: tuple[float, ...], aniso: tuple[float, ...]) -> F32:
+    """The unit-variance filter's power per vertical frequency (row of the half spectrum),
+    normalised to sum 1: what a vertical blur of the field keeps of its variance."""
+    amp = _v2_filter(radial_db, aniso).astype(np.float64)
+    weight = np.full(amp.shape, 2.0)
+    weight[:, 0] = weight[:, -1] = 1.0
+    rows = (weight * amp**2).sum(axis=1)
+    return (rows / rows.sum()).astype(np.float32)
+
+
+def _v2_field(rng: Rng, look: TextureLook, along_sigma: float = 0.0) -> F32:
     """A unit-variance field with the look's spectrum: every frequency at its amplitude with a
     random phase (the sum over 2^17 of them makes every pixel Gaussian; a fixed amplitude keeps
-    the few broad-scale components, which set an image's shading, from varying in strength)."""
+    the few broad-scale components, which set an image's shading, from varying in strength).
+
+    ``along_sigma`` (px) blurs the field vertically, in the spectrum, still at unit variance."""
     amp = _v2_filter(look.radial_db, look.aniso)
+    if along_sigma > 0:
+        fy = np.fft.fftfreq(SIZE).astype(np.float32)
+        keep = np.exp(-2 * (np.float32(math.pi * along_sigma) * fy) ** 2)
+        var = float((_v2_row_power(look.radial_db, look.aniso) * keep**2).sum())
+        amp = amp * (keep / np.float32(math.sqrt(var)))[:, None]
     u = rng.random((2, *amp.shape), dtype=np.float32) - np.float32(0.5)
     norm = amp * np.float32(math.sqrt(1 / 6)) / np.maximum(np.hypot(u[0], u[1]), np.float32(1e-6))
     spec = (u[0] * norm) + 1j * (u[1] * norm)
@@ -670,6 +688,41 @@ def _class2_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     look = V2_LOOKS[1]
     z = _v2_field(rng, look)
     t = rng.uniform(-0.1, 0.1)
+    warp = np.array([[1.0, t, -t * SIZE / 2], [0.0, 1.0, 0.0]], np.float32)
+    z = cv2.warpAffine(z, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    img = _v2_grey(rng, look, z)
+    if not defective:
+        return img, None
+    return _V2_DEFECTS[1](rng, img)
+
+
+#: Version 3's class 2: how smooth the fibres run along their length varies per image in the
+#: real class (structure-tensor coherence 0.75-0.98, std of the vertical grey step 8.8-31.5 over
+#: the 17 real images; version 2 holds every image at 0.90 and ≈ 25). Each image takes a point
+#: u on a path from the smoothest to the grainiest real image: a vertical blur of the field
+#: (sigma, px) and a share of fine isotropic grain (grain, of the unit variance), u drawn from
+#: the real images' deciles (each real image placed on the path by its vertical step std).
+_C2_PATH_U = (0.0, 0.25, 0.5, 0.65, 0.85, 1.0)
+_C2_PATH_SIGMA = (1.5, 0.7, 0.7, 0.5, 0.0, 0.0)
+_C2_PATH_GRAIN = (0.0, 0.05, 0.15, 0.2, 0.28, 0.36)
+_C2_U_DECILES = (0.016, 0.054, 0.2, 0.273, 0.417, 0.491, 0.546, 0.581, 0.668, 0.837, 1.0)
+#: The fibres' tilt off vertical (tan): the real images' sd is 0.9° (all within ±2.5°).
+_C2_TILT_SD, _C2_TILT_MAX = 0.016, 0.045
+
+
+def _class2_v3(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
+    """Class 2, version 3: the version-2 fibres with the real spread of along-fibre smoothness
+    and of tilt (see ``_C2_PATH_U``)."""
+    look = V2_LOOKS[1]
+    u = _draw(rng, _C2_U_DECILES)
+    sigma = float(np.interp(u, _C2_PATH_U, _C2_PATH_SIGMA))
+    w = np.float32(np.interp(u, _C2_PATH_U, _C2_PATH_GRAIN))
+    z = _v2_field(rng, look, along_sigma=sigma)
+    if w > 0:
+        grain = cv2.GaussianBlur(rng.standard_normal((SIZE, SIZE), dtype=np.float32), (0, 0), 0.8)
+        grain /= max(float(grain.std()), 1e-6)
+        z = z * np.sqrt(1 - w * w) + w * grain
+    t = float(np.clip(rng.normal(0.0, _C2_TILT_SD), -_C2_TILT_MAX, _C2_TILT_MAX))
     warp = np.array([[1.0, t, -t * SIZE / 2], [0.0, 1.0, 0.0]], np.float32)
     z = cv2.warpAffine(z, warp, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
     img = _v2_grey(rng, look, z)
@@ -928,6 +981,12 @@ _MODELS_V2: tuple[Callable[[Rng, bool], tuple[F32, Ellipse | None]], ...] = (
     _plain_v2(4),
     _plain_v2(5),
 )
+#: Version 3: version 2 with class 2's along-fibre smoothness and tilt refitted.
+_MODELS_V3: tuple[Callable[[Rng, bool], tuple[F32, Ellipse | None]], ...] = (
+    _MODELS_V2[0],
+    _class2_v3,
+    *_MODELS_V2[2:],
+)
 
 
 # ---- fitted tables (begin): written by the fitting loop described in docs/data.md
@@ -1128,8 +1187,8 @@ _CONTRAST: dict[int, tuple[float, float, float, float]] = {
 
 
 #: Generator versions: 1 is the first model (the shipped student was trained on it), 2 the one
-#: fitted to real DAGM statistics.
-VERSIONS = (1, 2)
+#: fitted to real DAGM statistics, 3 version 2 with class 2 refitted to what a network sees.
+VERSIONS = (1, 2, 3)
 
 
 def synth_image(
@@ -1154,7 +1213,8 @@ def synth_image(
         img, ellipse = _MODELS[texture](rng, defective)
     else:
         rng = np.random.default_rng([seed, texture, index, int(defective), version])
-        img, ellipse = _MODELS_V2[texture](rng, defective)
+        models = _MODELS_V2 if version == 2 else _MODELS_V3
+        img, ellipse = models[texture](rng, defective)
     return _to_uint8(img), ellipse
 
 
