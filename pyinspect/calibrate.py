@@ -20,12 +20,10 @@ cannot be reached is exit status 1 with the best achievable value, and nothing i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import os
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,7 +278,7 @@ def plot_owned(spec: ModelSpec, path: Path) -> bool:
 def _write_plot(spec: ModelSpec, path: Path, png: bytes) -> None:
     """A new file (``write_new``: never replaces one), or over the plot calibrate wrote before
     (checked again here: it may have changed since the run began), atomically."""
-    from pyinspect.outputs import OutputExistsError, write_new
+    from pyinspect.outputs import OutputExistsError, replace_file, write_new
 
     if not os.path.lexists(path):
         write_new(path, png)
@@ -288,16 +286,7 @@ def _write_plot(spec: ModelSpec, path: Path, png: bytes) -> None:
     if not plot_owned(spec, path):
         msg = f"--plot {path}: a file appeared there while calibrating; not replaced"
         raise OutputExistsError(msg)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(png)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    replace_file(path, png)
 
 
 # ---- the command ---------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ Every file pyinspect writes for a user (overlays, a synthetic set's recipe) goes
 the temporary file is then linked under its final name, which fails if that name exists. A reader
 never sees a half-written file, a crash leaves at most a hidden ``.<name>.*.tmp``, and an input or
 any other file already there is never overwritten. Every failure is an ``OutputError`` naming the
-file.
+file. Files pyinspect owns (a cache, a guard record, a plot or plan it wrote before) are rewritten
+with ``replace_file``: the same finished temporary file, renamed over the old one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from pyinspect.errors import PyInspectError
 
-__all__ = ["OutputError", "OutputExistsError", "check_output_folder", "write_new"]
+__all__ = ["OutputError", "OutputExistsError", "check_output_folder", "replace_file", "write_new"]
 
 # link() is not offered by every filesystem (FAT, some network mounts): there the name is first
 # claimed with O_EXCL and then atomically replaced by the finished temporary file.
@@ -59,14 +60,7 @@ def write_new(path: Path, data: bytes) -> Path:
         raise _exists(path)
     tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        umask = os.umask(0)  # mkstemp makes the file 0600; outputs are shared like their inputs
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        tmp = _finished_temp(path, data)
         _publish(tmp, path)
     except FileExistsError:
         raise _exists(path) from None
@@ -78,6 +72,37 @@ def write_new(path: Path, data: bytes) -> Path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     return path
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Put ``data`` at ``path`` atomically, replacing what is there: only for a file pyinspect
+    owns (a cache, a guard record, a plot or plan it wrote). A reader sees the old bytes or the
+    new, never half. ``OSError`` as raised (the caller names what it was writing)."""
+    tmp = _finished_temp(path, data)
+    try:
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _finished_temp(path: Path, data: bytes) -> str:
+    """A temporary file beside ``path`` holding ``data``, flushed to disk, with the mode a new
+    file gets (mkstemp makes it 0600; outputs are shared like their inputs)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
 
 
 def _publish(tmp: str, path: Path) -> None:

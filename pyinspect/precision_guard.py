@@ -43,7 +43,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pyinspect.errors import InputError, InputTypeError, ModelFileError, PyInspectError
+from pyinspect.outputs import replace_file
 
 __all__ = [
     "CACHE_NAME",
@@ -542,7 +542,7 @@ def write_guard_frames(
         "images": listed,
     }
     path = guard_path(model)
-    _replace_file(path, (json.dumps(doc, indent=1) + "\n").encode())
+    replace_file(path, (json.dumps(doc, indent=1) + "\n").encode())
     return path
 
 
@@ -569,7 +569,7 @@ def write_synthetic_guard(
         },
     }
     path = guard_path(model_path)
-    _replace_file(path, (json.dumps(doc, indent=1) + "\n").encode())
+    replace_file(path, (json.dumps(doc, indent=1) + "\n").encode())
     return path
 
 
@@ -924,7 +924,7 @@ class ParityCache:
                 if not (isinstance(e, dict) and all(e.get(k) == v for k, v in want.items()))
             ]
             body = {"format": _CACHE_FORMAT, "version": _FILE_VERSION, "entries": [*kept, entry]}
-            _replace_file(path, (json.dumps(body, indent=1) + "\n").encode())
+            replace_file(path, (json.dumps(body, indent=1) + "\n").encode())
         except OSError as exc:
             raise _Unusable(exc.strerror or str(exc)) from exc
 
@@ -937,24 +937,6 @@ def _aside_name(path: Path) -> Path:
         aside = path.with_name(f"{path.name}.corrupt.{n}")
         n += 1
     return aside
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path`` (a file
-    pyinspect owns: a guard record or a cache). ``OSError`` when the folder takes no file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pyinspect import cuda_buffers
 from pyinspect.backends.tensorrt import dims_tuple, import_tensorrt, require_gpu
 from pyinspect.cli import args_kwargs
 from pyinspect.inputs import IMAGE_SUFFIXES
+from pyinspect.outputs import replace_file
 from pyinspect.errors import BackendError, InputError, ModelFileError, SpecError
 from pyinspect.spec import ModelSpec
 
@@ -229,14 +230,7 @@ def plan_spec(
 def _write_atomic(path: Path, data: bytes) -> None:
     """Temp file in the same folder, then rename: a reader never sees half a plan."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    replace_file(path, data)
 
 
 # ---- INT8 calibration ----------------------------------------------------------------------------
