@@ -17,6 +17,20 @@ from onnx import TensorProto, helper, numpy_helper
 
 from pyinspect.spec import GridSpec, ModelSpec
 
+
+def cpu_flags() -> set[str]:
+    """The kernel's CPU flags (``/proc/cpuinfo``), what the runner's dispatch must agree with;
+    empty where the file is absent."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 #: The paper's student (Table 1), the shipped model's widths.
 WIDTHS = (4, 8, 16, 4, 4)
 

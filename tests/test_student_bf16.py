@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from studentzoo import frames, student_onnx
+from studentzoo import cpu_flags, frames, student_onnx
 
 from pyinspect.backends.base import usable_cpus
 from pyinspect.backends.onnxruntime import OnnxRuntimeBackend
@@ -67,17 +67,6 @@ needs_bf16 = pytest.mark.skipif(
 EMULATION_TOL = 5e-3
 EMULATION_TOL_RANDOM = 1e-2
 F32_TOL = 0.05
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def run_logits(runner: StudentRunner, frame: np.ndarray, boxes: np.ndarray) -> np.ndarray:

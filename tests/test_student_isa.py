@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from studentzoo import frames, student_onnx
+from studentzoo import cpu_flags, frames, student_onnx
 
 from pyinspect.backends.base import usable_cpus
 from pyinspect.errors import BackendUnavailableError, InputError
@@ -25,17 +25,6 @@ except BackendUnavailableError as exc:
     NO_RUNNER = str(exc)
 
 pytestmark = pytest.mark.skipif(bool(NO_RUNNER), reason=f"no direct student runner: {NO_RUNNER}")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 HAS_512 = "avx512f" in kernel_isas()
