@@ -1,13 +1,16 @@
-"""Fit one class's version-2 texture table (``train.synth.V2_LOOKS``) to a real DAGM tree.
+"""Fit one class's texture table (``train.synth.V2_LOOKS``, or ``V4_LOOKS`` with ``--version 4``)
+to a real DAGM tree.
 
 Iterates generate → measure (``train.data_compare.measure_texture``) → correct: the radial
 power profile by the log ratio of the pooled spectra, the angular gain by the orientation
 histograms, the grey table by the grey-level quantiles and the broadest scale by the median local
 contrast. Each iteration prints every texture statistic as distance / real leave-one-out bar
-(``*`` marks a far one). ``--write`` replaces the class's entry in ``train/synth.py``. Needs the
-real images (``tools/real_dagm.py`` builds them in a git-ignored folder); the generator does not.
+(``*`` marks a far one). ``--write`` replaces the class's entry in that table in
+``train/synth.py``. Needs the real images (``tools/real_dagm.py`` builds them in a git-ignored
+folder); the generator does not.
 
     python tools/fit_synth_v2.py --real data/real-dagm --texture 4 --iters 8 --images 24 [--write]
+    python tools/fit_synth_v2.py --real data/real-dagm --texture 3 --version 4 --write
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ETA = 0.8  # step size of every correction
 LOCAL_GAIN = 25.0  # dB of the broadest scale per decade of median local-contrast ratio
 PHI = (np.arange(18) + 0.5) * np.pi / 18  # the orientation histogram's bin centres
 P_KNOTS = np.array([0.5 * (1 + math.erf(v / math.sqrt(2))) for v in synth.GREY_KNOTS])
+#: The table each version's fitted classes read, by its name in train/synth.py.
+TABLES = {2: "V2_LOOKS", 4: "V4_LOOKS"}
 
 
 def real_samples(root: Path, texture: int) -> list[TextureSample]:
@@ -46,10 +51,10 @@ def real_samples(root: Path, texture: int) -> list[TextureSample]:
     return out
 
 
-def synth_pool(texture: int, n: int, seed: int) -> TextureSample:
+def synth_pool(texture: int, n: int, seed: int, version: int) -> TextureSample:
     pool = TextureSample()
     for i in range(n):
-        img, e = synth.synth_image(seed, texture, i, False, version=2)
+        img, e = synth.synth_image(seed, texture, i, False, version=version)
         s = measure_texture(img, None if e is None else synth.label_mask(e))
         if s is not None:
             pool = pool + s
@@ -76,8 +81,11 @@ def report(pool: TextureSample, reals: list[TextureSample]) -> str:
     return "; ".join(cells)
 
 
-def step(look: synth.TextureLook, pool: TextureSample, real: TextureSample) -> synth.TextureLook:
-    """One correction of ``look`` towards the real pool's statistics."""
+def step(
+    look: synth.TextureLook, pool: TextureSample, real: TextureSample, *, grey_too: bool = True
+) -> synth.TextureLook:
+    """One correction of ``look`` towards the real pool's statistics (``grey_too=False`` keeps
+    the grey table: where drawn structure, not the grain, makes the real dark tail)."""
     r_db = 10 * np.log10(real.spectrum / real.spectrum.sum())
     s_db = 10 * np.log10(pool.spectrum / pool.spectrum.sum())
     rad = np.array(look.radial_db)
@@ -88,10 +96,10 @@ def step(look: synth.TextureLook, pool: TextureSample, real: TextureSample) -> s
     for n in range(len(an) // 2):
         an[2 * n] += ETA * 2 / 18 * float((log_ratio * np.cos(2 * (n + 1) * PHI)).sum())
         an[2 * n + 1] += ETA * 2 / 18 * float((log_ratio * np.sin(2 * (n + 1) * PHI)).sum())
-    grey = np.array(look.grey) + ETA * (
-        quantiles(real.hist, P_KNOTS) - quantiles(pool.hist, P_KNOTS)
-    )
-    grey = np.maximum.accumulate(grey)
+    grey = np.array(look.grey)
+    if grey_too:
+        grey += ETA * (quantiles(real.hist, P_KNOTS) - quantiles(pool.hist, P_KNOTS))
+        grey = np.maximum.accumulate(grey)
     return synth.TextureLook(
         tuple(map(float, rad)),
         tuple(map(float, an)),
@@ -102,7 +110,7 @@ def step(look: synth.TextureLook, pool: TextureSample, real: TextureSample) -> s
 
 
 def entry(texture: int, look: synth.TextureLook) -> str:
-    """The ``V2_LOOKS`` entry as ``train/synth.py`` spells it (ten values a line)."""
+    """A table entry as ``train/synth.py`` spells it (ten values a line)."""
 
     def row(values: tuple[float, ...], digits: int) -> str:
         items = [f"{v:.{digits}f}," for v in values]
@@ -118,12 +126,18 @@ def entry(texture: int, look: synth.TextureLook) -> str:
     )
 
 
-def write(texture: int, look: synth.TextureLook) -> None:
+def write(table: str, texture: int, look: synth.TextureLook) -> None:
+    """Replace ``texture``'s entry inside ``table``'s dict literal (other tables untouched)."""
     text = SYNTH_PY.read_text()
+    head = text.find(f"\n{table}: dict[int, TextureLook] = {{\n")
+    if head < 0:
+        sys.exit(f"{SYNTH_PY}: no {table} table")
+    end = text.index("\n}\n", head) + 1  # keeps the last entry's newline
     pattern = re.compile(rf"    {texture}: TextureLook\(\n.*?\n    \),\n", re.S)
-    text, n = pattern.subn(lambda _: entry(texture, look), text, count=1)
+    body, n = pattern.subn(lambda _: entry(texture, look), text[head:end], count=1)
     if n != 1:
-        sys.exit(f"{SYNTH_PY}: no V2_LOOKS entry for texture {texture}")
+        sys.exit(f"{SYNTH_PY}: no {table} entry for texture {texture}")
+    text = text[:head] + body + text[end:]
     tmp = SYNTH_PY.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(SYNTH_PY)
@@ -136,24 +150,30 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=8)
     p.add_argument("--images", type=int, default=24, help="synthetic images per iteration")
     p.add_argument("--write", action="store_true", help="store the fitted entry in synth.py")
+    p.add_argument("--keep-grey", action="store_true",
+                   help="fit the spectrum and orientation only, not the grey table")  # fmt: skip
+    p.add_argument("--version", type=int, choices=sorted(TABLES), default=2,
+                   help="the generator version whose table is fitted")  # fmt: skip
     args = p.parse_args()
-    if args.texture not in synth.V2_LOOKS:
-        p.error(f"--texture must be one of {sorted(synth.V2_LOOKS)}")
+    table_name = TABLES[args.version]
+    table: dict[int, synth.TextureLook] = getattr(synth, table_name)
+    if args.texture not in table:
+        p.error(f"--texture must be one of {sorted(table)} for version {args.version}")
     reals = real_samples(args.real, args.texture)
     if len(reals) < 2:
         p.error(f"{args.real}: class {args.texture + 1} has {len(reals)} real image(s); need 2")
     real = sum(reals, TextureSample())
-    look = synth.V2_LOOKS[args.texture]
+    look = table[args.texture]
     for it in range(args.iters + 1):
-        synth.V2_LOOKS[args.texture] = look
+        table[args.texture] = look
         t0 = time.perf_counter()
-        pool = synth_pool(args.texture, args.images, seed=100 + it)
+        pool = synth_pool(args.texture, args.images, 100 + it, args.version)
         print(f"iteration {it} ({time.perf_counter() - t0:.1f} s): {report(pool, reals)}")
         if it < args.iters:
-            look = step(look, pool, real)
+            look = step(look, pool, real, grey_too=not args.keep_grey)
     if args.write:
-        write(args.texture, synth.V2_LOOKS[args.texture])
-        print(f"wrote texture {args.texture}'s entry into {SYNTH_PY}")
+        write(table_name, args.texture, table[args.texture])
+        print(f"wrote texture {args.texture}'s {table_name} entry into {SYNTH_PY}")
     return 0
 
 

@@ -2,13 +2,16 @@
 
 Every image is a pure function of ``(seed, texture, index, defective, version)``
 (:func:`synth_image`), so a set can be regenerated bit for bit and any single image rebuilt
-without the others. Two generator versions exist. Version 1 (the default; the shipped student
-was trained on it, so its pixels never change) follows a few statistics measured on real DAGM
-pixels for classes 1–3 (mean/std, grain, streak and cloud scales, defect kind) and makes up
-classes 4–6 (:data:`TEXTURES` describes it). Version 2 is fitted to real DAGM statistics for
-every class (texture spectrum, orientation, grey levels, local contrast; label geometry from
-the development set; defect contrast against its surround): ``train data compare`` finds it
-within the real images' own spread on every statistic (docs/data.md, "Synthetic vs real DAGM").
+without the others. Three generator versions exist (:data:`VERSIONS`); a version's pixels
+never change once a model was trained on it. Version 1 (the default) follows a few statistics
+measured on real DAGM pixels for classes 1–3 (mean/std, grain, streak and cloud scales, defect
+kind) and makes up classes 4–6 (:data:`TEXTURES` describes it). Version 2 is fitted to real DAGM
+statistics for every class (texture spectrum, orientation, grey levels, local contrast; label
+geometry from the development set; defect contrast against its surround): ``train data
+compare`` finds it within the real images' own spread on every statistic (docs/data.md,
+"Synthetic vs real DAGM"). Version 3 is version 2 with class 2's fibres drawn with the real
+images' spread of along-fibre smoothness and tilt, which version 2 held fixed: a network trained
+on version 2 took real class-2 images for another class.
 Textures jitter per image and defects are partly low contrast, so the 12-way task is learnable
 but not trivial.
 
@@ -744,7 +747,32 @@ def _class3_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     return _V2_DEFECTS[2](rng, img)
 
 
-def _cracks(rng: Rng) -> F32:
+@dataclass(frozen=True)
+class _CrackModel:
+    """How class 4's radial cracks are drawn (ranges are uniform draws per crack)."""
+
+    n_fine: tuple[int, int]  # fine cracks per image
+    r0_scale: float  # px: fine cracks start 6 + Exp(r0_scale) from the hub
+    fine_length: tuple[float, float]  # px
+    main_depth: tuple[float, float]
+    fine_depth: tuple[float, float]
+    fine_decay: tuple[float, float]  # px: e-folding length of a fine crack's depth
+    soft: float  # share of the fine cracks drawn broad and soft
+    hub_radius: float = 7.0  # px: the dark disc where the cracks meet
+    hub_depth: float = 1.6
+
+
+#: Versions 2 and 3: fewer, shorter fine cracks that fade early and a third drawn soft, which
+#: leaves short dark fragments in the corners (a network trained on them took the corners of
+#: good images for defects: 3 of 20 good synthetic images passed at iteration 215).
+_CRACKS_V2 = _CrackModel((150, 220), 35.0, (60, 260), (0.6, 1.0), (0.25, 0.8), (300, 800), 0.3)
+#: Version 4: the real images' look, long even cracks that reach the borders (docs/data.md).
+_CRACKS_V4 = _CrackModel(
+    (200, 280), 20.0, (220, 380), (0.5, 0.8), (0.3, 0.6), (600, 1400), 0.05, 11.0, 2.4
+)
+
+
+def _cracks(rng: Rng, model: _CrackModel = _CRACKS_V2) -> F32:
     """Class 4's radial cracks: grooves from a point near the centre, curving and fading
     outward, lit from one side (a height field's slope plus its darkening), 0 = no crack.
 
@@ -752,16 +780,16 @@ def _cracks(rng: Rng) -> F32:
     """
     cx, cy = rng.uniform(253, 265), rng.uniform(253, 265)
     n_main = int(rng.integers(15, 25))
-    n = n_main + int(rng.integers(150, 220))
+    n = n_main + int(rng.integers(*model.n_fine))
     is_main = np.arange(n) < n_main
     phi = rng.uniform(-math.pi, math.pi, n)
-    r0 = np.where(is_main, rng.uniform(2, 6, n), 6 + rng.exponential(35, n))
-    length = np.where(is_main, rng.uniform(40, 160, n), rng.uniform(60, 260, n))
+    r0 = np.where(is_main, rng.uniform(2, 6, n), 6 + rng.exponential(model.r0_scale, n))
+    length = np.where(is_main, rng.uniform(40, 160, n), rng.uniform(*model.fine_length, n))
     bend = rng.normal(0, 1 / 2500, n)
     offset = rng.normal(0, 1, n) * np.where(is_main, 1.5, 3.0)
-    depth = np.where(is_main, rng.uniform(0.6, 1.0, n), rng.uniform(0.25, 0.8, n))
-    decay = np.where(is_main, rng.uniform(40, 120, n), rng.uniform(300, 800, n))
-    soft_pick = rng.random(n) < _SOFT_CRACKS
+    depth = np.where(is_main, rng.uniform(*model.main_depth, n), rng.uniform(*model.fine_depth, n))
+    decay = np.where(is_main, rng.uniform(40, 120, n), rng.uniform(*model.fine_decay, n))
+    soft_pick = rng.random(n) < model.soft
     steps = np.linspace(0.0, 1.0, 12)
     r = r0[:, None] + steps[None, :] * length[:, None]
     v = offset[:, None] + bend[:, None] * r * r
@@ -787,12 +815,13 @@ def _cracks(rng: Rng) -> F32:
         height, cv2.CV_32F, 0, 1, ksize=3
     )
     hub = np.zeros((SIZE, SIZE), np.float32)
-    cv2.circle(hub, (round(cx * 16), round(cy * 16)), 7 * 16, 1.6, -1, cv2.LINE_AA, 4)
+    centre, radius = (round(cx * 16), round(cy * 16)), round(model.hub_radius * 16)
+    cv2.circle(hub, centre, radius, model.hub_depth, -1, cv2.LINE_AA, 4)
     return height + 0.4 * slope + cv2.GaussianBlur(hub, (0, 0), 2.5)
 
 
 _CRACK_DEPTH = (33.0, 43.0)  # grey levels of a full-depth crack
-_SOFT_CRACKS = 0.3  # share of the fine cracks drawn broad and soft
+_CRACK_DEPTH_V4 = (26.0, 34.0)  # version 4: more, longer cracks, each shallower
 
 
 def _class4_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
@@ -800,6 +829,22 @@ def _class4_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     look = V2_LOOKS[3]
     img = _v2_grey(rng, look, _v2_field(rng, look))
     img -= np.float32(rng.uniform(*_CRACK_DEPTH)) * _cracks(rng)
+    frame = np.float32(rng.uniform(0.39, 0.44))
+    img[0, :] *= frame
+    img[-1, :] *= frame
+    img[1:-1, 0] *= frame
+    img[1:-1, -1] *= frame
+    if not defective:
+        return img, None
+    return _V2_DEFECTS[3](rng, img)
+
+
+def _class4_v4(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
+    """Class 4 of version 4: version 2's model with the real images' long, even cracks
+    (``_CRACKS_V4``) over a grain table fitted with them (``V4_LOOKS``)."""
+    look = V4_LOOKS[3]
+    img = _v2_grey(rng, look, _v2_field(rng, look))
+    img -= np.float32(rng.uniform(*_CRACK_DEPTH_V4)) * _cracks(rng, _CRACKS_V4)
     frame = np.float32(rng.uniform(0.39, 0.44))
     img[0, :] *= frame
     img[-1, :] *= frame
@@ -987,6 +1032,13 @@ _MODELS_V3: tuple[Callable[[Rng, bool], tuple[F32, Ellipse | None]], ...] = (
     _class2_v3,
     *_MODELS_V2[2:],
 )
+#: Version 4: version 3 with class 4's cracks drawn as the real images show them.
+_MODELS_V4: tuple[Callable[[Rng, bool], tuple[F32, Ellipse | None]], ...] = (
+    *_MODELS_V3[:3],
+    _class4_v4,
+    *_MODELS_V3[4:],
+)
+_MODELS_BY_VERSION = {2: _MODELS_V2, 3: _MODELS_V3, 4: _MODELS_V4}
 
 
 # ---- fitted tables (begin): written by the fitting loop described in docs/data.md
@@ -1125,6 +1177,31 @@ V2_LOOKS: dict[int, TextureLook] = {
         gain=0.03,
     ),
 }
+#: Version 4's own tables (class 4: fitted with its cracks, ``_CRACKS_V4``).
+V4_LOOKS: dict[int, TextureLook] = {
+    3: TextureLook(
+        radial_db=(
+            53.23, 32.53, 5.94, -30.75, -10.41, 10.38, 22.83, 18.79, 19.55, 19.34,
+            17.66, 19.91, 17.65, 18.34, 15.19, 14.43, 13.78, 11.53, 11.40, 8.75,
+            7.20, 5.34, 0.81, 0.05, -5.50, -9.17, -9.48, -8.43, -5.42, -5.12,
+            -3.54, -2.21, -0.15, -0.50, 0.62, 0.58, 1.29, 1.43, 0.81, 1.72,
+            0.63, 2.30, 1.04, 1.60, 1.75, 0.45, 2.41, 0.82, 1.47, 2.03,
+            0.79, 2.30, 0.71, 2.20, 0.98, 1.19, 1.97, 0.60, 2.20, 1.20,
+            1.07, 1.69, 1.60, -0.66,
+        ),
+        aniso=(
+            -0.0117, 0.3224, -0.6023, -0.3928,
+        ),
+        grey=(
+            140.51, 143.06, 145.61, 148.16, 150.71, 153.26, 155.81, 158.36, 160.91, 163.46,
+            166.01, 168.56, 171.11, 173.66, 176.21, 178.76, 181.31, 183.86, 186.41, 188.96,
+            191.51, 194.06, 196.61, 199.16, 201.71, 204.26, 206.81, 209.36, 211.91, 214.46,
+            217.01, 219.56, 222.11,
+        ),
+        shift=12.0,
+        gain=0.04,
+    ),
+}
 # fmt: on
 # ---- fitted tables (end)
 
@@ -1187,8 +1264,9 @@ _CONTRAST: dict[int, tuple[float, float, float, float]] = {
 
 
 #: Generator versions: 1 is the first model (the shipped student was trained on it), 2 the one
-#: fitted to real DAGM statistics, 3 version 2 with class 2 refitted to what a network sees.
-VERSIONS = (1, 2, 3)
+#: fitted to real DAGM statistics, 3 version 2 with class 2 refitted to what a network sees,
+#: 4 version 3 with class 4's cracks as the real images show them.
+VERSIONS = (1, 2, 3, 4)
 
 
 def synth_image(
@@ -1213,7 +1291,7 @@ def synth_image(
         img, ellipse = _MODELS[texture](rng, defective)
     else:
         rng = np.random.default_rng([seed, texture, index, int(defective), version])
-        models = _MODELS_V2 if version == 2 else _MODELS_V3
+        models = _MODELS_BY_VERSION[version]
         img, ellipse = models[texture](rng, defective)
     return _to_uint8(img), ellipse
 
