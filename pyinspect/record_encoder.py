@@ -53,9 +53,9 @@ def _floats6(values: list[float]) -> str:
     ``{:.6f}`` rounds exactly as ``round(v, 6)`` does (both are Python's correctly rounded
     decimal conversion), and ``repr`` of the rounded float is those digits without trailing
     zeros while those digits are at most 15 significant ones (below 1e9), except where ``repr``
-    switches to exponents (below 1e-4) or spells nan / inf: other values are written one by one.
-    One ``format`` call writes the whole list; the trailing zeros go in at most six ``replace``
-    passes (a ``.`` stops them)."""
+    switches to exponents (below 1e-4: those tokens are rewritten, ``_exponent_tokens``) or
+    spells nan / inf: other values are written one by one. One ``format`` call writes the whole
+    list; the trailing zeros go in at most six ``replace`` passes (a ``.`` stops them)."""
     n = len(values)
     fmt = _FORMATS6.get(n)
     if fmt is None:
@@ -68,8 +68,21 @@ def _floats6(values: list[float]) -> str:
     while "0," in s:
         s = s.replace("0,", ",")  # "0.5,1.,0.,"
     if "0.0000" in s:  # 0 < |v| < 1e-4 after rounding: repr writes 5e-05
-        return _floats6_slow(values)
+        s = _exponent_tokens(s)
     return f"[{s.replace('.,', '.0,')[:-1]}]"
+
+
+def _exponent_tokens(s: str) -> str:
+    """The tokens of a stripped ``{:.6f},`` list that hold a value below 1e-4 ("0.00005,"), as
+    ``repr`` writes them ("5e-05,"): ``float`` of the six-place decimal is ``round(v, 6)``, the
+    float ``repr`` would write. Frames of good parts carry such defect probabilities on most
+    patches, so they stay on the one-``format`` path."""
+    parts = s.split(",")
+    for i, token in enumerate(parts):
+        if "0.0000" in token:
+            lead = "|" if token[0] == "|" else ""  # _floats6_pair's second list starts so
+            parts[i] = lead + repr(float(token[len(lead) :]))
+    return ",".join(parts)
 
 
 def _floats6_slow(values: list[float]) -> str:
@@ -108,7 +121,7 @@ def _floats6_pair(a: list[float], b: list[float]) -> tuple[str, str]:
     while "0," in s:
         s = s.replace("0,", ",")
     if "0.0000" in s:  # 0 < v < 1e-4 after rounding: repr writes 5e-05
-        return _floats6(a), _floats6(b)
+        s = _exponent_tokens(s)
     first, second = s.replace(".,", ".0,").split("|")
     return f"[{first[:-1]}]", f"[{second[:-1]}]"
 

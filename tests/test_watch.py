@@ -298,6 +298,8 @@ def test_record_encoder_writes_what_record_dict_and_json_write() -> None:
         ([9.9999996, 0.5], [0.1, 0.2]),  # rounds to 10.000000: one character more
         ([-0.0, 0.5], [0.1, 0.2]),  # the sign
         ([5e-05, 0.5], [0.1, 0.2]),  # repr writes 5e-05
+        ([0.5, 0.25], [1.2e-05, 3e-06]),  # the second list starts with an exponent
+        ([0.999, 0.5], [4e-05, 0.00015]),  # a good part's probabilities, one below 1e-4
         ([0.5, 0.25], [0.1, 0.2, 0.3]),  # lists of two lengths
         ([float("inf"), 1.0], [0.0, 0.0]),
     ],
