@@ -1462,9 +1462,10 @@ def stale_set(root: str | Path, version: int = 1) -> str | None:
     if made["fingerprint"] == now:
         return None
     return (
-        f"{root} was written by another version of the synthetic generator (fingerprint "
-        f"{made['fingerprint']}, this one writes {now}); delete it to regenerate, or use "
-        "another folder"
+        f"{root} was written by another version of the synthetic generator or on another kind "
+        f"of machine (fingerprint {made['fingerprint']}, this one writes {now} here: numpy's "
+        "and OpenCV's SIMD paths round differently across CPUs); delete it to regenerate, or "
+        "use another folder"
     )
 
 
