@@ -282,3 +282,35 @@ def test_orientation_tag_names_restricted_sets() -> None:
     assert orientation_tag(range(8)) == ""  # the paper's set keeps its old cache names
     assert orientation_tag(AXIS_PRESERVING) == "-d0246"
     assert orientation_tag((6, 0)) == "-d06"
+
+
+GRID_CORNERS = {(x, y) for x in (0, 144, 288) for y in (0, 144, 288)}
+
+
+def test_grid_share_puts_good_patches_at_test_grid_positions_only() -> None:
+    """With ``grid_share=1`` every good patch sits where a test-grid patch does (corners and edges
+    touch the image border, as deployed); defective patches still hold their defect."""
+    recs = _records()
+    rng = np.random.default_rng(4)
+    batch = collect(sample_aug(recs, rng, batch_size=64, loader=_painted, grid_share=1.0))
+    good = ~np.array([recs[i].defective for i in batch.record_index.tolist()])
+    assert {tuple(c) for c in batch.corner[good].tolist()} <= GRID_CORNERS
+    assert len({tuple(c) for c in batch.corner[good].tolist()}) > 4
+    assert _check_contains(recs, batch) == int((~good).sum())
+
+
+def test_grid_share_zero_is_the_papers_sampler_and_a_share_mixes() -> None:
+    recs = _records()
+    plain = collect(sample_aug(recs, np.random.default_rng(5), loader=_painted))
+    zero = collect(sample_aug(recs, np.random.default_rng(5), loader=_painted, grid_share=0.0))
+    assert np.array_equal(plain.corner, zero.corner) and np.array_equal(plain.patches, zero.patches)
+    half = collect(sample_aug(recs * 20, np.random.default_rng(5), loader=_painted, grid_share=0.5))
+    good = ~np.array([(recs * 20)[i].defective for i in half.record_index.tolist()])
+    on_grid = np.array([tuple(c) in GRID_CORNERS for c in half.corner[good].tolist()])
+    assert 0.35 < on_grid.mean() < 0.65
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_grid_share_outside_0_1_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match=r"grid_share must be in 0\.\.1"):
+        collect(sample_noaug(_records(), np.random.default_rng(0), grid_share=share))

@@ -135,9 +135,20 @@ def _check_image(record: DagmRecord, img: np.ndarray, patch: int) -> None:
 
 
 def _image_patches(
-    record: DagmRecord, img: np.ndarray, count: int, rng: np.random.Generator, patch: int
+    record: DagmRecord,
+    img: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    patch: int,
+    grid_share: float = 0.0,
 ) -> list[tuple[int, int]]:
-    """Top-left corners of ``count`` random patches; around the defect core when defective."""
+    """Top-left corners of ``count`` random patches; around the defect core when defective.
+
+    A good image's patch lies anywhere with equal chance, so one touching the image border (a
+    test-grid corner or edge patch always does) is rare, while a defect near the border forces
+    its patch there: a texture with a border of its own (real class 4 has a dark one-pixel
+    frame) then teaches "border means defect". ``grid_share`` of a good image's patches are
+    instead taken at a random test-grid position (``test_grid_patches``), as deployed."""
     h, w = img.shape
     if record.defective:
         xmin, xmax, ymin, ymax = patch_position_range(
@@ -147,7 +158,18 @@ def _image_patches(
         xmin, xmax, ymin, ymax = 0, w - patch, 0, h - patch
     xs = rng.integers(xmin, xmax, size=count, endpoint=True)
     ys = rng.integers(ymin, ymax, size=count, endpoint=True)
-    return list(zip(xs.tolist(), ys.tolist(), strict=True))
+    corners = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    if grid_share > 0 and not record.defective:
+        from pyinspect.tiling import patch_grid
+
+        grid = np.asarray(patch_grid(h, w, patch=patch))[:, :2].tolist()
+        on_grid = rng.random(count) < grid_share
+        picks = rng.integers(0, len(grid), size=count)
+        corners = [
+            (grid[k][0], grid[k][1]) if hit else c
+            for c, hit, k in zip(corners, on_grid.tolist(), picks.tolist(), strict=True)
+        ]
+    return corners
 
 
 #: The 8 rotations/flips, and the 4 of them that keep a texture's axes where they were (identity,
@@ -176,7 +198,11 @@ def _sample(
     window: int,
     loader: Loader,
     patch: int,
+    grid_share: float = 0.0,
 ) -> Iterator[PatchBatch]:
+    if not 0.0 <= grid_share <= 1.0:
+        msg = f"grid_share must be in 0..1, got {grid_share}"
+        raise ValueError(msg)
     if batch_size < 1 or window < 1:
         msg = f"batch_size and window must be >= 1, got {batch_size} and {window}"
         raise ValueError(msg)
@@ -200,7 +226,7 @@ def _sample(
             img = loader(rec)
             _check_image(rec, img, patch)
             count = defect_per_image if rec.defective else good_per_image
-            for x, y in _image_patches(rec, img, count, rng, patch):
+            for x, y in _image_patches(rec, img, count, rng, patch, grid_share):
                 crop = img[y : y + patch, x : x + patch]
                 pick = rng.permutation(len(members))[:orientations].tolist() if rotate else []
                 ks = [members[j] for j in pick] if rotate else [0]
@@ -232,9 +258,11 @@ def sample_noaug(
     window: int = 512,
     loader: Loader = read_image,
     patch: int = PATCH,
+    grid_share: float = 0.0,
 ) -> Iterator[PatchBatch]:
     """Transfer-learning data (§3.3): one random patch per good image, one defect-containing patch
-    per defective image, no rotation or flip. Shuffled; one pass over ``records``."""
+    per defective image, no rotation or flip. Shuffled; one pass over ``records``.
+    ``grid_share``: see ``_image_patches`` (0, the paper's sampler, by default)."""
     return _sample(
         records,
         rng,
@@ -247,6 +275,7 @@ def sample_noaug(
         window=window,
         loader=loader,
         patch=patch,
+        grid_share=grid_share,
     )
 
 
@@ -264,6 +293,7 @@ def sample_aug(
     window: int = 256,
     loader: Loader = read_image,
     patch: int = PATCH,
+    grid_share: float = 0.0,
 ) -> Iterator[PatchBatch]:
     """Scratch-training data (§3.3): ``good_per_image`` random patches per good image and
     ``defect_per_image`` defect-containing patches per defective image.
@@ -287,6 +317,7 @@ def sample_aug(
         window=window,
         loader=loader,
         patch=patch,
+        grid_share=grid_share,
     )
 
 

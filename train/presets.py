@@ -48,6 +48,9 @@ class Preset:
     # rotations/flips of the distillation set (dihedral indices, train.patches.dihedral)
     aug_orientations: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     aug_max_patches_teacher: int | None = None  # cap of the aug set a scratch-aug teacher uses
+    # share of good patches (teacher and distillation sets) taken at test-grid positions
+    # instead of anywhere (train.patches._image_patches); 0 is the paper's sampler
+    good_grid_share: float = 0.0
     student_widths: tuple[int, ...] = (4, 8, 16, 4, 4)
     student_fc: int = 4096
     # train the student with BatchNorm after each conv, folded away before it is saved

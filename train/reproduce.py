@@ -124,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic generator version of the data (overrides the preset's; with --data)",
     )
     ap.add_argument(
+        "--good-grid-share",
+        type=float,
+        metavar="F",
+        help="share of good training patches taken at test-grid positions (overrides the "
+        "preset's; 0 is the paper's sampler)",
+    )
+    ap.add_argument(
         "--teacher-iters",
         type=int,
         metavar="N",
@@ -162,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.synth_version not in VERSIONS:
             ap.error(f"--synth-version must be one of {list(VERSIONS)}, got {args.synth_version}")
         overrides["synth_version"] = args.synth_version
+    if args.good_grid_share is not None:
+        if not 0.0 <= args.good_grid_share <= 1.0:
+            ap.error(f"--good-grid-share must be in 0..1, got {args.good_grid_share}")
+        overrides["good_grid_share"] = args.good_grid_share
     preset = get_preset(args.preset, **overrides)
     if args.teacher_iters is not None:
         if args.teacher_iters < 1:

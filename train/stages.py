@@ -98,10 +98,10 @@ class Run:
     def aug_patches(self) -> tuple[np.ndarray, np.ndarray]:
         """The distillation (aug) patch set and its labels, read or sampled once per run."""
         if self.aug is None:
-            from train.torchdata import orientation_tag, patch_set
+            from train.torchdata import grid_tag, orientation_tag, patch_set
 
             p = self.preset
-            tag = orientation_tag(p.aug_orientations)
+            tag = orientation_tag(p.aug_orientations) + grid_tag(p.good_grid_share)
             self.aug = patch_set(
                 "aug",
                 self.train_recs,
@@ -109,17 +109,18 @@ class Run:
                 self.out / "data" / f"aug-{p.seed}{tag}",
                 max_patches=p.aug_max_patches,
                 members=p.aug_orientations,
+                grid_share=p.good_grid_share,
             )
         return self.aug
 
     def logits_cache(self, teacher: Path) -> Path:
         from train.distill import logits_cache
-        from train.torchdata import orientation_tag
+        from train.torchdata import grid_tag, orientation_tag
 
         x, _ = self.aug_patches()
-        return logits_cache(
-            self.out / "cache", teacher, len(x), orientation_tag(self.preset.aug_orientations)
-        )
+        p = self.preset
+        tag = orientation_tag(p.aug_orientations) + grid_tag(p.good_grid_share)
+        return logits_cache(self.out / "cache", teacher, len(x), tag)
 
     def distill_config(self, **changes: Any) -> DistillConfig:
         """The preset's student settings on this run's device and threads."""
@@ -164,6 +165,7 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
         "teacher_iteration": teacher_iteration,
         "patches": patches,
         "orientations": list(p.aug_orientations),
+        **({"good_grid_share": p.good_grid_share} if p.good_grid_share else {}),
         "epochs": p.distill_epochs,
         "schedule": p.distill_schedule,
         "widths": list(p.student_widths),
@@ -415,7 +417,7 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
     from train.evaluate import load_split
     from train.fit import FitConfig, fit, log_iters, summary_from_checkpoint
     from train.models import checkpoint_meta
-    from train.torchdata import patch_set
+    from train.torchdata import grid_tag, patch_set
 
     p, results = run.preset, run.results
     run.stage(f"teacher {tr.name} ({p.teacher_arch}, init {tr.init}, {tr.patches}, {tr.iters} it)")
@@ -425,8 +427,9 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
         tr.patches,
         run.train_recs,
         p.seed,
-        run.out / "data" / f"{tr.patches}-{p.seed}",
+        run.out / "data" / f"{tr.patches}-{p.seed}{grid_tag(p.good_grid_share)}",
         max_patches=p.aug_max_patches_teacher if tr.patches == "aug" else None,
+        grid_share=p.good_grid_share,
     )
     cfg = FitConfig(
         arch=p.teacher_arch,
@@ -474,6 +477,8 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
         "train_patches": len(x),
         "arch": p.teacher_arch,
     }
+    if p.good_grid_share:
+        entry["good_grid_share"] = p.good_grid_share
     if (
         done
         and recorded.get("test_is_full")

@@ -43,6 +43,12 @@ def materialize(
     return np.stack(patches).astype(np.uint8, copy=False), np.asarray(labels, dtype=np.int64)
 
 
+def grid_tag(share: float) -> str:
+    """An empty tag for the paper's good-patch sampler, else ``-g`` + the percentage of good
+    patches taken at test-grid positions (``-g25``): part of a patch set's cache name."""
+    return f"-g{round(share * 100)}" if share > 0 else ""
+
+
 def orientation_tag(members: Sequence[int]) -> str:
     """An empty tag for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a
     patch set's cache name, so sets drawn with different orientations never share a file."""
