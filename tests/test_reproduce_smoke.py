@@ -355,3 +355,17 @@ def test_the_eta_counts_restarts_and_every_sweep_teacher() -> None:
     assert eta(distill_restarts=2) > eta(distill_restarts=1)
     assert eta(sweep_from=("transfer", "scratch")) > eta(sweep_from=("transfer",))
     assert eta(sweep=()) < eta()
+
+
+@pytest.mark.parametrize("share", [-0.25, 1.25])
+def test_a_good_grid_share_outside_0_1_is_refused(share: float) -> None:
+    from train.presets import get_preset
+
+    with pytest.raises(ValueError, match=r"good_grid_share must be in 0\.\.1"):
+        get_preset("cpu", good_grid_share=share)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", "--good-grid-share",
+         str(share), "--out", "/nonexistent/never-written"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "--good-grid-share must be in 0..1" in proc.stderr

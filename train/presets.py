@@ -75,6 +75,11 @@ class Preset:
     latency_frames: int = 20
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.good_grid_share <= 1.0:
+            msg = (
+                f"preset {self.name!r}: good_grid_share must be in 0..1, got {self.good_grid_share}"
+            )
+            raise ValueError(msg)
         # a misspelt teacher name would otherwise be skipped silently (or fail hours in)
         names = [t.name for t in self.teachers]
         fields = {"distill_from": self.distill_from, "sweep_from": self.sweep_from or ()}
