@@ -824,11 +824,16 @@ _CRACK_DEPTH = (33.0, 43.0)  # grey levels of a full-depth crack
 _CRACK_DEPTH_V4 = (26.0, 34.0)  # version 4: more, longer cracks, each shallower
 
 
-def _class4_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
+def _cracked(
+    rng: Rng,
+    defective: bool,
+    look: TextureLook,
+    depth: tuple[float, float],
+    cracks: _CrackModel,
+) -> tuple[F32, Ellipse | None]:
     """Class 4: bright fine grain crossed by radial cracks, inside a dark one-pixel frame."""
-    look = V2_LOOKS[3]
     img = _v2_grey(rng, look, _v2_field(rng, look))
-    img -= np.float32(rng.uniform(*_CRACK_DEPTH)) * _cracks(rng)
+    img -= np.float32(rng.uniform(*depth)) * _cracks(rng, cracks)
     frame = np.float32(rng.uniform(0.39, 0.44))
     img[0, :] *= frame
     img[-1, :] *= frame
@@ -837,22 +842,17 @@ def _class4_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
     if not defective:
         return img, None
     return _V2_DEFECTS[3](rng, img)
+
+
+def _class4_v2(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
+    """Class 4 of versions 2 and 3."""
+    return _cracked(rng, defective, V2_LOOKS[3], _CRACK_DEPTH, _CRACKS_V2)
 
 
 def _class4_v4(rng: Rng, defective: bool) -> tuple[F32, Ellipse | None]:
-    """Class 4 of version 4: version 2's model with the real images' long, even cracks
-    (``_CRACKS_V4``) over a grain table fitted with them (``V4_LOOKS``)."""
-    look = V4_LOOKS[3]
-    img = _v2_grey(rng, look, _v2_field(rng, look))
-    img -= np.float32(rng.uniform(*_CRACK_DEPTH_V4)) * _cracks(rng, _CRACKS_V4)
-    frame = np.float32(rng.uniform(0.39, 0.44))
-    img[0, :] *= frame
-    img[-1, :] *= frame
-    img[1:-1, 0] *= frame
-    img[1:-1, -1] *= frame
-    if not defective:
-        return img, None
-    return _V2_DEFECTS[3](rng, img)
+    """Class 4 of version 4: the real images' long, even cracks (``_CRACKS_V4``) over a grain
+    table fitted with them (``V4_LOOKS``)."""
+    return _cracked(rng, defective, V4_LOOKS[3], _CRACK_DEPTH_V4, _CRACKS_V4)
 
 
 # ---- defects (each draws its label first, then a defect inside it)
