@@ -190,6 +190,15 @@ def test_restarts_keep_the_lowest_loss_and_are_reused(tmp_path: Path) -> None:
     with pytest.raises(DagmError, match="holds a run on other data"):
         run_preset(preset, out, threads=1, skip_sweep=True)
     assert json.loads((out / "results.json").read_text()) == saved  # left as it was
+    # ... and so does one whose good patches were sampled otherwise (reproduce --good-grid-share)
+    import dataclasses
+
+    saved["data"]["fingerprint"] = res["data"]["fingerprint"]
+    (out / "results.json").write_text(json.dumps(saved))
+    gridded = dataclasses.replace(preset, good_grid_share=0.25)
+    with pytest.raises(DagmError, match=r"sampled with grid share 0\.0, not 0\.25"):
+        run_preset(gridded, out, threads=1, skip_sweep=True)
+    assert json.loads((out / "results.json").read_text()) == saved
 
 
 def test_a_sweep_point_is_reused_only_with_the_same_settings(tmp_path: Path) -> None:

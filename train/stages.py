@@ -378,6 +378,14 @@ def open_run(p: Preset, out: Path, *, threads: int, device: str) -> Run:
             f"{fingerprint}): its checkpoints and patch caches do not fit; use another --out"
         )
         raise DagmError(msg)
+    config = results.get("config")
+    share = (config or {}).get("good_grid_share", 0.0)  # a run before the option: the paper's
+    if config is not None and share != p.good_grid_share:
+        msg = (
+            f"{out} holds a run whose good patches were sampled with grid share {share}, not "
+            f"{p.good_grid_share}: its checkpoints and patch caches do not fit; use another --out"
+        )
+        raise DagmError(msg)
     record_other_machine(results, machine)
     results.update(
         {
