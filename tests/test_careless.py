@@ -374,6 +374,13 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """A shell starts background jobs with SIGINT ignored, and the ignore is inherited (CI run
+    as ``.ci/run &``): the child gets SIGINT's default back, as a command typed at a terminal
+    has it, so Python turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @hostile("cli")
 def test_sigint_in_a_real_process(small: TinyBundle, many: Path) -> None:
     proc = subprocess.Popen(
@@ -382,6 +389,7 @@ def test_sigint_in_a_real_process(small: TinyBundle, many: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
+        preexec_fn=_sigint_as_at_a_terminal,
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()  # the first verdict: the loop is running
