@@ -144,11 +144,12 @@ def _image_patches(
 ) -> list[tuple[int, int]]:
     """Top-left corners of ``count`` random patches; around the defect core when defective.
 
-    A good image's patch lies anywhere with equal chance, so one touching the image border (a
-    test-grid corner or edge patch always does) is rare, while a defect near the border forces
-    its patch there: a texture with a border of its own (real class 4 has a dark one-pixel
-    frame) then teaches "border means defect". ``grid_share`` of a good image's patches are
-    instead taken at a random test-grid position (``test_grid_patches``), as deployed."""
+    A good image's patch lies anywhere with equal chance, so one at a corner of the image (a
+    test grid has four) is rare, while a defect near the border forces its patch there: where a
+    texture looks different at the corners (class 4: the cracks' direction and lighting, the
+    dark one-pixel frame), the corners of good images then look like defects. ``grid_share`` of
+    a good image's patches are instead taken at a random test-grid position
+    (``test_grid_patches``), as deployed."""
     h, w = img.shape
     if record.defective:
         xmin, xmax, ymin, ymax = patch_position_range(
