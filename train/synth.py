@@ -2,7 +2,7 @@
 
 Every image is a pure function of ``(seed, texture, index, defective, version)``
 (:func:`synth_image`), so a set can be regenerated bit for bit and any single image rebuilt
-without the others. Three generator versions exist (:data:`VERSIONS`); a version's pixels
+without the others. Four generator versions exist (:data:`VERSIONS`); a version's pixels
 never change once a model was trained on it. Version 1 (the default) follows a few statistics
 measured on real DAGM pixels for classes 1–3 (mean/std, grain, streak and cloud scales, defect
 kind) and makes up classes 4–6 (:data:`TEXTURES` describes it). Version 2 is fitted to real DAGM
@@ -11,7 +11,8 @@ geometry from the development set; defect contrast against its surround): ``trai
 compare`` finds it within the real images' own spread on every statistic (docs/data.md,
 "Synthetic vs real DAGM"). Version 3 is version 2 with class 2's fibres drawn with the real
 images' spread of along-fibre smoothness and tilt, which version 2 held fixed: a network trained
-on version 2 took real class-2 images for another class.
+on version 2 took real class-2 images for another class. Version 4 is version 3 with class 4's
+cracks drawn as the real images show them (long, even, reaching the borders; a larger hub).
 Textures jitter per image and defects are partly low contrast, so the 12-way task is learnable
 but not trivial.
 
@@ -763,8 +764,8 @@ class _CrackModel:
 
 
 #: Versions 2 and 3: fewer, shorter fine cracks that fade early and a third drawn soft, which
-#: leaves short dark fragments in the corners (a network trained on them took the corners of
-#: good images for defects: 3 of 20 good synthetic images passed at iteration 215).
+#: leaves short dark fragments in the corners, up to 92 grey levels below a corner patch's
+#: median where the real corners reach 21-66 (``tests/test_synth.py``).
 _CRACKS_V2 = _CrackModel((150, 220), 35.0, (60, 260), (0.6, 1.0), (0.25, 0.8), (300, 800), 0.3)
 #: Version 4: the real images' look, long even cracks that reach the borders (docs/data.md).
 _CRACKS_V4 = _CrackModel(
