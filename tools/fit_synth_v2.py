@@ -10,7 +10,8 @@ contrast. Each iteration prints every texture statistic as distance / real leave
 folder); the generator does not.
 
     python tools/fit_synth_v2.py --real data/real-dagm --texture 4 --iters 8 --images 24 [--write]
-    python tools/fit_synth_v2.py --real data/real-dagm --texture 3 --version 4 --write
+    python tools/fit_synth_v2.py --real data/real-dagm --texture 3 --version 4 --iters 12 \\
+        --keep-grey --write
 """
 
 from __future__ import annotations
