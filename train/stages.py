@@ -165,7 +165,6 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
         "teacher_iteration": teacher_iteration,
         "patches": patches,
         "orientations": list(p.aug_orientations),
-        **({"good_grid_share": p.good_grid_share} if p.good_grid_share else {}),
         "epochs": p.distill_epochs,
         "schedule": p.distill_schedule,
         "widths": list(p.student_widths),
@@ -485,8 +484,6 @@ def teacher_stage(run: Run, tr: TeacherRun) -> None:
         "train_patches": len(x),
         "arch": p.teacher_arch,
     }
-    if p.good_grid_share:
-        entry["good_grid_share"] = p.good_grid_share
     if (
         done
         and recorded.get("test_is_full")
