@@ -174,9 +174,10 @@ def _add_inspect_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISION_CHOICES,
         default=None,
-        help="f32 (default, the reference); bf16 or auto (the lowest this CPU's student kernels"
-        " have): the direct student runner in that precision where the verdict-parity guard"
-        " accepts it, else f32 with a warning; with --backend NAME, that backend's precision",
+        help="f32 (default, the reference); bf16: the direct student runner in bf16 where the"
+        " verdict-parity guard accepts it, else f32 with a warning; auto: the lowest precision"
+        " this CPU's student kernels have, guarded the same way and kept only when timed"
+        " faster than f32 at load; with --backend NAME, that backend's precision",
     )
     p.add_argument(
         "--engine",

@@ -113,12 +113,15 @@ class Inspector:
         tile_threads: threads for the tiler (0 = let the core decide).
         engine: deprecated alias of ``runner`` (one release).
         precision: the arithmetic of the path. With ``backend="auto"``: ``None`` / ``"f32"``
-            (the reference); ``"bf16"`` or ``"auto"`` (the lowest precision this CPU's student
-            kernels have): the direct student runner in that precision where the
+            (the reference); ``"bf16"``: the direct student runner in bf16 where the
             verdict-parity guard accepts it (>= 99.9 % of image verdicts identical to f32, no
             texture flipped; run once per model, CPU level and precision, then cached beside
-            the model), else f32 with a logged warning saying why; ``precision`` afterwards
-            names the one in use, ``precision_report`` the guard's counts. With a named
+            the model), else f32 with a logged warning saying why; ``"auto"``: the lowest
+            precision this CPU's student kernels have, guarded the same way, kept only when a
+            timing at load finds it clearly faster than f32 (``precision_timing``: the bf16
+            kernels are slower than f32 on some CPUs); ``precision`` afterwards names the one
+            in use, ``precision_report`` the guard's counts, ``precision_timing`` the timing.
+            With a named
             backend: that backend's own ``precision`` option (OpenVINO ``"bf16"``, torch
             ``"fp16"``, ...), passed to it unguarded.
         **backend_options: passed to the backend (``device``, ``max_batch``, ...); ``None``
@@ -212,6 +215,9 @@ class Inspector:
             #: The verdict-parity guard's report behind ``precision`` (``None``: f32 asked for,
             #: or the guard could not run; the log says why).
             self.precision_report: Any = None
+            #: ``precision="auto"``: the load-time timing that chose between f32 and the accepted
+            #: lower precision (``precision_timing.PrecisionTiming``); ``None`` otherwise.
+            self.precision_timing: Any = None
             if precision != "f32":
                 self._runner, self.precision_report = self._guarded_runner(precision, threads)
         except BaseException:
@@ -237,7 +243,8 @@ class Inspector:
                 f" which does not run this model here ({why})"
             )
             raise InputError(msg)
-        if requested == "auto":
+        auto = requested == "auto"
+        if auto:
             lower = [p for p in kernel_precisions() if p != "f32"]
             if not lower:  # this CPU has no lower-precision kernels: f32, nothing to guard
                 return runner, None
@@ -257,8 +264,35 @@ class Inspector:
         lower_runner = StudentRunner(
             self.model_path, self._spec, threads=threads, reference=self._backend, precision=chosen
         )
+        if auto and not self._faster_than_reference(lower_runner, runner):
+            lower_runner.close()
+            return runner, report
         runner.close()
         return lower_runner, report
+
+    def _faster_than_reference(self, lower: Any, reference: Any) -> bool:
+        """``precision="auto"``: whether the guard-accepted ``lower`` runner is clearly faster
+        than the f32 ``reference`` here, timed on one guard frame (``precision_timing``); the
+        timing is kept in ``self.precision_timing``. No frame to time on: keep ``lower``."""
+        from pyinspect.precision_guard import guard_frames
+        from pyinspect.precision_timing import time_precisions
+
+        try:
+            _, frame = next(iter(guard_frames(self.model_path, self._spec)))
+        except Exception as exc:  # any failure only skips the timing
+            log.warning(
+                "%s: precision auto not timed (%s); keeping %s",
+                self.model_path,
+                exc,
+                lower.precision,
+            )
+            return True
+        timing = time_precisions(
+            {reference.precision: reference, lower.precision: lower}, frame, reference.precision
+        )
+        self.precision_timing = timing
+        log.info("%s: precision %s", self.model_path, timing.describe())
+        return timing.chosen == lower.precision
 
     # ---- what it is ------------------------------------------------------------------------
     @property

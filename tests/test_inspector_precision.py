@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pyinspect.precision_guard as guard
+import pyinspect.precision_timing as timing
 from pyinspect import Inspector
 from pyinspect.errors import InputError
 from pyinspect.runners.student import kernel_isas, kernel_precisions
@@ -78,6 +79,7 @@ def test_bf16_is_guarded_once_then_read_from_the_cache(model: Path, monkeypatch)
     cached = json.loads(guard.cache_path(model).read_text())
     assert json.dumps(cached).count('"bf16"') >= 1  # the entry names its precision
     monkeypatch.setattr(guard, "run_guard", _must_not_run)  # a second start reads the cache
+    monkeypatch.setattr(timing, "time_precisions", _timed_as({"f32": 1.0, "bf16": 0.5}))
     with Inspector(model, precision="auto") as again:
         assert again.precision == "bf16"
         assert again.precision_report.identical == report.identical
@@ -135,6 +137,39 @@ def test_auto_on_a_cpu_without_lower_kernels_stays_f32_quietly(model, monkeypatc
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+@needs_runner
+@needs_bf16
+@pytest.mark.parametrize(("f32_ms", "bf16_ms", "expected"), [(1.0, 0.5, "bf16"), (0.8, 0.9, "f32")])
+def test_auto_keeps_the_accepted_lower_precision_only_when_timed_faster(
+    model: Path, monkeypatch, f32_ms: float, bf16_ms: float, expected: str
+) -> None:
+    monkeypatch.setattr(timing, "time_precisions", _timed_as({"f32": f32_ms, "bf16": bf16_ms}))
+    with Inspector(model, precision="auto") as insp:
+        assert insp.precision_report.accepted  # the guard ran either way
+        assert insp.precision == expected == insp.precision_timing.chosen
+        assert insp.run(frame()).patch_class.shape == (9,)
+
+
+@needs_runner
+@needs_bf16
+def test_auto_times_both_precisions_on_a_guard_frame(model: Path) -> None:
+    """Un-faked: the timing ran both runners and the runner in use is the one it chose."""
+    with Inspector(model, precision="auto") as insp:
+        measured = insp.precision_timing
+        assert set(measured.ms_per_frame) == {"f32", "bf16"}
+        assert all(ms > 0 for ms in measured.ms_per_frame.values())
+        assert insp.precision == measured.chosen
+        assert measured.chosen in measured.describe()
+
+
+@needs_runner
+@needs_bf16
+def test_bf16_named_is_not_timed(model: Path, monkeypatch) -> None:
+    monkeypatch.setattr(timing, "time_precisions", _must_not_run)
+    with Inspector(model, precision="bf16") as insp:
+        assert insp.precision == "bf16" and insp.precision_timing is None
+
+
 def test_a_named_lower_precision_needs_the_student_runner(model: Path) -> None:
     with pytest.raises(InputError, match=r"precision='bf16' needs the direct student runner"):
         Inspector(model, runner="backend", precision="bf16")
@@ -159,3 +194,15 @@ def test_inspect_cli_reports_the_precision_in_use(model: Path, tmp_path: Path, c
 def _must_not_run(*args: object, **kwargs: object) -> None:
     msg = "the precision guard ran although it should not"
     raise AssertionError(msg)
+
+
+def _timed_as(ms_per_frame: dict[str, float]):
+    """A ``time_precisions`` stand-in that reports these times (and checks what it was given)."""
+
+    def fake(runners, frame, reference, **kwargs):
+        assert set(runners) == set(ms_per_frame) and reference == "f32"
+        assert frame.ndim == 2 and frame.dtype == np.uint8
+        chosen = timing.choose_faster(ms_per_frame, reference)
+        return timing.PrecisionTiming(chosen, dict(ms_per_frame), 1, 1)
+
+    return fake
