@@ -19,6 +19,10 @@ from pyinspect.runners.student import kernel_isas, kernel_precisions
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "student.onnx"
+#: The generator version the shipped student was trained on (its guard record says).
+TRAINED_ON = json.loads(SHIPPED.with_name("student.onnx.guard.json").read_text())["synth"][
+    "version"
+]
 
 needs_runner = pytest.mark.skipif(
     not kernel_isas(), reason="the direct student runner needs an x86-64 CPU with AVX2 and FMA"
@@ -31,13 +35,13 @@ needs_bf16 = pytest.mark.skipif(
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    """The shipped student in a folder of its own, its guard on a small version-1 set (the
-    generator it was trained on): 3 good + 3 defective per texture, 4 orientations, 144 frames."""
+    """The shipped student in a folder of its own, its guard on a small set of the generator
+    version it was trained on: 3 good + 3 defective per texture, 4 orientations, 144 frames."""
     dest = tmp_path / "model" / "student.onnx"
     dest.parent.mkdir()
     shutil.copyfile(SHIPPED, dest)
     shutil.copyfile(SHIPPED.with_name("student.onnx.json"), dest.with_name("student.onnx.json"))
-    guard.write_synthetic_guard(dest, version=1, per_class=3)
+    guard.write_synthetic_guard(dest, version=TRAINED_ON, per_class=3)
     return dest
 
 

@@ -601,9 +601,8 @@ def test_openvino_bf16_is_guarded_for_real(tmp_path: Path) -> None:
     for name in ("student.onnx", "student.onnx.json"):
         shutil.copy(ROOT / "models" / name, tmp_path / name)
     model = tmp_path / "student.onnx"
-    frames = synthetic_frames(
-        version=1, per_class=1, orientations=(0,)
-    )  # the model's training data
+    trained_on = json.loads((ROOT / "models" / "student.onnx.guard.json").read_text())["synth"]
+    frames = synthetic_frames(version=trained_on["version"], per_class=1, orientations=(0,))
     built: list[str] = []
 
     def runner(precision: str) -> Callable[[], OpenVinoFrameRunner]:
