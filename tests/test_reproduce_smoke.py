@@ -378,3 +378,27 @@ def test_a_good_grid_share_outside_0_1_is_refused(share: float) -> None:
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "--good-grid-share must be in 0..1" in proc.stderr
+
+
+def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() -> None:
+    """A run's header says which generator version made its data and gives the ``reproduce``
+    line with the overrides it ran with (pure functions of results.json)."""
+    from train.report import data_text, rerun_command
+
+    preset_teachers = [{"name": "transfer", "iters": 2000}, {"name": "scratch", "iters": 500}]
+    config = {"data_root": "data/synth-dagm", "good_grid_share": 0.0, "teachers": preset_teachers}
+    results = {"preset": "cpu", "config": config, "data": {"fingerprint": "abc"}}
+    assert rerun_command(results) == "python -m train reproduce --preset cpu"
+    assert data_text(results) == ", synthetic generator version 1 (fingerprint `abc`)"
+    halved = [{"name": "transfer", "iters": 1000}, {"name": "scratch", "iters": 1000}]
+    config.update(data_root="data/synth-dagm-v4", synth_version=4, good_grid_share=0.25)
+    config["teachers"] = halved
+    assert rerun_command({**results, "out": "results/cpu"}) == (
+        "python -m train reproduce --preset cpu --data data/synth-dagm-v4 --synth-version 4"
+        " --good-grid-share 0.25 --teacher-iters 1000 --out results/cpu"
+    )
+    assert data_text(results) == (
+        ", synthetic generator version 4 (fingerprint `abc`), 25% of the good training patches"
+        " at test-grid positions"
+    )
+    assert rerun_command({"preset": "nope"}) == "python -m train reproduce --preset nope"

@@ -121,9 +121,9 @@ def _header(results: dict[str, Any]) -> list[str]:
     lines = [
         f"# Reproduction report: preset `{results.get('preset')}`",
         "",
-        f"Data: `{d.get('root')}`: {d.get('train_images')} train / {d.get('test_images')} test "
-        f"images (split seed {d.get('split_seed')}). Machine: {machine_text(results['machine'])}. "
-        + wall,
+        f"Data: `{d.get('root')}`{data_text(results)}: {d.get('train_images')} train / "
+        f"{d.get('test_images')} test images (split seed {d.get('split_seed')}). Machine: "
+        f"{machine_text(results['machine'])}. " + wall,
     ]
     if results.get("reused_stages"):
         total = sum(results.get("timings", {}).values()) / 60
@@ -141,9 +141,54 @@ def _header(results: dict[str, Any]) -> list[str]:
         *lines,
         "",
         f"Regenerate this file with `python -m train report {results.get('out', 'RUN_DIR')}`; "
-        f"rerun the experiment with `python -m train reproduce --preset {results.get('preset')}`"
+        f"rerun the experiment with `{rerun_command(results)}`"
         " (stages whose output exists are reused).",
     ]
+
+
+def data_text(results: dict[str, Any]) -> str:
+    """What the data was beyond its folder: the synthetic generator version (a run before the
+    option: 1) and its fingerprint, and a non-zero share of good patches at grid positions."""
+    config = results.get("config") or {}
+    fingerprint = results.get("data", {}).get("fingerprint")
+    text = f", synthetic generator version {config.get('synth_version', 1)}"
+    if fingerprint:
+        text += f" (fingerprint `{fingerprint}`)"
+    share = config.get("good_grid_share", 0.0)
+    if share:
+        text += f", {share:.0%} of the good training patches at test-grid positions"
+    return text
+
+
+#: Preset fields that ``reproduce`` flags override, and the flag of each.
+_OVERRIDE_FLAGS = (
+    ("data_root", "--data"),
+    ("synth_version", "--synth-version"),
+    ("good_grid_share", "--good-grid-share"),
+)
+
+
+def rerun_command(results: dict[str, Any]) -> str:
+    """The ``reproduce`` command line that runs this configuration again: the preset, plus a
+    flag for each field of ``results["config"]`` that differs from the preset's value."""
+    from train.presets import get_preset
+
+    name = results.get("preset")
+    parts = [f"python -m train reproduce --preset {name}"]
+    config = results.get("config") or {}
+    try:
+        base = get_preset(str(name))
+    except (KeyError, ValueError):  # a preset this version does not have: the name alone
+        return parts[0]
+    for key, flag in _OVERRIDE_FLAGS:
+        if key in config and config[key] != getattr(base, key, None):
+            parts.append(f"{flag} {config[key]}")
+    iters = {t.get("iters") for t in config.get("teachers", []) if isinstance(t, dict)}
+    if len(iters) == 1 and iters != {t.iters for t in base.teachers}:
+        parts.append(f"--teacher-iters {iters.pop()}")
+    if "out" in results:
+        parts.append(f"--out {results['out']}")
+    return " ".join(parts)
 
 
 def _table2_3(results: dict[str, Any], fig: str) -> list[str]:
