@@ -402,3 +402,19 @@ def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() ->
         " at test-grid positions"
     )
     assert rerun_command({"preset": "nope"}) == "python -m train reproduce --preset nope"
+
+
+def test_a_run_without_its_sweep_says_so(tmp_path: Path) -> None:
+    """A report of a run made with --skip-sweep names the missing Fig. 10 instead of dropping it
+    silently (the committed results/cpu/results.json, its sweep rows removed)."""
+    from train.report import render_report
+
+    repo = Path(__file__).resolve().parents[1]
+    results = json.loads((repo / "results" / "cpu" / "results.json").read_text())
+    results.pop("sweep", None)
+    text = render_report(results, tmp_path, draw=False)
+    assert (
+        "## Fig. 10: compression sweep\n\nNot run on this data (`reproduce --skip-sweep`)" in text
+    )
+    results["config"]["sweep"] = []
+    assert "Fig. 10" not in render_report(results, tmp_path, draw=False)

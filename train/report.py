@@ -307,7 +307,16 @@ def _trials(results: dict[str, Any]) -> list[str]:
 
 def _sweep(results: dict[str, Any], out: Path, draw: bool) -> list[str]:
     if not results.get("sweep"):
-        return []
+        if not (results.get("config") or {}).get("sweep"):
+            return []  # the preset has no sweep
+        return [
+            "",
+            "## Fig. 10: compression sweep",
+            "",
+            "Not run on this data (`reproduce --skip-sweep`): the preset's sweep points are in"
+            " `config.sweep` of results.json; a later `reproduce` without `--skip-sweep` on this"
+            " directory adds them.",
+        ]
     if draw:
         plot_fig10(results, out / FIG10)
     lines = [
