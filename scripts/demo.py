@@ -1,6 +1,7 @@
 """`make demo`: inspect a fresh synthetic DAGM sample with the shipped student, runtime only.
 
-1. Generates a small synthetic sample (numpy + OpenCV, no torch) with a seed no training run used.
+1. Generates a small synthetic sample (numpy + OpenCV, no torch) with a seed no training run used,
+   from the generator version the student was trained on (its ``.guard.json`` record).
 2. Runs ``pyinspect inspect`` on it with ``models/student.onnx``: a verdict per image, the accuracy
    against the folder names and the per-frame latency.
 3. Writes one overlay picture (patch grid, defective patches outlined, verdict text) to
@@ -24,16 +25,34 @@ sys.path.insert(0, str(ROOT))  # train.synth / train.dagm are plain numpy + Open
 DEMO_SEED = 20261125
 
 
-def make_sample(out: Path, per_class: int, seed: int) -> Path:
+def trained_on(model: Path) -> int:
+    """The synthetic generator version the model was trained on, as its guard record says
+    (``<model>.guard.json``, written by the training run's export); 1 without one."""
+    import json
+
+    record = model.with_name(model.name + ".guard.json")
+    if not record.is_file():
+        return 1
+    version = json.loads(record.read_text()).get("synth", {}).get("version", 1)
+    if not isinstance(version, int):
+        msg = f"{record}: synth.version must be an int, got {version!r}"
+        raise ValueError(msg)
+    return version
+
+
+def make_sample(out: Path, per_class: int, seed: int, version: int) -> Path:
     from train.synth import synthesize
 
     if out.is_dir() and any(out.glob("Class*")):
         print(f"reusing the sample in {out}")
         return out
     out.mkdir(parents=True, exist_ok=True)
-    secs = synthesize(out, good=per_class, defective=per_class, seed=seed, progress=False)
+    secs = synthesize(
+        out, good=per_class, defective=per_class, seed=seed, progress=False, version=version
+    )
     print(
-        f"generated {6 * 2 * per_class} synthetic DAGM images (seed {seed}) in {out} ({secs:.1f} s)"
+        f"generated {6 * 2 * per_class} synthetic DAGM images (generator version {version}, seed"
+        f" {seed}) in {out} ({secs:.1f} s)"
     )
     return out
 
@@ -96,11 +115,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from train.synth import generator_fingerprint
 
-    # named by the generator's fingerprint: a sample an older generator wrote is never reused
+    try:
+        version = trained_on(args.model)
+    except ValueError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    # the frames come from the generator version the student was trained on, in a folder
+    # named by its fingerprint: a sample another generator wrote is never reused
+    fingerprint = generator_fingerprint(args.seed, version)
     sample = make_sample(
-        args.out / f"sample-seed{args.seed}-{generator_fingerprint(args.seed)}",
+        args.out / f"sample-v{version}-seed{args.seed}-{fingerprint}",
         args.per_class,
         args.seed,
+        version,
     )
     # the files themselves (not the folder): one clean line per image, no progress bar
     files = [os.path.relpath(p, ROOT) for p in sorted(sample.glob("Class*/*.png"))]
