@@ -141,8 +141,9 @@ class Station:
         self._summary: dict[str, Any] = {}
         m = config.model
         self.inspector: Inspector = Inspector(
-            m.path, m.backend, runner=m.runner, threshold=m.threshold, threads=m.threads
-        )
+            m.path, m.backend, runner=m.runner, threshold=m.threshold, threads=m.threads,
+            precision=None if m.precision == "f32" else m.precision,  # None: no backend option
+        )  # fmt: skip
         try:
             self.model = ModelIdentity.of_inspector(self.inspector)
             self.metrics.info.info({

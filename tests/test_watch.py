@@ -521,3 +521,18 @@ def test_the_documented_configuration_parses() -> None:
     assert [s.type for s in cfg.source] == ["pylon", "folder", "video"]
     assert cfg.sink_names() == ["jsonl", "mqtt", "webhook", "opcua", "images"]
     assert cfg.source[0].features == {"Width": 1024, "Height": 1024, "PixelFormat": "Mono8"}
+
+
+def test_the_model_sections_precision_reaches_the_inspector(
+    tiny_gray: TinyBundle, tmp_path: Path
+) -> None:
+    """``[model] precision`` is the Inspector's: bf16 on a model the direct student runner does
+    not run is refused by name before any frame; auto there stays f32."""
+    cfg = config(tmp_path, tiny_gray.model_path)
+    cfg["model"]["precision"] = "bf16"
+    with pytest.raises(PyInspectError, match=r"precision='bf16' needs the direct student runner"):
+        Station(cfg, sources=[IterableSource([], "cam")])
+    cfg["model"]["precision"] = "auto"
+    station = Station(cfg, sources=[IterableSource([textured_frame(seed=1)], "cam")])
+    assert station.inspector.precision == "f32"
+    assert station.run()["sources"]["cam"]["frames"] == 1
