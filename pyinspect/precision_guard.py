@@ -418,13 +418,16 @@ def _frame_function(classifier: Any) -> Callable[[np.ndarray], Any]:
 class GuardFrames:
     """A frame set the guard can run on, produced lazily (1,200 frames of 512×512 would hold
     300 MB). ``ident`` identifies the set in the cache key; ``describe`` is for people;
-    ``check()`` raises ``NoGuardFramesError`` when the frames cannot be produced here."""
+    ``check()`` raises ``NoGuardFramesError`` when the frames cannot be produced here;
+    ``synth_version`` is the synthetic generator version of a synthetic set (the one a DAGM
+    model was trained on), ``None`` for recorded images."""
 
     ident: str
     describe: str
     count: int
     produce: Callable[[], Iterator[tuple[str, np.ndarray]]]
     check: Callable[[], object] = lambda: None  # raises when the frames cannot be produced
+    synth_version: int | None = None
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         return self.produce()
@@ -503,6 +506,7 @@ def synthetic_frames(
         count=textures * 2 * per_class * len(orientations),
         produce=produce,
         check=generator,  # its value is not needed: only whether it raises
+        synth_version=version,
     )
 
 

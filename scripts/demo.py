@@ -1,7 +1,7 @@
 """`make demo`: inspect a fresh synthetic DAGM sample with the shipped student, runtime only.
 
 1. Generates a small synthetic sample (numpy + OpenCV, no torch) with a seed no training run used,
-   from the generator version the student was trained on (its ``.guard.json`` record).
+   from the generator version the student was trained on (its precision-guard record).
 2. Runs ``pyinspect inspect`` on it with ``models/student.onnx``: a verdict per image, the accuracy
    against the folder names and the per-frame latency.
 3. Writes one overlay picture (patch grid, defective patches outlined, verdict text) to
@@ -26,18 +26,14 @@ DEMO_SEED = 20261125
 
 
 def trained_on(model: Path) -> int:
-    """The synthetic generator version the model was trained on, as its guard record says
-    (``<model>.guard.json``, written by the training run's export); 1 without one."""
-    import json
+    """The synthetic generator version the model was trained on: that of the synthetic frames
+    its precision guard runs on (``<model>.guard.json``, written by the training run's export),
+    else 1. ``NoGuardFramesError`` names a record that cannot be read."""
+    from pyinspect.precision_guard import guard_frames, guard_path
 
-    record = model.with_name(model.name + ".guard.json")
-    if not record.is_file():
+    if not guard_path(model).is_file():
         return 1
-    version = json.loads(record.read_text()).get("synth", {}).get("version", 1)
-    if not isinstance(version, int):
-        msg = f"{record}: synth.version must be an int, got {version!r}"
-        raise ValueError(msg)
-    return version
+    return guard_frames(model).synth_version or 1
 
 
 def make_sample(out: Path, per_class: int, seed: int, version: int) -> Path:
@@ -113,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from pyinspect.precision_guard import NoGuardFramesError
     from train.synth import generator_fingerprint
 
     try:
         version = trained_on(args.model)
-    except ValueError as exc:
+    except NoGuardFramesError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     # the frames come from the generator version the student was trained on, in a folder

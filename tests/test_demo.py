@@ -20,27 +20,30 @@ def _demo():
 
 
 def test_the_version_is_the_guard_records(tmp_path: Path) -> None:
+    from pyinspect.precision_guard import write_synthetic_guard
+
     demo = _demo()
     model = tmp_path / "student.onnx"
     model.write_bytes(b"")
     assert demo.trained_on(model) == 1  # no record: the first generator
-    record = tmp_path / "student.onnx.guard.json"
-    record.write_text(json.dumps({"format": "pyinspect guard frames", "synth": {"version": 4}}))
+    write_synthetic_guard(model, version=4)
     assert demo.trained_on(model) == 4
-    shipped = ROOT / "models" / "student.onnx"
-    want = json.loads(shipped.with_name("student.onnx.guard.json").read_text())["synth"]["version"]
-    assert demo.trained_on(shipped) == want
 
 
 def test_a_bad_record_is_named_and_nothing_is_generated(tmp_path: Path, capsys) -> None:
+    from pyinspect.precision_guard import guard_path, write_synthetic_guard
+
     demo = _demo()
     model = tmp_path / "student.onnx"
     shutil.copyfile(ROOT / "models" / "student.onnx", model)
-    (tmp_path / "student.onnx.guard.json").write_text(json.dumps({"synth": {"version": "four"}}))
+    record = write_synthetic_guard(model, version=4)
+    doc = json.loads(record.read_text())
+    doc["synth"]["version"] = "four"
+    guard_path(model).write_text(json.dumps(doc))
     out = tmp_path / "demo_out"
     assert demo.main(["--model", str(model), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "student.onnx.guard.json: synth.version must be an int, got 'four'" in err
+    assert "student.onnx.guard.json" in err and "'synth.version' must be an int" in err
     assert not out.exists()
 
 

@@ -20,9 +20,7 @@ from pyinspect.runners.student import kernel_isas, kernel_precisions
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "student.onnx"
 #: The generator version the shipped student was trained on (its guard record says).
-TRAINED_ON = json.loads(SHIPPED.with_name("student.onnx.guard.json").read_text())["synth"][
-    "version"
-]
+TRAINED_ON = guard.guard_frames(SHIPPED).synth_version
 
 needs_runner = pytest.mark.skipif(
     not kernel_isas(), reason="the direct student runner needs an x86-64 CPU with AVX2 and FMA"

@@ -272,6 +272,7 @@ def test_a_dagm_model_can_record_its_generator_version(model: TinyBundle) -> Non
     path = write_synthetic_guard(model.model_path, version=1)
     frames = guard_frames(model.model_path)
     assert frames.count == 1200 and frames.ident.startswith("synth:v1:s20240:")
+    assert frames.synth_version == 1
     doc = json.loads(path.read_text())
     doc["synth"]["version"] = "one"
     path.write_text(json.dumps(doc))
@@ -601,8 +602,8 @@ def test_openvino_bf16_is_guarded_for_real(tmp_path: Path) -> None:
     for name in ("student.onnx", "student.onnx.json"):
         shutil.copy(ROOT / "models" / name, tmp_path / name)
     model = tmp_path / "student.onnx"
-    trained_on = json.loads((ROOT / "models" / "student.onnx.guard.json").read_text())["synth"]
-    frames = synthetic_frames(version=trained_on["version"], per_class=1, orientations=(0,))
+    trained_on = guard_frames(model).synth_version  # the model's training data
+    frames = synthetic_frames(version=trained_on, per_class=1, orientations=(0,))
     built: list[str] = []
 
     def runner(precision: str) -> Callable[[], OpenVinoFrameRunner]:

@@ -178,7 +178,7 @@ def rerun_command(results: dict[str, Any]) -> str:
     config = results.get("config") or {}
     try:
         base = get_preset(str(name))
-    except (KeyError, ValueError):  # a preset this version does not have: the name alone
+    except KeyError:  # a preset this version does not have: the name alone
         return parts[0]
     for key, flag in _OVERRIDE_FLAGS:
         if key in config and config[key] != getattr(base, key, None):
