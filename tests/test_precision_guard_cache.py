@@ -602,7 +602,7 @@ def test_openvino_bf16_is_guarded_for_real(tmp_path: Path) -> None:
     for name in ("student.onnx", "student.onnx.json"):
         shutil.copy(ROOT / "models" / name, tmp_path / name)
     model = tmp_path / "student.onnx"
-    trained_on = guard_frames(model).synth_version  # the model's training data
+    trained_on = guard_frames(ROOT / "models" / "student.onnx").synth_version  # its training data
     frames = synthetic_frames(version=trained_on, per_class=1, orientations=(0,))
     built: list[str] = []
 
