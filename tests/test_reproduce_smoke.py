@@ -402,6 +402,27 @@ def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() ->
         " at test-grid positions"
     )
     assert rerun_command({"preset": "nope"}) == "python -m train reproduce --preset nope"
+    config.update(distill_epochs=20, distill_hard_weight=5.0, distill_restarts=1)
+    assert rerun_command(results).endswith(
+        "--distill-epochs 20 --distill-hard-weight 5.0 --distill-restarts 1 --teacher-iters 1000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "bound"),
+    [("--distill-epochs", "0", "1"), ("--distill-hard-weight", "-1", "0"),
+     ("--distill-restarts", "0", "1")],
+)  # fmt: skip
+def test_a_distillation_override_below_its_bound_is_refused(
+    flag: str, value: str, bound: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", flag, value,
+         "--out", "/nonexistent/never-written"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and f"{flag} must be >= {bound}" in proc.stderr
+    assert not Path("/nonexistent/never-written").exists()
 
 
 def test_a_run_without_its_sweep_says_so(tmp_path: Path) -> None:

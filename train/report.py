@@ -165,6 +165,9 @@ _OVERRIDE_FLAGS = (
     ("data_root", "--data"),
     ("synth_version", "--synth-version"),
     ("good_grid_share", "--good-grid-share"),
+    ("distill_epochs", "--distill-epochs"),
+    ("distill_hard_weight", "--distill-hard-weight"),
+    ("distill_restarts", "--distill-restarts"),
 )
 
 

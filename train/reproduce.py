@@ -137,6 +137,25 @@ def main(argv: list[str] | None = None) -> int:
         help="SGD iterations of every teacher (overrides the preset's)",
     )
     ap.add_argument(
+        "--distill-epochs",
+        type=int,
+        metavar="N",
+        help="epochs of every student's distillation (overrides the preset's)",
+    )
+    ap.add_argument(
+        "--distill-hard-weight",
+        type=float,
+        metavar="W",
+        help="add W x cross-entropy on the patch labels to Eq. 1 (overrides the preset's; "
+        "0 is the paper's loss)",
+    )
+    ap.add_argument(
+        "--distill-restarts",
+        type=int,
+        metavar="N",
+        help="students distilled per teacher, the lowest final loss kept (overrides the preset's)",
+    )
+    ap.add_argument(
         "--device",
         default="cpu",
         help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
@@ -173,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= args.good_grid_share <= 1.0:
             ap.error(f"--good-grid-share must be in 0..1, got {args.good_grid_share}")
         overrides["good_grid_share"] = args.good_grid_share
+    for flag, key, low in (
+        ("--distill-epochs", "distill_epochs", 1),
+        ("--distill-hard-weight", "distill_hard_weight", 0),
+        ("--distill-restarts", "distill_restarts", 1),
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            if value < low:
+                ap.error(f"{flag} must be >= {low}, got {value}")
+            overrides[key] = value
     preset = get_preset(args.preset, **overrides)
     if args.teacher_iters is not None:
         if args.teacher_iters < 1:
