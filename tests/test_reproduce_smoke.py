@@ -411,6 +411,7 @@ def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() ->
 @pytest.mark.parametrize(
     ("flag", "value", "bound"),
     [("--distill-epochs", "0", "1"), ("--distill-hard-weight", "-1", "0"),
+     ("--distill-hard-weight", "nan", "0"), ("--distill-hard-weight", "inf", "0"),
      ("--distill-restarts", "0", "1")],
 )  # fmt: skip
 def test_a_distillation_override_below_its_bound_is_refused(
@@ -421,7 +422,7 @@ def test_a_distillation_override_below_its_bound_is_refused(
          "--out", "/nonexistent/never-written"],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
     )  # fmt: skip
-    assert proc.returncode == 2 and f"{flag} must be >= {bound}" in proc.stderr
+    assert proc.returncode == 2 and f"{flag} must be a finite number >= {bound}" in proc.stderr
     assert not Path("/nonexistent/never-written").exists()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -199,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         value = getattr(args, key)
         if value is not None:
-            if value < low:
-                ap.error(f"{flag} must be >= {low}, got {value}")
+            if not math.isfinite(value) or value < low:
+                ap.error(f"{flag} must be a finite number >= {low}, got {value}")
             overrides[key] = value
     preset = get_preset(args.preset, **overrides)
     if args.teacher_iters is not None:
