@@ -414,9 +414,7 @@ def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() ->
      ("--distill-hard-weight", "nan", "0"), ("--distill-hard-weight", "inf", "0"),
      ("--distill-restarts", "0", "1")],
 )  # fmt: skip
-def test_a_distillation_override_below_its_bound_is_refused(
-    flag: str, value: str, bound: str
-) -> None:
+def test_a_distillation_override_out_of_range_is_refused(flag: str, value: str, bound: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", flag, value,
          "--out", "/nonexistent/never-written"],
