@@ -438,3 +438,64 @@ def test_a_run_without_its_sweep_says_so(tmp_path: Path) -> None:
     )
     results["config"]["sweep"] = []
     assert "Fig. 10" not in render_report(results, tmp_path, draw=False)
+
+
+def test_defect_offsets_are_chosen_folded_reused_and_undone(tmp_path: Path) -> None:
+    """``--defect-offsets-seed``: offsets chosen on a fresh synthetic set land in the student's
+    checkpoint, results and report; a rerun reuses them; ``none`` restores the distilled bias."""
+    import numpy as np
+    import torch
+
+    from train.defect_offsets import class_offsets
+    from train.evaluate import CLASS_DEFECTIVE, CLASS_TEXTURE
+
+    out = tmp_path / "smoke"
+    repo = Path(__file__).resolve().parents[1]
+
+    def reproduce(seed: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", "--out", str(out),
+             "--threads", "1", "--defect-offsets-seed", seed],
+            cwd=repo, capture_output=True, text=True, timeout=900, check=False,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    def last_bias() -> np.ndarray:
+        blob = torch.load(out / "checkpoints" / "student-scratch.pt", weights_only=False)
+        return blob["state_dict"]["classifier.3.bias"].numpy()
+
+    assert "defect offsets for student-scratch" in reproduce("7")
+    res = json.loads((out / "results.json").read_text())
+    off = res["students"]["scratch"]["defect_offsets"]
+    assert off["key"]["seed"] == 7 and off["images"] == 6 * (5 + 3)
+    assert len(list((out / "data" / "calibration-v1-s7").glob("Class*/*.png"))) == 48
+    assert 0 <= off["errors_after"] <= off["errors_before"]
+    shift = class_offsets(off["offsets"], CLASS_TEXTURE, CLASS_DEFECTIVE)
+    np.testing.assert_allclose(last_bias(), np.asarray(off["bias_before"]) - shift, atol=1e-6)
+    assert "per-texture defect offsets" in (out / "REPORT.md").read_text()
+    assert "--defect-offsets-seed 7" in (out / "REPORT.md").read_text()
+    # the same settings again: reused, not chosen anew
+    assert "defect offsets for" not in reproduce("7")
+    # 'none' puts back the bias the record says was there before any offsets
+    ck = out / "checkpoints" / "student-scratch.pt"
+    blob = torch.load(ck, weights_only=False)
+    marked = (np.asarray(off["bias_before"]) + 1.0).tolist()
+    blob["meta"]["defect_offsets"]["bias_before"] = marked
+    torch.save(blob, ck)
+    reproduce("none")
+    np.testing.assert_allclose(last_bias(), marked, atol=1e-6)
+    res = json.loads((out / "results.json").read_text())
+    assert "defect_offsets" not in res["students"]["scratch"]
+    assert "defect_offsets" not in torch.load(ck, weights_only=False)["meta"]
+
+
+def test_defect_offsets_seed_must_not_be_the_training_seed() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "reproduce", "--preset", "smoke",
+         "--defect-offsets-seed", "101", "--out", "/nonexistent/never-written"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "is the training set's synth_seed" in proc.stderr
+    assert not Path("/nonexistent/never-written").exists()

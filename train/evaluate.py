@@ -152,6 +152,36 @@ def evaluate_model(
     )
 
 
+def grid_logits(
+    model: Any,
+    records: Sequence[Any],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    images_per_batch: int = 14,
+    progress: bool = False,
+    desc: str = "logits",
+) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [M, 9, classes] of each record's §4 test patches, true labels [M])."""
+    from train.patches import test_grid_patches
+
+    out, labels = [], []
+    bar = _progress(len(records), desc) if progress else None
+    for chunk in _batched(list(records), images_per_batch):
+        patches = np.stack([np.asarray(test_grid_patches(rec)[0]) for rec in chunk])
+        n, per = patches.shape[:2]
+        flat = predict_logits(model, patches.reshape(n * per, *patches.shape[2:]), mean, std)
+        out.append(flat.reshape(n, per, -1))
+        labels += [int(rec.label) for rec in chunk]
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    if not out:
+        return np.zeros((0, 9, NUM_CLASSES), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(out), np.asarray(labels, np.int64)
+
+
 def evaluate_inspector(
     model_path: str | Path, records: Sequence[Any], *, backend: str = "auto", progress: bool = False
 ) -> EvalResult:

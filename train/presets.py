@@ -63,6 +63,9 @@ class Preset:
     distill_hard_weight: float = 0.0
     # distil this many students (seeds seed, seed+1, ...) and keep the lowest final Eq. 1 loss
     distill_restarts: int = 1
+    # a seed: per-texture defect offsets (train.defect_offsets) are chosen on a fresh synthetic
+    # set of this seed and folded into the student; None keeps the paper's argmax rule
+    defect_offsets_seed: int | None = None
     distill_from: tuple[str, ...] = ("transfer", "scratch")
     sweep: tuple[tuple[int, ...], ...] = ()
     sweep_epochs: int = 3
@@ -75,6 +78,12 @@ class Preset:
     latency_frames: int = 20
 
     def __post_init__(self) -> None:
+        if self.defect_offsets_seed is not None and self.defect_offsets_seed == self.synth_seed:
+            msg = (
+                f"preset {self.name!r}: defect_offsets_seed {self.defect_offsets_seed} is the "
+                "training set's synth_seed; the offsets need images no training step saw"
+            )
+            raise ValueError(msg)
         if not 0.0 <= self.good_grid_share <= 1.0:
             msg = (
                 f"preset {self.name!r}: good_grid_share must be in 0..1, got {self.good_grid_share}"

@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         help="students distilled per teacher, the lowest final loss kept (overrides the preset's)",
     )
     ap.add_argument(
+        "--defect-offsets-seed",
+        metavar="S",
+        help="choose per-texture defect offsets on a fresh synthetic set of seed S and fold them"
+        " into the student (train.defect_offsets); 'none' keeps the paper's argmax rule"
+        " (overrides the preset's)",
+    )
+    ap.add_argument(
         "--device",
         default="cpu",
         help="where PyTorch trains and evaluates: cpu, cuda, cuda:N or auto "
@@ -203,7 +210,18 @@ def main(argv: list[str] | None = None) -> int:
             if not math.isfinite(value) or value < low:
                 ap.error(f"{flag} must be a finite number >= {low}, got {value}")
             overrides[key] = value
-    preset = get_preset(args.preset, **overrides)
+    if args.defect_offsets_seed is not None:
+        text = args.defect_offsets_seed.strip().lower()
+        if text == "none":
+            overrides["defect_offsets_seed"] = None
+        elif text.isdigit():
+            overrides["defect_offsets_seed"] = int(text)
+        else:
+            ap.error(f"--defect-offsets-seed must be a seed >= 0 or 'none', got {text!r}")
+    try:
+        preset = get_preset(args.preset, **overrides)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.teacher_iters is not None:
         if args.teacher_iters < 1:
             ap.error(f"--teacher-iters must be >= 1, got {args.teacher_iters}")

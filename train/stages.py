@@ -215,8 +215,9 @@ def pick_restart(final_losses: list[float | None]) -> int:
     )
 
 
-def ensure_data(p: Preset, root: Path) -> None:
-    """Generate the preset's synthetic set into ``root`` unless a current one is there."""
+def ensure_data(p: Preset, root: Path, seed: int | None = None) -> None:
+    """Generate the preset's synthetic set (``seed``: another seed's) into ``root`` unless a
+    current one is there."""
     from train.dagm import DagmError
     from train.synth import stale_set
 
@@ -229,16 +230,14 @@ def ensure_data(p: Preset, root: Path) -> None:
     from pyinspect.backends.base import usable_cpus
     from train.synth import synthesize
 
-    print(
-        f"generating synthetic DAGM v{p.synth_version} into {root} (seed {p.synth_seed})",
-        flush=True,
-    )
+    seed = p.synth_seed if seed is None else seed
+    print(f"generating synthetic DAGM v{p.synth_version} into {root} (seed {seed})", flush=True)
     # every image is a pure function of its seed and index: the worker count changes no pixel
     synthesize(
         root,
         good=p.synth_good,
         defective=p.synth_defective,
-        seed=p.synth_seed,
+        seed=seed,
         workers=max(1, usable_cpus()),
         progress=False,
         version=p.synth_version,
@@ -644,6 +643,7 @@ def student_stage(run: Run, tname: str) -> None:
             ),
             flush=True,
         )
+    offsets = defect_offsets_stage(run, sck)
     model, _ = load_checkpoint(sck)
     res = evaluate_model(
         model.to(run.device), run.test_recs, *normalization("student"), progress=True, desc=name
@@ -659,11 +659,94 @@ def student_stage(run: Run, tname: str) -> None:
         "seed": checkpoint_meta(sck).get("seed"),
         "restarts": without_summary(restarts),
     }
+    if offsets is not None:
+        run.results["students"][tname]["defect_offsets"] = offsets
     if distilled:
         run.stage.record(name, time.perf_counter() - t0)
     else:
         run.reused.append(name)
     run.save()
+
+
+def defect_offsets_stage(run: Run, sck: Path) -> dict[str, Any] | None:
+    """Choose per-texture defect offsets (``train.defect_offsets``) for the student at ``sck`` on
+    a fresh synthetic set (seed ``defect_offsets_seed``) and fold them into its checkpoint. The
+    record (offsets, calibration errors before and after, test accuracy without them, the bias
+    they replaced) goes into the checkpoint's meta: a resumed run reuses it, and other settings
+    (or none: ``defect_offsets_seed=None``) start again from the bias before any offsets."""
+    import torch
+
+    from train.dagm import load_dagm
+    from train.defect_offsets import OFFSET_GRID, choose_offsets, fold_offsets
+    from train.evaluate import CLASS_DEFECTIVE, CLASS_TEXTURE, evaluate_model, grid_logits
+    from train.models import load_checkpoint, normalization, save_checkpoint
+    from train.synth import read_recipe
+
+    p = run.preset
+    blob = torch.load(sck, map_location="cpu", weights_only=False)
+    done = blob["meta"].get("defect_offsets")
+    if p.defect_offsets_seed is None:
+        if done is not None:  # a reused checkpoint offset by a run with other settings
+            model, _ = load_checkpoint(sck)
+            last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+            with torch.no_grad():
+                last.bias.copy_(torch.as_tensor(done["bias_before"], dtype=last.bias.dtype))
+            meta = {k: v for k, v in blob["meta"].items() if k != "defect_offsets"}
+            save_checkpoint(
+                sck, model, blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
+            )
+        return None
+    if read_recipe(run.root) is None:
+        msg = (
+            f"defect offsets are chosen on a fresh synthetic set, but {run.root} was not written"
+            " by train.synth: run without defect_offsets_seed"
+        )
+        raise ValueError(msg)
+    key = {
+        "seed": p.defect_offsets_seed,
+        "good": p.synth_good,
+        "defective": p.synth_defective,
+        "version": p.synth_version,
+        "grid": [float(OFFSET_GRID[0]), float(OFFSET_GRID[-1]), len(OFFSET_GRID)],
+    }
+    if done is not None and done.get("key") == key:
+        return dict(done)
+    run.stage(f"defect offsets for {sck.stem} on a fresh synthetic set (seed {key['seed']})")
+    t0 = time.perf_counter()
+    model, _ = load_checkpoint(sck)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    if done is not None:  # offsets of other settings: back to the distilled bias first
+        with torch.no_grad():
+            last.bias.copy_(torch.as_tensor(done["bias_before"], dtype=last.bias.dtype))
+    bias_before = last.bias.detach().tolist()
+    root = run.out / "data" / f"calibration-v{p.synth_version}-s{p.defect_offsets_seed}"
+    ensure_data(p, root, seed=p.defect_offsets_seed)
+    mean, std = normalization("student")
+    model = model.to(run.device)
+    logits, labels = grid_logits(model, list(load_dagm(root)), mean, std, progress=True)
+    without = evaluate_model(model, run.test_recs, mean, std).metrics()
+    offsets, record = choose_offsets(logits, labels, CLASS_TEXTURE, CLASS_DEFECTIVE)
+    fold_offsets(model, offsets, CLASS_TEXTURE, CLASS_DEFECTIVE)
+    record = {
+        "key": key,
+        "offsets": [float(v) for v in offsets],
+        **record,
+        "calibration_set": str(root),
+        "test_without_offsets": without,
+        "bias_before": bias_before,
+    }
+    meta = {**blob["meta"], "defect_offsets": jsonable(record)}
+    save_checkpoint(
+        sck, model.cpu(), blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
+    )
+    run.stage.record(f"defect offsets {sck.stem}", time.perf_counter() - t0)
+    print(
+        f"   defect offsets {', '.join(f'{v:g}' for v in offsets)}: calibration errors"
+        f" {record['errors_before']} -> {record['errors_after']} of {record['images']} images;"
+        f" test accuracy without them {100 * without['accuracy']:.2f}%",
+        flush=True,
+    )
+    return meta["defect_offsets"]
 
 
 # --------------------------------------------------------------------------- export
