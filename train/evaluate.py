@@ -116,42 +116,6 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros((0, NUM_CLASSES), np.float32)
 
 
-def evaluate_model(
-    model: Any,
-    records: Sequence[Any],
-    mean: Sequence[float],
-    std: Sequence[float],
-    *,
-    images_per_batch: int = 14,
-    progress: bool = False,
-    desc: str = "evaluate",
-) -> EvalResult:
-    """§4 protocol for a PyTorch model over ``records`` (DagmRecord)."""
-    from train.patches import test_grid_patches
-
-    t0 = time.perf_counter()
-    labels, preds, pclasses, paths = [], [], [], []
-    bar = _progress(len(records), desc) if progress else None
-    for chunk in _batched(list(records), images_per_batch):
-        grids = [test_grid_patches(rec) for rec in chunk]
-        patches = np.concatenate([np.asarray(g[0]) for g in grids])
-        logits = predict_logits(model, patches, mean, std, batch=len(patches))
-        per = len(patches) // len(chunk)
-        for i, rec in enumerate(chunk):
-            label, pc = vote_label(logits[i * per : (i + 1) * per])
-            labels.append(int(rec.label))
-            preds.append(label)
-            pclasses.append(pc)
-            paths.append(str(rec.path))
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
-    return EvalResult(
-        np.asarray(labels), np.asarray(preds), np.asarray(pclasses), paths, time.perf_counter() - t0
-    )
-
-
 def grid_logits(
     model: Any,
     records: Sequence[Any],
@@ -180,6 +144,31 @@ def grid_logits(
     if not out:
         return np.zeros((0, 9, NUM_CLASSES), np.float32), np.zeros(0, np.int64)
     return np.concatenate(out), np.asarray(labels, np.int64)
+
+
+def evaluate_model(
+    model: Any,
+    records: Sequence[Any],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    images_per_batch: int = 14,
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """§4 protocol for a PyTorch model over ``records`` (DagmRecord)."""
+    t0 = time.perf_counter()
+    logits, labels = grid_logits(
+        model, records, mean, std, images_per_batch=images_per_batch, progress=progress, desc=desc
+    )
+    votes = [vote_label(z) for z in logits]
+    return EvalResult(
+        labels,
+        np.asarray([label for label, _ in votes]),
+        np.asarray([pc for _, pc in votes]),
+        [str(rec.path) for rec in records],
+        time.perf_counter() - t0,
+    )
 
 
 def evaluate_inspector(
