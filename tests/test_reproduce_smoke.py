@@ -499,3 +499,22 @@ def test_defect_offsets_seed_must_not_be_the_training_seed() -> None:
     )  # fmt: skip
     assert proc.returncode == 2 and "is the training set's synth_seed" in proc.stderr
     assert not Path("/nonexistent/never-written").exists()
+
+
+def test_defect_offsets_on_data_train_synth_did_not_write_are_refused(tmp_path: Path) -> None:
+    """A real copy (no ``synth.json``) has no generator to draw a fresh set from: refused by
+    name before any stage runs."""
+    from train.synth import synthesize
+
+    data = tmp_path / "copy"
+    synthesize(data, good=2, defective=1, seed=5, progress=False)
+    (data / "synth.json").unlink()
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "reproduce", "--preset", "smoke", "--data", str(data),
+         "--defect-offsets-seed", "7", "--out", str(out), "--threads", "1"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "was not written by train.synth: run without --defect-offsets-seed" in proc.stderr
+    assert not (out / "checkpoints").exists()

@@ -384,6 +384,12 @@ def open_run(p: Preset, out: Path, *, threads: int, device: str) -> Run:
             f"{p.good_grid_share}: its checkpoints and patch caches do not fit; use another --out"
         )
         raise DagmError(msg)
+    if p.defect_offsets_seed is not None and read_recipe(root) is None:
+        msg = (
+            f"defect offsets are chosen on a fresh synthetic set of the training generator, but"
+            f" {root} was not written by train.synth: run without --defect-offsets-seed"
+        )
+        raise DagmError(msg)
     record_other_machine(results, machine)
     results.update(
         {
@@ -680,7 +686,6 @@ def defect_offsets_stage(run: Run, sck: Path) -> dict[str, Any] | None:
     from train.defect_offsets import OFFSET_GRID, choose_offsets, fold_offsets
     from train.evaluate import CLASS_DEFECTIVE, CLASS_TEXTURE, evaluate_model, grid_logits
     from train.models import load_checkpoint, normalization, save_checkpoint
-    from train.synth import read_recipe
 
     p = run.preset
     blob = torch.load(sck, map_location="cpu", weights_only=False)
@@ -696,12 +701,6 @@ def defect_offsets_stage(run: Run, sck: Path) -> dict[str, Any] | None:
                 sck, model, blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
             )
         return None
-    if read_recipe(run.root) is None:
-        msg = (
-            f"defect offsets are chosen on a fresh synthetic set, but {run.root} was not written"
-            " by train.synth: run without defect_offsets_seed"
-        )
-        raise ValueError(msg)
     key = {
         "seed": p.defect_offsets_seed,
         "good": p.synth_good,
