@@ -690,33 +690,32 @@ def defect_offsets_stage(run: Run, sck: Path) -> dict[str, Any] | None:
     p = run.preset
     blob = torch.load(sck, map_location="cpu", weights_only=False)
     done = blob["meta"].get("defect_offsets")
-    if p.defect_offsets_seed is None:
-        if done is not None:  # a reused checkpoint offset by a run with other settings
-            model, _ = load_checkpoint(sck)
-            last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-            with torch.no_grad():
-                last.bias.copy_(torch.as_tensor(done["bias_before"], dtype=last.bias.dtype))
-            meta = {k: v for k, v in blob["meta"].items() if k != "defect_offsets"}
-            save_checkpoint(
-                sck, model, blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
-            )
+    key = None
+    if p.defect_offsets_seed is not None:
+        key = {
+            "seed": p.defect_offsets_seed,
+            "good": p.synth_good,
+            "defective": p.synth_defective,
+            "version": p.synth_version,
+            "grid": [float(OFFSET_GRID[0]), float(OFFSET_GRID[-1]), len(OFFSET_GRID)],
+        }
+    if done is None and key is None:
         return None
-    key = {
-        "seed": p.defect_offsets_seed,
-        "good": p.synth_good,
-        "defective": p.synth_defective,
-        "version": p.synth_version,
-        "grid": [float(OFFSET_GRID[0]), float(OFFSET_GRID[-1]), len(OFFSET_GRID)],
-    }
     if done is not None and done.get("key") == key:
         return dict(done)
-    run.stage(f"defect offsets for {sck.stem} on a fresh synthetic set (seed {key['seed']})")
-    t0 = time.perf_counter()
     model, _ = load_checkpoint(sck)
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if done is not None:  # offsets of other settings: back to the distilled bias first
+    if done is not None:  # offsets of other settings (or of none): back to the distilled bias
         with torch.no_grad():
             last.bias.copy_(torch.as_tensor(done["bias_before"], dtype=last.bias.dtype))
+    meta = {k: v for k, v in blob["meta"].items() if k != "defect_offsets"}
+    if key is None:
+        save_checkpoint(
+            sck, model, blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
+        )
+        return None
+    run.stage(f"defect offsets for {sck.stem} on a fresh synthetic set (seed {key['seed']})")
+    t0 = time.perf_counter()
     bias_before = last.bias.detach().tolist()
     root = run.out / "data" / f"calibration-v{p.synth_version}-s{p.defect_offsets_seed}"
     ensure_data(p, root, seed=p.defect_offsets_seed)
@@ -728,13 +727,13 @@ def defect_offsets_stage(run: Run, sck: Path) -> dict[str, Any] | None:
     fold_offsets(model, offsets, CLASS_TEXTURE, CLASS_DEFECTIVE)
     record = {
         "key": key,
-        "offsets": [float(v) for v in offsets],
+        "offsets": [round(float(v), 6) for v in offsets],  # grid values, without float32 noise
         **record,
         "calibration_set": str(root),
         "test_without_offsets": without,
         "bias_before": bias_before,
     }
-    meta = {**blob["meta"], "defect_offsets": jsonable(record)}
+    meta["defect_offsets"] = jsonable(record)
     save_checkpoint(
         sck, model.cpu(), blob["arch"], blob["arch_kwargs"], blob.get("init_state_dict"), meta
     )
