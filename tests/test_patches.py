@@ -314,3 +314,46 @@ def test_grid_share_zero_is_the_papers_sampler_and_a_share_mixes() -> None:
 def test_grid_share_outside_0_1_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match=r"grid_share must be in 0\.\.1"):
         collect(sample_noaug(_records(), np.random.default_rng(0), grid_share=share))
+
+
+def test_texture_repeat_multiplies_one_textures_patches_and_keeps_the_others() -> None:
+    """A factor of 3 on texture 1 gives its good and defective images 3× the patches, each still
+    holding its defect; the other textures' patches are the plain sampler's counts."""
+    recs = _records()
+    plain = collect(sample_aug(recs, np.random.default_rng(6), loader=_painted))
+    more = collect(
+        sample_aug(recs, np.random.default_rng(6), loader=_painted, texture_repeat=(1, 3, 1))
+    )
+    a, b = Counter(plain.labels.tolist()), Counter(more.labels.tolist())
+    assert (b[2], b[3]) == (3 * a[2], 3 * a[3]) and a[2] > 0 and a[3] > 0
+    assert all(b[k] == a[k] for k in (0, 1, 4, 5))
+    defective = np.array([recs[i].defective for i in more.record_index.tolist()])
+    assert _check_contains(recs, more) == int(defective.sum())
+    ones = collect(
+        sample_aug(recs, np.random.default_rng(6), loader=_painted, texture_repeat=(1, 1, 1))
+    )
+    assert np.array_equal(ones.patches, plain.patches)
+
+
+@pytest.mark.parametrize("bad", [(1, 0, 1), (1, 1.5, 1), (1, True, 1), (1, -2, 1)])
+def test_a_texture_repeat_that_is_not_a_whole_factor_is_refused(bad: tuple[object, ...]) -> None:
+    with pytest.raises(ValueError, match=r"texture_repeat\[1\] \(class 2\) must be a whole number"):
+        collect(sample_aug(_records(), np.random.default_rng(0), texture_repeat=bad))  # type: ignore[arg-type]
+
+
+def test_a_texture_repeat_too_short_for_the_data_names_the_image_and_class() -> None:
+    with pytest.raises(
+        ValueError, match=r"t2/.*factors for classes 1-2, but this image is of class 3"
+    ):
+        collect(
+            sample_aug(_records(), np.random.default_rng(0), loader=_painted, texture_repeat=(1, 2))
+        )
+
+
+def test_repeat_tag_names_only_a_changed_set() -> None:
+    pytest.importorskip("torch", reason="train.torchdata needs the [train] extra")
+    from train.torchdata import repeat_tag
+
+    assert repeat_tag(()) == "" and repeat_tag((1,) * 6) == ""  # old cache names stay valid
+    assert repeat_tag((1, 1, 1, 3, 1, 1)) == "-r1_1_1_3_1_1"
+    assert repeat_tag((1, 12, 1)) != repeat_tag((1, 1, 21))

@@ -380,6 +380,24 @@ def test_a_good_grid_share_outside_0_1_is_refused(share: float) -> None:
     assert proc.returncode == 2 and "--good-grid-share must be in 0..1" in proc.stderr
 
 
+def test_a_texture_repeat_that_is_not_whole_factors_is_refused_before_any_stage() -> None:
+    from train.presets import get_preset
+
+    with pytest.raises(ValueError, match=r"'cpu': aug_texture_repeat\[3\] \(class 4\)"):
+        get_preset("cpu", aug_texture_repeat=(1, 1, 1, 0, 1, 1))
+    for text, says in (
+        ("1,1,x", "--aug-texture-repeat must be whole numbers separated by commas"),
+        ("1,0", "aug_texture_repeat[1] (class 2) must be a whole number >= 1"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "train", "reproduce", "--preset", "smoke",
+             "--aug-texture-repeat", text, "--out", "/nonexistent/never-written"],
+            cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not Path("/nonexistent/never-written").exists()
+
+
 def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() -> None:
     """A run's header says which generator version made its data and gives the ``reproduce``
     line with the overrides it ran with (pure functions of results.json)."""
@@ -406,6 +424,11 @@ def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() ->
     assert rerun_command(results).endswith(
         "--distill-epochs 20 --distill-hard-weight 5.0 --distill-restarts 1 --teacher-iters 1000"
     )
+    config.update(aug_texture_repeat=[1, 1, 1, 3, 1, 1], aug_max_patches=32000)
+    assert " --aug-texture-repeat 1,1,1,3,1,1 --aug-max-patches 32000 " in rerun_command(results)
+    assert data_text(results).endswith(", distillation patches per image class 4 ×3")
+    config.update(aug_texture_repeat=[], aug_max_patches=24000)  # the preset's own values
+    assert "--aug-" not in rerun_command(results)
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,10 @@ def test_distill_key_names_restarts_hard_labels_and_c1_init_only_when_used() -> 
         96,
     )
     assert key == {**base, "restarts": 3, "hard_weight": 0.5, "c1_init": "basis"}
+    ones = distill_key(get_preset("smoke", aug_texture_repeat=(1,) * 6), 12, 96)
+    assert ones == base  # all-ones factors are the plain sampler: old checkpoints still match
+    more = distill_key(get_preset("smoke", aug_texture_repeat=(1, 1, 1, 3, 1, 1)), 12, 96)
+    assert more == {**base, "texture_repeat": [1, 1, 1, 3, 1, 1]}
 
 
 def test_a_run_resumed_elsewhere_records_the_first_machine_once() -> None:

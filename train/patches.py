@@ -24,6 +24,7 @@ from train.dagm import DagmError, DagmRecord, defect_bbox, defect_mask, read_ima
 __all__ = [
     "PATCH",
     "PatchBatch",
+    "check_texture_repeat",
     "collect",
     "defect_core",
     "dihedral",
@@ -173,6 +174,18 @@ def _image_patches(
     return corners
 
 
+def check_texture_repeat(texture_repeat: Sequence[int]) -> tuple[int, ...]:
+    """``texture_repeat`` as a tuple of whole factors >= 1 (one per texture, class 1 first; empty:
+    every texture at the sampler's own counts), or a ValueError naming the bad entry."""
+    out = []
+    for i, v in enumerate(texture_repeat):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            msg = f"texture_repeat[{i}] (class {i + 1}) must be a whole number >= 1, got {v!r}"
+            raise ValueError(msg)
+        out.append(int(v))
+    return tuple(out)
+
+
 #: The 8 rotations/flips, and the 4 of them that keep a texture's axes where they were (identity,
 #: half turn, left-right flip, up-down flip): a quarter turn makes vertical fibres horizontal.
 ALL_ORIENTATIONS = tuple(range(8))
@@ -200,7 +213,9 @@ def _sample(
     loader: Loader,
     patch: int,
     grid_share: float = 0.0,
+    texture_repeat: Sequence[int] = (),
 ) -> Iterator[PatchBatch]:
+    repeat = check_texture_repeat(texture_repeat)
     if not 0.0 <= grid_share <= 1.0:
         msg = f"grid_share must be in 0..1, got {grid_share}"
         raise ValueError(msg)
@@ -227,6 +242,14 @@ def _sample(
             img = loader(rec)
             _check_image(rec, img, patch)
             count = defect_per_image if rec.defective else good_per_image
+            if repeat:
+                if rec.texture >= len(repeat):
+                    msg = (
+                        f"{rec.path}: texture_repeat has factors for classes 1-{len(repeat)}, "
+                        f"but this image is of class {rec.texture + 1}"
+                    )
+                    raise ValueError(msg)
+                count *= repeat[rec.texture]
             for x, y in _image_patches(rec, img, count, rng, patch, grid_share):
                 crop = img[y : y + patch, x : x + patch]
                 pick = rng.permutation(len(members))[:orientations].tolist() if rotate else []
@@ -295,9 +318,11 @@ def sample_aug(
     loader: Loader = read_image,
     patch: int = PATCH,
     grid_share: float = 0.0,
+    texture_repeat: Sequence[int] = (),
 ) -> Iterator[PatchBatch]:
     """Scratch-training data (§3.3): ``good_per_image`` random patches per good image and
-    ``defect_per_image`` defect-containing patches per defective image.
+    ``defect_per_image`` defect-containing patches per defective image; ``texture_repeat`` (one
+    factor per texture, class 1 first) multiplies both counts for a texture a student finds hard.
 
     With ``rotate_flip`` every patch is emitted in ``orientations`` distinct random members of the
     rotations/flips in ``members`` (default all 8; 1: a fresh random orientation per pass; 8: all
@@ -319,6 +344,7 @@ def sample_aug(
         loader=loader,
         patch=patch,
         grid_share=grid_share,
+        texture_repeat=texture_repeat,
     )
 
 

@@ -48,6 +48,9 @@ class Preset:
     # rotations/flips of the distillation set (dihedral indices, train.patches.dihedral)
     aug_orientations: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7)
     aug_max_patches_teacher: int | None = None  # cap of the aug set a scratch-aug teacher uses
+    # per texture (class 1 first), a whole factor on the distillation set's patches per image
+    # (good and defective alike; train.patches.sample_aug); () keeps the sampler's counts
+    aug_texture_repeat: tuple[int, ...] = ()
     # share of good patches (teacher and distillation sets) taken at test-grid positions
     # instead of anywhere (train.patches._image_patches); 0 is the paper's sampler
     good_grid_share: float = 0.0
@@ -78,6 +81,15 @@ class Preset:
     latency_frames: int = 20
 
     def __post_init__(self) -> None:
+        from train.patches import check_texture_repeat
+
+        try:
+            object.__setattr__(
+                self, "aug_texture_repeat", check_texture_repeat(self.aug_texture_repeat)
+            )
+        except ValueError as exc:
+            msg = f"preset {self.name!r}: aug_{exc}"
+            raise ValueError(msg) from None
         if self.defect_offsets_seed is not None and self.defect_offsets_seed == self.synth_seed:
             msg = (
                 f"preset {self.name!r}: defect_offsets_seed {self.defect_offsets_seed} is the "

@@ -157,6 +157,10 @@ def data_text(results: dict[str, Any]) -> str:
     share = config.get("good_grid_share", 0.0)
     if share:
         text += f", {share:.0%} of the good training patches at test-grid positions"
+    repeat = config.get("aug_texture_repeat") or []
+    more = [f"class {k} ×{v}" for k, v in enumerate(repeat, 1) if v != 1]
+    if more:
+        text += ", distillation patches per image " + ", ".join(more)
     return text
 
 
@@ -165,6 +169,8 @@ _OVERRIDE_FLAGS = (
     ("data_root", "--data"),
     ("synth_version", "--synth-version"),
     ("good_grid_share", "--good-grid-share"),
+    ("aug_texture_repeat", "--aug-texture-repeat"),
+    ("aug_max_patches", "--aug-max-patches"),
     ("distill_epochs", "--distill-epochs"),
     ("distill_hard_weight", "--distill-hard-weight"),
     ("distill_restarts", "--distill-restarts"),
@@ -185,8 +191,13 @@ def rerun_command(results: dict[str, Any]) -> str:
     except KeyError:  # a preset this version does not have: the name alone
         return parts[0]
     for key, flag in _OVERRIDE_FLAGS:
-        if key in config and config[key] != getattr(base, key, None):
-            parts.append(f"{flag} {config[key]}")
+        default = getattr(base, key, None)
+        value = config.get(key, default)
+        if isinstance(default, tuple):  # results.json holds it as a list
+            default = list(default)
+        if key in config and value != default:
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            parts.append(f"{flag} {shown}")
     iters = {t.get("iters") for t in config.get("teachers", []) if isinstance(t, dict)}
     if len(iters) == 1 and iters != {t.iters for t in base.teachers}:
         parts.append(f"--teacher-iters {iters.pop()}")

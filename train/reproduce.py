@@ -132,6 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         "preset's; 0 is the paper's sampler)",
     )
     ap.add_argument(
+        "--aug-texture-repeat",
+        metavar="F1,...,F6",
+        help="per texture (class 1 first), a whole factor on the distillation set's patches per "
+        "image, e.g. 1,1,1,2,1,1 (overrides the preset's)",
+    )
+    ap.add_argument(
+        "--aug-max-patches",
+        type=int,
+        metavar="N",
+        help="cap of the distillation patch set (overrides the preset's)",
+    )
+    ap.add_argument(
         "--teacher-iters",
         type=int,
         metavar="N",
@@ -200,7 +212,18 @@ def main(argv: list[str] | None = None) -> int:
         if not 0.0 <= args.good_grid_share <= 1.0:
             ap.error(f"--good-grid-share must be in 0..1, got {args.good_grid_share}")
         overrides["good_grid_share"] = args.good_grid_share
+    if args.aug_texture_repeat is not None:
+        try:
+            overrides["aug_texture_repeat"] = tuple(
+                int(v) for v in args.aug_texture_repeat.split(",")
+            )
+        except ValueError:
+            ap.error(
+                "--aug-texture-repeat must be whole numbers separated by commas, got "
+                f"{args.aug_texture_repeat!r}"
+            )
     for flag, key, low in (
+        ("--aug-max-patches", "aug_max_patches", 1),
         ("--distill-epochs", "distill_epochs", 1),
         ("--distill-hard-weight", "distill_hard_weight", 0),
         ("--distill-restarts", "distill_restarts", 1),

@@ -98,29 +98,26 @@ class Run:
     def aug_patches(self) -> tuple[np.ndarray, np.ndarray]:
         """The distillation (aug) patch set and its labels, read or sampled once per run."""
         if self.aug is None:
-            from train.torchdata import grid_tag, orientation_tag, patch_set
+            from train.torchdata import patch_set
 
             p = self.preset
-            tag = orientation_tag(p.aug_orientations) + grid_tag(p.good_grid_share)
             self.aug = patch_set(
                 "aug",
                 self.train_recs,
                 p.seed,
-                self.out / "data" / f"aug-{p.seed}{tag}",
+                self.out / "data" / f"aug-{p.seed}{aug_tag(p)}",
                 max_patches=p.aug_max_patches,
                 members=p.aug_orientations,
                 grid_share=p.good_grid_share,
+                texture_repeat=p.aug_texture_repeat,
             )
         return self.aug
 
     def logits_cache(self, teacher: Path) -> Path:
         from train.distill import logits_cache
-        from train.torchdata import grid_tag, orientation_tag
 
         x, _ = self.aug_patches()
-        p = self.preset
-        tag = orientation_tag(p.aug_orientations) + grid_tag(p.good_grid_share)
-        return logits_cache(self.out / "cache", teacher, len(x), tag)
+        return logits_cache(self.out / "cache", teacher, len(x), aug_tag(self.preset))
 
     def distill_config(self, **changes: Any) -> DistillConfig:
         """The preset's student settings on this run's device and threads."""
@@ -158,6 +155,18 @@ def estimate_seconds(
     return t * max(1, p.trials)
 
 
+def aug_tag(p: Preset) -> str:
+    """The distillation patch set's part of its cache names: orientations, grid share and
+    per-texture repeats (``train.torchdata``), so sets drawn differently never share a file."""
+    from train.torchdata import grid_tag, orientation_tag, repeat_tag
+
+    return (
+        orientation_tag(p.aug_orientations)
+        + grid_tag(p.good_grid_share)
+        + repeat_tag(p.aug_texture_repeat)
+    )
+
+
 def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[str, Any]:
     """What a distilled student depends on: ``reproduce`` reuses a student checkpoint only when
     its recorded key equals this one (same teacher iteration, patch set and settings)."""
@@ -179,6 +188,8 @@ def distill_key(p: Preset, teacher_iteration: int | None, patches: int) -> dict[
         key["restarts"] = p.distill_restarts
     if p.student_c1_init != "random":
         key["c1_init"] = p.student_c1_init
+    if any(v != 1 for v in p.aug_texture_repeat):
+        key["texture_repeat"] = list(p.aug_texture_repeat)
     return key
 
 
@@ -836,6 +847,8 @@ def sweep_stage(run: Run) -> None:
             "epochs": p.sweep_epochs,
             "c1_init": p.student_c1_init,
         }
+        if any(v != 1 for v in p.aug_texture_repeat):
+            settings["texture_repeat"] = list(p.aug_texture_repeat)
         for c in p.sweep:
             key = f"{tname}:{'x'.join(map(str, c))}"
             point = sweep.get(key, {})

@@ -49,6 +49,14 @@ def grid_tag(share: float) -> str:
     return f"-g{round(share * 100)}" if share > 0 else ""
 
 
+def repeat_tag(texture_repeat: Sequence[int]) -> str:
+    """An empty tag when every texture keeps the sampler's patch counts, else ``-r`` + the
+    factors (``-r1_1_1_2_1_1``): part of a patch set's cache name."""
+    if all(int(v) == 1 for v in texture_repeat):
+        return ""
+    return "-r" + "_".join(str(int(v)) for v in texture_repeat)
+
+
 def orientation_tag(members: Sequence[int]) -> str:
     """An empty tag for all 8 rotations/flips, else ``-d`` + the members (``-d0246``): part of a
     patch set's cache name, so sets drawn with different orientations never share a file."""
