@@ -401,33 +401,39 @@ def test_a_texture_repeat_that_is_not_whole_factors_is_refused_before_any_stage(
 def test_the_report_names_the_generator_and_the_command_that_reruns_the_run() -> None:
     """A run's header says which generator version made its data and gives the ``reproduce``
     line with the overrides it ran with (pure functions of results.json)."""
+    from train.presets import get_preset
     from train.report import data_text, rerun_command
 
-    preset_teachers = [{"name": "transfer", "iters": 2000}, {"name": "scratch", "iters": 500}]
-    config = {"data_root": "data/synth-dagm", "good_grid_share": 0.0, "teachers": preset_teachers}
+    cpu = get_preset("cpu")  # the preset's own values give no flags, whatever they are
+    preset_teachers = [{"name": t.name, "iters": t.iters} for t in cpu.teachers]
+    config = {"data_root": cpu.data_root, "good_grid_share": cpu.good_grid_share,
+              "teachers": preset_teachers}  # fmt: skip
     results = {"preset": "cpu", "config": config, "data": {"fingerprint": "abc"}}
     assert rerun_command(results) == "python -m train reproduce --preset cpu"
+    assert data_text(results).startswith(", synthetic generator version 1 (fingerprint `abc`)")
+    config.pop("good_grid_share")
     assert data_text(results) == ", synthetic generator version 1 (fingerprint `abc`)"
-    halved = [{"name": "transfer", "iters": 1000}, {"name": "scratch", "iters": 1000}]
-    config.update(data_root="data/synth-dagm-v4", synth_version=4, good_grid_share=0.25)
-    config["teachers"] = halved
+    other = [{"name": t.name, "iters": 7} for t in cpu.teachers]
+    config.update(data_root="data/elsewhere", synth_version=3, good_grid_share=0.4, teachers=other)
     assert rerun_command({**results, "out": "results/cpu"}) == (
-        "python -m train reproduce --preset cpu --data data/synth-dagm-v4 --synth-version 4"
-        " --good-grid-share 0.25 --teacher-iters 1000 --out results/cpu"
+        "python -m train reproduce --preset cpu --data data/elsewhere --synth-version 3"
+        " --good-grid-share 0.4 --teacher-iters 7 --out results/cpu"
     )
     assert data_text(results) == (
-        ", synthetic generator version 4 (fingerprint `abc`), 25% of the good training patches"
+        ", synthetic generator version 3 (fingerprint `abc`), 40% of the good training patches"
         " at test-grid positions"
     )
     assert rerun_command({"preset": "nope"}) == "python -m train reproduce --preset nope"
-    config.update(distill_epochs=20, distill_hard_weight=5.0, distill_restarts=1)
+    config.update(distill_epochs=3, distill_hard_weight=2.5, distill_restarts=5)
     assert rerun_command(results).endswith(
-        "--distill-epochs 20 --distill-hard-weight 5.0 --distill-restarts 1 --teacher-iters 1000"
+        "--distill-epochs 3 --distill-hard-weight 2.5 --distill-restarts 5 --teacher-iters 7"
     )
-    config.update(aug_texture_repeat=[1, 1, 1, 3, 1, 1], aug_max_patches=32000)
-    assert " --aug-texture-repeat 1,1,1,3,1,1 --aug-max-patches 32000 " in rerun_command(results)
-    assert data_text(results).endswith(", distillation patches per image class 4 ×3")
-    config.update(aug_texture_repeat=[], aug_max_patches=24000)  # the preset's own values
+    config.update(aug_texture_repeat=[1, 1, 1, 1, 5, 1], aug_max_patches=1000)
+    assert " --aug-texture-repeat 1,1,1,1,5,1 --aug-max-patches 1000 " in rerun_command(results)
+    assert data_text(results).endswith(", distillation patches per image class 5 ×5")
+    config.update(  # the preset's own values, as results.json holds them
+        aug_texture_repeat=list(cpu.aug_texture_repeat), aug_max_patches=cpu.aug_max_patches
+    )
     assert "--aug-" not in rerun_command(results)
 
 
